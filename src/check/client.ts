@@ -1,0 +1,81 @@
+// Step 3 of SPEC's evaluation order, first half: who the client is. Forwarding headers are
+// believed only from a trusted peer, and only the one client-address header the site trusts.
+
+import { matchCidr } from '../net/cidr.js'
+import { parseForwarded, parseNode } from '../net/forwarding.js'
+import { type Ip, parseIp } from '../net/ip.js'
+import type { CompiledSite } from '../policy/compile.js'
+import type { CheckInput, Client } from './types.js'
+
+function isOws(c: number): boolean {
+  return c === 0x20 || c === 0x09
+}
+
+/**
+ * Walks an x-forwarded-for value from the right (the hop nearest the peer) and returns the first
+ * address that is not a trusted proxy; the leftmost when all are. Undefined (client unknown) at
+ * the first entry that is not an address. Empty elements are skipped.
+ */
+function walkForwardedFor(site: CompiledSite, value: string, peer: Ip): Ip | undefined {
+  let leftmost = peer
+  let end = value.length
+  for (;;) {
+    const comma = end > 0 ? value.lastIndexOf(',', end - 1) : -1
+    let start = comma + 1
+    let stop = end
+    while (start < stop && isOws(value.charCodeAt(start))) start++
+    while (stop > start && isOws(value.charCodeAt(stop - 1))) stop--
+    if (start < stop) {
+      const ip = parseNode(value, start, stop, true)
+      if (ip === undefined) return undefined
+      if (!matchCidr(site.trustedProxies, ip)) return ip
+      leftmost = ip
+    }
+    if (comma < 0) return leftmost
+    end = comma
+  }
+}
+
+/** The same walk over RFC 7239 `for=` nodes; a malformed element ends it, client unknown. */
+function walkForwarded(site: CompiledSite, value: string, peer: Ip): Ip | undefined {
+  const elements = parseForwarded(value)
+  let leftmost = peer
+  for (let i = elements.length - 1; i >= 0; i--) {
+    const node = elements[i]?.for
+    if (node === undefined) return undefined
+    const ip = parseNode(node, 0, node.length, false, true)
+    if (ip === undefined) return undefined
+    if (!matchCidr(site.trustedProxies, ip)) return ip
+    leftmost = ip
+  }
+  return leftmost
+}
+
+/** x-real-ip / x-client-ip: one address; any list or non-address makes the client unknown. */
+function walkSingle(value: string, peer: Ip): Ip | undefined {
+  let start = 0
+  let stop = value.length
+  while (start < stop && isOws(value.charCodeAt(start))) start++
+  while (stop > start && isOws(value.charCodeAt(stop - 1))) stop--
+  if (start === stop) return peer
+  // Trusted or not, the one address is the client: it is the whole chain left of the peer.
+  return parseNode(value, start, stop, true)
+}
+
+export function resolveClient(site: CompiledSite, input: CheckInput): Client {
+  const peer = parseIp(input.peer)
+  if (peer === undefined) return { ip: undefined, peerTrusted: false }
+  const peerTrusted = matchCidr(site.trustedProxies, peer)
+  const header = site.clientHeader
+  const value = peerTrusted && header ? input.http?.headers.get(header) : undefined
+  if (value === undefined || header === undefined) return { ip: peer, peerTrusted }
+  switch (header) {
+    case 'x-forwarded-for':
+      return { ip: walkForwardedFor(site, value, peer), peerTrusted }
+    case 'forwarded':
+      return { ip: walkForwarded(site, value, peer), peerTrusted }
+    case 'x-real-ip':
+    case 'x-client-ip':
+      return { ip: walkSingle(value, peer), peerTrusted }
+  }
+}

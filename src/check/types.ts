@@ -1,0 +1,62 @@
+import type { Ip } from '../net/ip.js'
+import type { CompiledSite } from '../policy/compile.js'
+
+/** SPEC's closed set of reasons: used verbatim in answers, logs and metric labels. */
+export const REASONS = [
+  'unknown_site',
+  'health_check',
+  'client_denied',
+  'client_not_allowed',
+  'invalid_host',
+  'host_allowed',
+  'host_cidr',
+  'host_not_allowed',
+  'tcp_client_allowed',
+  'not_http',
+  'invalid_request',
+] as const
+export type Reason = (typeof REASONS)[number]
+
+export const MODES = ['enforce', 'dry_run'] as const
+export type Mode = (typeof MODES)[number]
+
+/** The HTTP part of a CheckRequest, as far as hostguard reads it. */
+export interface HttpInput {
+  /** `http.host`, else the `:authority` header, else `host`; undefined when none is set. */
+  readonly authority: string | undefined
+  /** `http.path` without its query string. */
+  readonly path: string
+  readonly method: string
+  /** Only the headers the policy reads, lower-case keys; repeated headers joined with `,`. */
+  readonly headers: ReadonlyMap<string, string>
+}
+
+/** What `decode` takes from a CheckRequest: plain values, no proto objects. */
+export interface CheckInput {
+  /** `attributes.source.address.socket_address.address`; empty when absent. */
+  readonly peer: string
+  /** `attributes.context_extensions["site"]`; undefined when absent. */
+  readonly site: string | undefined
+  /** Undefined for requests without an HTTP part (network filter, TCP, empty message). */
+  readonly http: HttpInput | undefined
+}
+
+/** The client a request is decided for. */
+export interface Client {
+  /** The resolved address; undefined when unknown (a non-address in the chain, no peer). */
+  readonly ip: Ip | undefined
+  /** The peer, Envoy's downstream address, is a trusted proxy. */
+  readonly peerTrusted: boolean
+}
+
+/** The outcome of one request; built by `decide` with every field set (one object shape). */
+export interface Decision {
+  readonly site: CompiledSite
+  readonly client: Client
+  readonly reason: Reason
+  /** What was decided; in dry run the answer may allow when this is false. */
+  readonly allowed: boolean
+  /** The HTTP status of a deny; 0 when allowed. */
+  readonly status: number
+  readonly mode: Mode
+}

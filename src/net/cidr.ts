@@ -1,0 +1,130 @@
+import type { Ip } from './ip.js'
+
+/** A range as written in a policy: an address and a prefix length (32 or 128 for one address). */
+export interface CidrRange {
+  readonly ip: Ip
+  readonly prefix: number
+}
+
+/**
+ * Ranges compiled once into sorted, merged, non-overlapping intervals, so that a lookup is one
+ * binary search with no allocation, however many entries the policy holds.
+ * An IPv4 address a is the same as ::ffff:a, so an IPv6 range that covers part of ::ffff:0:0/96
+ * also covers those IPv4 addresses (`::/0` is every address, as in proxy-addr).
+ */
+export interface CidrMatcher {
+  readonly size: number
+  /** [start0, end0, start1, end1, …] */
+  readonly v4: Float64Array
+  /** Four words a bound: [start0 w0..w3, end0 w0..w3, start1 …] */
+  readonly v6: Uint32Array
+}
+
+const TWO_32 = 2 ** 32
+
+function v4Interval(value: number, prefix: number): [number, number] {
+  const size = 2 ** (32 - prefix)
+  const start = Math.floor(value / size) * size
+  return [start, start + size - 1]
+}
+
+function toBig(words: readonly number[]): bigint {
+  let n = 0n
+  for (const w of words) n = (n << 32n) | BigInt(w >>> 0)
+  return n
+}
+
+function toWords(n: bigint): number[] {
+  return [
+    Number((n >> 96n) & 0xffffffffn),
+    Number((n >> 64n) & 0xffffffffn),
+    Number((n >> 32n) & 0xffffffffn),
+    Number(n & 0xffffffffn),
+  ]
+}
+
+const MAPPED_START = 0xffffn << 32n
+const MAPPED_END = MAPPED_START + 0xffffffffn
+
+function merge<T extends number | bigint>(intervals: [T, T][], successor: (x: T) => T): [T, T][] {
+  intervals.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+  const merged: [T, T][] = []
+  for (const [start, end] of intervals) {
+    const last = merged.at(-1)
+    // Adjacent intervals merge too: [a, b] and [b + 1, c] are [a, c].
+    if (last && start <= successor(last[1])) {
+      if (end > last[1]) last[1] = end
+    } else {
+      merged.push([start, end])
+    }
+  }
+  return merged
+}
+
+export function compileCidrs(ranges: readonly CidrRange[]): CidrMatcher {
+  const v4: [number, number][] = []
+  const v6: [bigint, bigint][] = []
+  for (const { ip, prefix } of ranges) {
+    if (ip.family === 4) {
+      v4.push(v4Interval(ip.value, prefix))
+      continue
+    }
+    const hostBits = BigInt(128 - prefix)
+    const start = (toBig(ip.words) >> hostBits) << hostBits
+    const end = start + (1n << hostBits) - 1n
+    v6.push([start, end])
+    if (start <= MAPPED_END && end >= MAPPED_START) {
+      const from = start > MAPPED_START ? start : MAPPED_START
+      const to = end < MAPPED_END ? end : MAPPED_END
+      v4.push([Number(from - MAPPED_START), Number(to - MAPPED_START)])
+    }
+  }
+  const mergedV4 = merge(v4, (x) => x + 1)
+  const mergedV6 = merge(v6, (x) => x + 1n)
+  const v6Words = new Uint32Array(mergedV6.length * 8)
+  mergedV6.forEach(([start, end], i) => {
+    v6Words.set(toWords(start), i * 8)
+    v6Words.set(toWords(end), i * 8 + 4)
+  })
+  return { size: ranges.length, v4: Float64Array.from(mergedV4.flat()), v6: v6Words }
+}
+
+function inV4(table: Float64Array, value: number): boolean {
+  let lo = 0
+  let hi = (table.length >>> 1) - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1
+    const start = table[mid * 2] ?? TWO_32
+    const end = table[mid * 2 + 1] ?? -1
+    if (value < start) hi = mid - 1
+    else if (value > end) lo = mid + 1
+    else return true
+  }
+  return false
+}
+
+/** Compares the address words with the bound at table[offset..offset+3]. */
+function compareV6(table: Uint32Array, offset: number, words: readonly number[]): number {
+  for (let k = 0; k < 4; k++) {
+    const a = words[k] ?? 0
+    const b = table[offset + k] ?? 0
+    if (a !== b) return a < b ? -1 : 1
+  }
+  return 0
+}
+
+function inV6(table: Uint32Array, words: readonly number[]): boolean {
+  let lo = 0
+  let hi = (table.length >>> 3) - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1
+    if (compareV6(table, mid * 8, words) < 0) hi = mid - 1
+    else if (compareV6(table, mid * 8 + 4, words) > 0) lo = mid + 1
+    else return true
+  }
+  return false
+}
+
+export function matchCidr(matcher: CidrMatcher, ip: Ip): boolean {
+  return ip.family === 4 ? inV4(matcher.v4, ip.value) : inV6(matcher.v6, ip.words)
+}

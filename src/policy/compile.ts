@@ -1,0 +1,130 @@
+// PolicySpec → CompiledPolicy: lookup structures and precomputed answer parts, built once per
+// load and deep-frozen, so a request only reads them.
+
+import { type SiteAnswers, prepareAnswers } from '../check/encode.js'
+import { type CidrMatcher, type CidrRange, compileCidrs } from '../net/cidr.js'
+import { compileHosts, type HostMatcher } from '../net/host.js'
+import {
+  CLIENT_ADDRESS_HEADERS,
+  type ClientAddressHeader,
+  DEFAULT_DENY_STATUS,
+  DEFAULT_TRUSTED_HEADERS,
+  FORWARDING_HEADERS,
+  HOST_HEADERS,
+  type HostHeader,
+  type PolicySpec,
+  type SiteSpec,
+  TOP_LEVEL_SITE,
+} from './schema.js'
+
+export interface CompiledHealthCheck {
+  readonly header: string
+  readonly secret: Buffer
+  readonly paths: ReadonlySet<string> | undefined
+}
+
+export interface CompiledSite {
+  readonly name: string
+  readonly trustedProxies: CidrMatcher
+  /** The trusted client-address header, if any. */
+  readonly clientHeader: ClientAddressHeader | undefined
+  /** The trusted host header, if any. */
+  readonly hostHeader: HostHeader | undefined
+  readonly allowedHosts: HostMatcher
+  readonly allowedCidrNets: CidrMatcher
+  readonly clientAllow: CidrMatcher | undefined
+  readonly clientDeny: CidrMatcher | undefined
+  readonly healthCheck: CompiledHealthCheck | undefined
+  readonly clientIpHeader: string | undefined
+  readonly denyStatus: number
+  readonly dryRun: boolean
+  readonly answers: SiteAnswers
+}
+
+export interface CompiledPolicy {
+  readonly top: CompiledSite
+  readonly sites: ReadonlyMap<string, CompiledSite>
+  /** Every header any site reads: the decoder keeps only these. */
+  readonly headerNames: ReadonlySet<string>
+}
+
+/** Compiles a range list once and reuses it for every site that inherits the same list. */
+function cidrCompiler(): (ranges: readonly CidrRange[]) => CidrMatcher {
+  const cache = new Map<readonly CidrRange[], CidrMatcher>()
+  return (ranges) => {
+    let matcher = cache.get(ranges)
+    if (!matcher) {
+      matcher = compileCidrs(ranges)
+      cache.set(ranges, matcher)
+    }
+    return matcher
+  }
+}
+
+function compileSite(
+  name: string,
+  own: SiteSpec,
+  top: SiteSpec,
+  cidrs: (ranges: readonly CidrRange[]) => CidrMatcher,
+): CompiledSite {
+  const pick = <K extends keyof SiteSpec>(key: K): SiteSpec[K] => (own[key] !== undefined ? own[key] : top[key])
+  const trustedHeaders = pick('trustedHeaders') ?? DEFAULT_TRUSTED_HEADERS
+  const clientCidrs = pick('clientCidrs') ?? undefined
+  const healthCheck = pick('healthCheck') ?? undefined
+  const clientIpHeader = pick('clientIpHeader') ?? undefined
+  const deny = pick('deny')
+  const denyStatus = deny?.status ?? DEFAULT_DENY_STATUS
+  const dryRun = pick('dryRun') ?? false
+  const trusted = new Set<string>(trustedHeaders)
+  return {
+    name,
+    trustedProxies: cidrs(pick('trustedProxies') ?? []),
+    clientHeader: CLIENT_ADDRESS_HEADERS.find((h) => trusted.has(h)),
+    hostHeader: HOST_HEADERS.find((h) => trusted.has(h)),
+    allowedHosts: compileHosts(pick('allowedHosts') ?? []),
+    allowedCidrNets: cidrs(pick('allowedCidrNets') ?? []),
+    clientAllow: clientCidrs?.allow ? cidrs(clientCidrs.allow) : undefined,
+    clientDeny: clientCidrs?.deny ? cidrs(clientCidrs.deny) : undefined,
+    healthCheck: healthCheck && {
+      header: healthCheck.header,
+      secret: healthCheck.secret,
+      paths: healthCheck.paths ? new Set(healthCheck.paths) : undefined,
+    },
+    clientIpHeader,
+    denyStatus,
+    dryRun,
+    answers: prepareAnswers({
+      name,
+      removeUntrusted: FORWARDING_HEADERS,
+      removeTrusted: FORWARDING_HEADERS.filter((h) => !trusted.has(h)),
+      clientIpHeader,
+      denyStatus,
+      showReason: deny?.showReason ?? false,
+      dryRun,
+    }),
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value
+  // Typed arrays and Buffers cannot be frozen; nothing writes to them after compile.
+  if (ArrayBuffer.isView(value)) return value
+  if (value instanceof Map || value instanceof Set) {
+    for (const item of value instanceof Map ? [...value.keys(), ...value.values()] : value) deepFreeze(item)
+  } else {
+    for (const item of Object.values(value)) deepFreeze(item)
+  }
+  return Object.freeze(value)
+}
+
+export function compilePolicy(spec: PolicySpec): CompiledPolicy {
+  const cidrs = cidrCompiler()
+  const top = compileSite(TOP_LEVEL_SITE, spec.top, spec.top, cidrs)
+  const sites = new Map<string, CompiledSite>()
+  for (const [name, site] of spec.sites) sites.set(name, compileSite(name, site, spec.top, cidrs))
+  const headerNames = new Set<string>([':authority', 'host', ...FORWARDING_HEADERS])
+  for (const site of [top, ...sites.values()]) {
+    if (site.healthCheck) headerNames.add(site.healthCheck.header)
+  }
+  return deepFreeze({ top, sites, headerNames })
+}

@@ -1,0 +1,562 @@
+// Policy file (YAML or JSON) → PolicySpec. Load is cold, so it reports every problem at once,
+// each with a stable code and the file:line:col of the node it is about (SPEC "Policy file").
+
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import ipaddr from 'ipaddr.js'
+import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml'
+import type { CidrRange } from '../net/cidr.js'
+import { type Ip, parseIp } from '../net/ip.js'
+import { PolicyError, type PolicyErrorCode, PolicyLoadError, type SourcePos } from './errors.js'
+import {
+  CLIENT_ADDRESS_HEADERS,
+  type ClientCidrsSpec,
+  DEFAULT_DENY_STATUS,
+  DENY_STATUSES,
+  type DenySpec,
+  HOST_HEADERS,
+  type HealthCheckSpec,
+  type PolicySpec,
+  type SiteSpec,
+  TOP_LEVEL_SITE,
+  TRUSTABLE_HEADERS,
+  type TrustableHeader,
+} from './schema.js'
+
+const SITE_KEYS = [
+  'trustedProxies',
+  'trustedHeaders',
+  'allowedHosts',
+  'allowedCidrNets',
+  'clientCidrs',
+  'healthCheck',
+  'clientIpHeader',
+  'deny',
+  'dryRun',
+] as const
+const TOP_KEYS = ['version', ...SITE_KEYS, 'sites'] as const
+
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
+const SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
+const DOMAIN = /^[a-z0-9.-]+$/
+const BRACKETED_V6 = /^\[[a-f0-9]*:[a-f0-9.:]+\]$/
+
+type Value = Node | null
+
+interface Ctx {
+  readonly file: string
+  readonly baseDir: string
+  readonly lines: LineCounter
+  readonly env: NodeJS.ProcessEnv
+  readonly errors: PolicyError[]
+  readonly resolveAlias: (node: Node) => Value
+}
+
+function position(ctx: Ctx, node: Value, field: string): SourcePos {
+  const { line, col } = ctx.lines.linePos(node?.range?.[0] ?? 0)
+  return { file: ctx.file, line, col, field }
+}
+
+function report(ctx: Ctx, code: PolicyErrorCode, node: Value, field: string, detail: string): void {
+  ctx.errors.push(new PolicyError(code, position(ctx, node, field), detail))
+}
+
+function deref(ctx: Ctx, node: unknown): Value {
+  if (node === null || node === undefined) return null
+  if (isAlias(node)) return ctx.resolveAlias(node)
+  return node as Node
+}
+
+function isNull(node: Value): boolean {
+  return node === null || (isScalar(node) && node.value === null)
+}
+
+function describe(node: Value): string {
+  if (isNull(node)) return 'nothing (null)'
+  if (isMap(node)) return 'a mapping'
+  if (isSeq(node)) return 'a list'
+  if (isScalar(node)) return `${typeof node.value} ${JSON.stringify(node.value)}`
+  return 'something else'
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      cur.push(Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost))
+    }
+    prev = cur
+  }
+  return prev[b.length] ?? 0
+}
+
+/** A mapping's entries by key; unknown and non-string keys are reported. */
+function entries(
+  ctx: Ctx,
+  node: Value,
+  field: string,
+  known: readonly string[] | undefined,
+): Map<string, { key: Value; value: Value }> | undefined {
+  if (!isMap(node)) {
+    report(ctx, 'POLICY_TYPE', node, field, `expected a mapping, got ${describe(node)}`)
+    return undefined
+  }
+  const out = new Map<string, { key: Value; value: Value }>()
+  for (const pair of node.items) {
+    const key = deref(ctx, pair.key)
+    const name = isScalar(key) ? key.value : undefined
+    const path = field ? `${field}.${String(name)}` : String(name)
+    if (typeof name !== 'string') {
+      report(ctx, 'POLICY_TYPE', key, path, `keys must be strings, got ${describe(key)}`)
+      continue
+    }
+    if (known && !known.includes(name)) {
+      const near = known.find((k) => editDistance(k.toLowerCase(), name.toLowerCase()) <= 2)
+      const hint = near ? ` (did you mean ${near}?)` : ` (known keys: ${known.join(', ')})`
+      report(ctx, 'POLICY_UNKNOWN_KEY', key, path, `unknown key "${name}"${hint}`)
+      continue
+    }
+    out.set(name, { key, value: deref(ctx, pair.value) })
+  }
+  return out
+}
+
+function list(ctx: Ctx, node: Value, field: string): Value[] | undefined {
+  if (!isSeq(node)) {
+    report(ctx, 'POLICY_TYPE', node, field, `expected a list, got ${describe(node)}`)
+    return undefined
+  }
+  return node.items.map((item) => deref(ctx, item))
+}
+
+function string(ctx: Ctx, node: Value, field: string): string | undefined {
+  if (isScalar(node) && typeof node.value === 'string') return node.value
+  report(ctx, 'POLICY_TYPE', node, field, `expected a string, got ${describe(node)}`)
+  return undefined
+}
+
+function boolean(ctx: Ctx, node: Value, field: string): boolean | undefined {
+  if (isScalar(node) && typeof node.value === 'boolean') return node.value
+  report(ctx, 'POLICY_TYPE', node, field, `expected true or false, got ${describe(node)}`)
+  return undefined
+}
+
+function strings(ctx: Ctx, node: Value, field: string): { text: string; node: Value; field: string }[] {
+  const items = list(ctx, node, field) ?? []
+  const out: { text: string; node: Value; field: string }[] = []
+  items.forEach((item, i) => {
+    const text = string(ctx, item, `${field}[${i}]`)
+    if (text !== undefined) out.push({ text, node: item, field: `${field}[${i}]` })
+  })
+  return out
+}
+
+function toIp(addr: ipaddr.IPv4 | ipaddr.IPv6): Ip {
+  if (addr.kind() === 'ipv4') {
+    const [a = 0, b = 0, c = 0, d = 0] = addr.toByteArray()
+    return { family: 4, value: ((a << 24) | (b << 16) | (c << 8) | d) >>> 0 }
+  }
+  const bytes = addr.toByteArray()
+  const word = (i: number): number =>
+    (((bytes[i] ?? 0) << 24) | ((bytes[i + 1] ?? 0) << 16) | ((bytes[i + 2] ?? 0) << 8) | (bytes[i + 3] ?? 0)) >>> 0
+  return { family: 6, words: [word(0), word(4), word(8), word(12)] }
+}
+
+type CidrResult = { range: CidrRange } | { code: PolicyErrorCode; detail: string }
+
+/**
+ * One `trustedProxies`/`allowedCidrNets`/`clientCidrs` entry. The strict syntax is checked with
+ * the same parser the request path uses; ipaddr.js then does the range arithmetic.
+ */
+export function parseCidrEntry(text: string): CidrResult {
+  const slash = text.indexOf('/')
+  const address = slash < 0 ? text : text.slice(0, slash)
+  const bitsText = slash < 0 ? undefined : text.slice(slash + 1)
+  if (text.startsWith('k8s:')) {
+    return {
+      code: 'POLICY_CIDR_INVALID',
+      detail: `"${text}" is a dynamic source; this version accepts only IP addresses and CIDRs`,
+    }
+  }
+  if (parseIp(address) === undefined) {
+    return {
+      code: 'POLICY_CIDR_INVALID',
+      detail: `"${text}" is not an IP address or CIDR (IPv4 is four decimal parts 0-255 without leading zeros; IPv6 has no zone id)`,
+    }
+  }
+  const parsed = ipaddr.parse(address)
+  const width = parsed.kind() === 'ipv4' ? 32 : 128
+  if (bitsText !== undefined && !/^(0|[1-9][0-9]{0,2})$/.test(bitsText)) {
+    return { code: 'POLICY_CIDR_INVALID', detail: `"${text}": the prefix length must be a number from 0 to ${width}` }
+  }
+  const prefix = bitsText === undefined ? width : Number(bitsText)
+  if (prefix > width) {
+    return { code: 'POLICY_CIDR_INVALID', detail: `"${text}": the prefix length must be a number from 0 to ${width}` }
+  }
+  const network = ipaddr.parse(address)
+  const bytes = network.toByteArray()
+  for (let bit = prefix; bit < width; bit++) bytes[bit >> 3] = (bytes[bit >> 3] ?? 0) & ~(0x80 >> (bit & 7))
+  const net = ipaddr.fromByteArray(bytes)
+  if (net.toString() !== parsed.toString()) {
+    const suggestion =
+      net.kind() === 'ipv6' && (net as ipaddr.IPv6).isIPv4MappedAddress()
+        ? `::ffff:${(net as ipaddr.IPv6).toIPv4Address().toString()}/${prefix}`
+        : `${net.toString()}/${prefix}`
+    return {
+      code: 'POLICY_CIDR_HOST_BITS',
+      detail: `"${text}" has host bits set; did you mean ${suggestion}?`,
+    }
+  }
+  // A range written as ::ffff:a.b.c.d/n (n >= 96) is that IPv4 range (SPEC "Addresses").
+  if (net.kind() === 'ipv6' && prefix >= 96 && (net as ipaddr.IPv6).isIPv4MappedAddress()) {
+    return { range: { ip: toIp((net as ipaddr.IPv6).toIPv4Address()), prefix: prefix - 96 } }
+  }
+  return { range: { ip: toIp(net), prefix } }
+}
+
+function cidrs(ctx: Ctx, node: Value, field: string): CidrRange[] | undefined {
+  if (!isSeq(node)) {
+    list(ctx, node, field)
+    return undefined
+  }
+  const out: CidrRange[] = []
+  for (const item of strings(ctx, node, field)) {
+    const result = parseCidrEntry(item.text.trim())
+    if ('range' in result) out.push(result.range)
+    else report(ctx, result.code, item.node, item.field, result.detail)
+  }
+  return out
+}
+
+/** One `allowedHosts` pattern, lower-cased; undefined (reported) when it can never match. */
+function hostPattern(ctx: Ctx, node: Value, field: string, raw: string): string | undefined {
+  const pattern = raw.trim().toLowerCase()
+  const fail = (code: PolicyErrorCode, detail: string): undefined => {
+    report(ctx, code, node, field, detail)
+    return undefined
+  }
+  if (pattern === '') return fail('POLICY_HOST_PATTERN_EMPTY', 'an empty host pattern matches nothing')
+  if (pattern === '*') return pattern
+  if (pattern.startsWith('*.')) {
+    return fail(
+      'POLICY_HOST_PATTERN_WILDCARD',
+      `"${raw}" is not a pattern Django matches; use "${pattern.slice(1)}" for the domain and all its subdomains`,
+    )
+  }
+  const body = pattern.startsWith('.') ? pattern.slice(1) : pattern
+  if (!body.startsWith('[') && (body.match(/:/g)?.length ?? 0) >= 2) {
+    return fail('POLICY_HOST_PATTERN_IPV6_UNBRACKETED', `"${raw}": write an IPv6 address in brackets, as in a Host header: "[${body}]"`)
+  }
+  const port = /^(.*[^:]):[0-9]+$/.exec(body)
+  if (port && (DOMAIN.test(port[1] ?? '') || BRACKETED_V6.test(port[1] ?? ''))) {
+    return fail(
+      'POLICY_HOST_PATTERN_PORT',
+      `"${raw}" never matches: the port is removed from the Host before matching; use "${pattern.slice(0, pattern.length - body.length)}${port[1]}"`,
+    )
+  }
+  if (!DOMAIN.test(body) && !BRACKETED_V6.test(body)) {
+    return fail(
+      'POLICY_HOST_PATTERN_INVALID',
+      `"${raw}" never matches: a host is letters, digits, "." and "-", or an IPv6 literal in brackets`,
+    )
+  }
+  if (body === '' || body === '.') return fail('POLICY_HOST_PATTERN_INVALID', `"${raw}" never matches a host`)
+  if (body.endsWith('.')) {
+    return fail(
+      'POLICY_HOST_PATTERN_TRAILING_DOT',
+      `"${raw}" never matches: the trailing dot is removed from the Host before matching; use "${pattern.slice(0, -1)}"`,
+    )
+  }
+  return pattern
+}
+
+function headerName(ctx: Ctx, node: Value, field: string): string | undefined {
+  const raw = string(ctx, node, field)
+  if (raw === undefined) return undefined
+  const name = raw.toLowerCase()
+  if (!HEADER_NAME.test(name)) {
+    report(ctx, 'POLICY_HEADER_NAME_INVALID', node, field, `"${raw}" is not an HTTP header name`)
+    return undefined
+  }
+  if (name === 'host') {
+    report(ctx, 'POLICY_HEADER_NAME_INVALID', node, field, `"${raw}" cannot be used: Envoy does not let ext_authz change the Host`)
+    return undefined
+  }
+  return name
+}
+
+function trustedHeaders(ctx: Ctx, node: Value, field: string): TrustableHeader[] | undefined {
+  if (!isSeq(node)) {
+    list(ctx, node, field)
+    return undefined
+  }
+  const out: TrustableHeader[] = []
+  let clientHeader: string | undefined
+  let hostHeader: string | undefined
+  for (const item of strings(ctx, node, field)) {
+    const name = item.text.trim().toLowerCase() as TrustableHeader
+    if (!TRUSTABLE_HEADERS.includes(name)) {
+      report(ctx, 'POLICY_TRUSTED_HEADER_UNKNOWN', item.node, item.field, `"${item.text}" is not a forwarding header hostguard reads (one of ${TRUSTABLE_HEADERS.join(', ')})`)
+      continue
+    }
+    const conflict = (kind: string, first: string): void =>
+      report(
+        ctx,
+        'POLICY_TRUSTED_HEADER_CONFLICT',
+        item.node,
+        item.field,
+        `"${name}" and "${first}" are both ${kind} headers; trust at most one, or which one wins would be a guess`,
+      )
+    if ((CLIENT_ADDRESS_HEADERS as readonly string[]).includes(name)) {
+      if (clientHeader) conflict('client-address', clientHeader)
+      else clientHeader = name
+    }
+    if ((HOST_HEADERS as readonly string[]).includes(name)) {
+      if (hostHeader) conflict('host', hostHeader)
+      else hostHeader = name
+    }
+    if (!out.includes(name)) out.push(name)
+  }
+  return out
+}
+
+function secret(ctx: Ctx, node: Value, field: string): Buffer | undefined {
+  const source = entries(ctx, node, field, ['env', 'file', 'default'])
+  if (!source) return undefined
+  const env = source.get('env')
+  const file = source.get('file')
+  const fallback = source.get('default')
+  if ((env === undefined) === (file === undefined) || (fallback && !env)) {
+    report(
+      ctx,
+      'POLICY_SECRET_SOURCE',
+      node,
+      field,
+      'give the secret as { env: VARIABLE } (optionally with default:) or { file: /path }, never inline',
+    )
+    return undefined
+  }
+  let value: string | undefined
+  if (env) {
+    const name = string(ctx, env.value, `${field}.env`)
+    if (name === undefined) return undefined
+    const defaultValue = fallback ? string(ctx, fallback.value, `${field}.default`) : undefined
+    value = ctx.env[name] ?? defaultValue
+    if (value === undefined) {
+      report(ctx, 'POLICY_SECRET_UNREADABLE', env.value, `${field}.env`, `environment variable ${name} is not set`)
+      return undefined
+    }
+  } else if (file) {
+    const path = string(ctx, file.value, `${field}.file`)
+    if (path === undefined) return undefined
+    try {
+      // One trailing newline is dropped: `kubectl create secret --from-file` keeps the editor's.
+      value = readFileSync(resolve(ctx.baseDir, path), 'utf8').replace(/\r?\n$/, '')
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
+      report(ctx, 'POLICY_SECRET_UNREADABLE', file.value, `${field}.file`, `cannot read ${path} (${reason})`)
+      return undefined
+    }
+  }
+  if (!value) {
+    report(ctx, 'POLICY_SECRET_EMPTY', node, field, 'the secret is empty, so an empty header would pass')
+    return undefined
+  }
+  return Buffer.from(value, 'utf8')
+}
+
+function healthCheck(ctx: Ctx, node: Value, field: string): HealthCheckSpec | undefined {
+  const fields = entries(ctx, node, field, ['header', 'value', 'paths'])
+  if (!fields) return undefined
+  const header = fields.get('header')
+  const value = fields.get('value')
+  if (!header) report(ctx, 'POLICY_REQUIRED', node, `${field}.header`, 'healthCheck needs a header')
+  if (!value) report(ctx, 'POLICY_REQUIRED', node, `${field}.value`, 'healthCheck needs a value ({ env: … } or { file: … })')
+  const name = header ? headerName(ctx, header.value, `${field}.header`) : undefined
+  const bytes = value ? secret(ctx, value.value, `${field}.value`) : undefined
+  let paths: string[] | undefined
+  const pathsEntry = fields.get('paths')
+  if (pathsEntry) {
+    paths = []
+    for (const item of strings(ctx, pathsEntry.value, `${field}.paths`)) {
+      if (!item.text.startsWith('/') || item.text.includes('?')) {
+        report(ctx, 'POLICY_HEALTH_PATH_INVALID', item.node, item.field, `"${item.text}" must start with "/" and have no query string (paths match exactly)`)
+      } else {
+        paths.push(item.text)
+      }
+    }
+  }
+  if (name === undefined || bytes === undefined) return undefined
+  return { header: name, secret: bytes, paths }
+}
+
+function clientCidrs(ctx: Ctx, node: Value, field: string): ClientCidrsSpec | undefined {
+  const fields = entries(ctx, node, field, ['allow', 'deny'])
+  if (!fields) return undefined
+  const allow = fields.get('allow')
+  const deny = fields.get('deny')
+  return {
+    allow: allow ? cidrs(ctx, allow.value, `${field}.allow`) : undefined,
+    deny: deny ? cidrs(ctx, deny.value, `${field}.deny`) : undefined,
+  }
+}
+
+function deny(ctx: Ctx, node: Value, field: string): DenySpec | undefined {
+  const fields = entries(ctx, node, field, ['status', 'showReason'])
+  if (!fields) return undefined
+  let status = DEFAULT_DENY_STATUS
+  const statusEntry = fields.get('status')
+  if (statusEntry) {
+    const v = statusEntry.value
+    if (isScalar(v) && typeof v.value === 'number' && DENY_STATUSES.has(v.value)) status = v.value
+    else report(ctx, 'POLICY_DENY_STATUS', v, `${field}.status`, `expected a 4xx or 5xx status Envoy knows, got ${describe(v)}`)
+  }
+  const show = fields.get('showReason')
+  const showReason = show ? (boolean(ctx, show.value, `${field}.showReason`) ?? false) : false
+  return { status, showReason }
+}
+
+/** A site's fields, or the top level's; `isSite` allows null to switch an inherited block off. */
+function siteSpec(ctx: Ctx, fields: Map<string, { key: Value; value: Value }>, prefix: string, isSite: boolean): SiteSpec {
+  const spec: { -readonly [K in keyof SiteSpec]: SiteSpec[K] } = {}
+  for (const [key, { value }] of fields) {
+    const field = prefix + key
+    const off = isSite && isNull(value) && (key === 'clientCidrs' || key === 'healthCheck' || key === 'clientIpHeader')
+    switch (key) {
+      case 'trustedProxies': {
+        const v = cidrs(ctx, value, field)
+        if (v) spec.trustedProxies = v
+        break
+      }
+      case 'trustedHeaders': {
+        const v = trustedHeaders(ctx, value, field)
+        if (v) spec.trustedHeaders = v
+        break
+      }
+      case 'allowedHosts': {
+        const patterns: string[] = []
+        for (const item of strings(ctx, value, field)) {
+          const p = hostPattern(ctx, item.node, item.field, item.text)
+          if (p !== undefined) patterns.push(p)
+        }
+        if (isSeq(value)) spec.allowedHosts = patterns
+        break
+      }
+      case 'allowedCidrNets': {
+        const v = cidrs(ctx, value, field)
+        if (v) spec.allowedCidrNets = v
+        break
+      }
+      case 'clientCidrs': {
+        const v = off ? null : clientCidrs(ctx, value, field)
+        if (v !== undefined) spec.clientCidrs = v
+        break
+      }
+      case 'healthCheck': {
+        const v = off ? null : healthCheck(ctx, value, field)
+        if (v !== undefined) spec.healthCheck = v
+        break
+      }
+      case 'clientIpHeader': {
+        const v = off ? null : headerName(ctx, value, field)
+        if (v !== undefined) spec.clientIpHeader = v
+        break
+      }
+      case 'deny': {
+        const v = deny(ctx, value, field)
+        if (v) spec.deny = v
+        break
+      }
+      case 'dryRun': {
+        const v = boolean(ctx, value, field)
+        if (v !== undefined) spec.dryRun = v
+        break
+      }
+    }
+  }
+  return spec
+}
+
+function checkAllowsSomething(ctx: Ctx, site: SiteSpec, top: SiteSpec, node: Value, field: string): void {
+  const hosts = site.allowedHosts ?? top.allowedHosts
+  const nets = site.allowedCidrNets ?? top.allowedCidrNets
+  if (hosts !== undefined && hosts.length === 0 && (nets === undefined || nets.length === 0)) {
+    report(ctx, 'POLICY_SITE_ALLOWS_NOTHING', node, field, 'allowedHosts and allowedCidrNets are both empty, so every request would be denied')
+  }
+}
+
+/** Parses and validates policy text; throws PolicyLoadError with every error found. */
+export function parsePolicy(text: string, file: string, env: NodeJS.ProcessEnv = process.env): PolicySpec {
+  const lines = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false })
+  const ctx: Ctx = {
+    file,
+    baseDir: dirname(resolve(file)),
+    lines,
+    env,
+    errors: [],
+    resolveAlias: (node) => deref(ctx, isAlias(node) ? node.resolve(doc) : node),
+  }
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) {
+      const at = e.linePos?.[0] ?? { line: 1, col: 1 }
+      const message = e.message.split('\n')[0] ?? e.code
+      ctx.errors.push(new PolicyError('POLICY_YAML_SYNTAX', { file, line: at.line, col: at.col, field: '(document)' }, message))
+    }
+    throw new PolicyLoadError(ctx.errors)
+  }
+  const root = deref(ctx, doc.contents)
+  if (!isMap(root)) {
+    report(ctx, 'POLICY_NOT_A_MAPPING', root, '(document)', `a policy is a mapping with version: 1, got ${describe(root)}`)
+    throw new PolicyLoadError(ctx.errors)
+  }
+  const fields = entries(ctx, root, '', TOP_KEYS) ?? new Map()
+  const version = fields.get('version')
+  if (!version) {
+    report(ctx, 'POLICY_VERSION', root, 'version', 'version: 1 is required')
+  } else if (!isScalar(version.value) || version.value.value !== 1) {
+    report(ctx, 'POLICY_VERSION', version.value, 'version', `only version 1 is known, got ${describe(version.value)}`)
+  }
+  if (!fields.has('allowedHosts')) {
+    report(ctx, 'POLICY_REQUIRED', root, 'allowedHosts', 'allowedHosts is required (["*"] allows any host)')
+  }
+  const top = siteSpec(ctx, fields, '', false)
+  checkAllowsSomething(ctx, {}, top, fields.get('allowedHosts')?.value ?? root, 'allowedHosts')
+
+  const sites = new Map<string, SiteSpec>()
+  const sitesEntry = fields.get('sites')
+  if (sitesEntry && !isNull(sitesEntry.value)) {
+    for (const [name, { key, value }] of entries(ctx, sitesEntry.value, 'sites', undefined) ?? []) {
+      const field = `sites.${name}`
+      if (name === TOP_LEVEL_SITE || !SITE_NAME.test(name)) {
+        const why = name === TOP_LEVEL_SITE ? '"default" names the top level in answers and metrics' : 'a site name is 1-63 letters, digits, "_", "." or "-", starting with a letter or digit'
+        report(ctx, 'POLICY_SITE_NAME_INVALID', key, field, why)
+        continue
+      }
+      const siteFields = entries(ctx, value, field, SITE_KEYS)
+      if (!siteFields) continue
+      const site = siteSpec(ctx, siteFields, `${field}.`, true)
+      checkAllowsSomething(ctx, site, top, value, field)
+      sites.set(name, site)
+    }
+  }
+  if (ctx.errors.length > 0) {
+    ctx.errors.sort((a, b) => a.at.line - b.at.line || a.at.col - b.at.col)
+    throw new PolicyLoadError(ctx.errors)
+  }
+  return { top, sites }
+}
+
+export function loadPolicyFile(file: string, env: NodeJS.ProcessEnv = process.env): PolicySpec {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
+    const at = { file, line: 1, col: 1, field: '(file)' }
+    throw new PolicyLoadError([new PolicyError('POLICY_FILE_UNREADABLE', at, `cannot read the policy file (${reason})`)])
+  }
+  return parsePolicy(text, file, env)
+}

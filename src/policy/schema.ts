@@ -1,0 +1,88 @@
+import type { CidrRange } from '../net/cidr.js'
+
+/** The forwarding headers hostguard knows; every one the policy does not trust is removed. */
+export const FORWARDING_HEADERS = [
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-scheme',
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+] as const
+
+/** Headers that name the client; at most one may be trusted. */
+export const CLIENT_ADDRESS_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'x-client-ip'] as const
+export type ClientAddressHeader = (typeof CLIENT_ADDRESS_HEADERS)[number]
+
+/** Headers that name the host; at most one may be trusted. */
+export const HOST_HEADERS = ['x-forwarded-host', 'forwarded'] as const
+export type HostHeader = (typeof HOST_HEADERS)[number]
+
+/** What `trustedHeaders` may list. */
+export const TRUSTABLE_HEADERS = [
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-scheme',
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+] as const
+export type TrustableHeader = (typeof TRUSTABLE_HEADERS)[number]
+
+/** Used when neither the site nor the top level sets `trustedHeaders` (see docs/policy.md). */
+export const DEFAULT_TRUSTED_HEADERS: readonly TrustableHeader[] = ['x-forwarded-for', 'x-forwarded-proto']
+
+export const DEFAULT_DENY_STATUS = 403
+
+/** The 4xx and 5xx codes of envoy.type.v3.StatusCode: Envoy rejects any other. */
+export const DENY_STATUSES: ReadonlySet<number> = new Set([
+  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421,
+  422, 423, 424, 426, 428, 429, 431, 500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+])
+
+/** The name the top level reports as its site; no site may take it. */
+export const TOP_LEVEL_SITE = 'default'
+
+export interface HealthCheckSpec {
+  readonly header: string
+  /** The secret's bytes; never logged or printed. */
+  readonly secret: Buffer
+  readonly paths: readonly string[] | undefined
+}
+
+export interface ClientCidrsSpec {
+  readonly allow: readonly CidrRange[] | undefined
+  readonly deny: readonly CidrRange[] | undefined
+}
+
+export interface DenySpec {
+  readonly status: number
+  readonly showReason: boolean
+}
+
+/**
+ * One site's fields as validated, before compiling. Absent (undefined) means inherited from the
+ * top level; null, allowed for the optional blocks, switches an inherited one off in a site.
+ */
+export interface SiteSpec {
+  readonly trustedProxies?: readonly CidrRange[]
+  readonly trustedHeaders?: readonly TrustableHeader[]
+  readonly allowedHosts?: readonly string[]
+  readonly allowedCidrNets?: readonly CidrRange[]
+  readonly clientCidrs?: ClientCidrsSpec | null
+  readonly healthCheck?: HealthCheckSpec | null
+  readonly clientIpHeader?: string | null
+  readonly deny?: DenySpec
+  readonly dryRun?: boolean
+}
+
+export interface PolicySpec {
+  readonly top: SiteSpec
+  readonly sites: ReadonlyMap<string, SiteSpec>
+}
