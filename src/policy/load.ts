@@ -323,12 +323,11 @@ function trustedHeaders(ctx: Ctx, node: Value, field: string): TrustableHeader[]
 }
 
 function secret(ctx: Ctx, node: Value, field: string): Buffer | undefined {
-  const source = entries(ctx, node, field, ['env', 'file', 'default'])
-  if (!source) return undefined
-  const env = source.get('env')
-  const file = source.get('file')
-  const fallback = source.get('default')
-  if ((env === undefined) === (file === undefined) || (fallback && !env)) {
+  const source = isMap(node) ? entries(ctx, node, field, ['env', 'file', 'default']) : undefined
+  const env = source?.get('env')
+  const file = source?.get('file')
+  const fallback = source?.get('default')
+  if (!source || (env === undefined) === (file === undefined) || (fallback && !env)) {
     report(
       ctx,
       'POLICY_SECRET_SOURCE',
@@ -441,7 +440,8 @@ function siteSpec(ctx: Ctx, fields: Map<string, { key: Value; value: Value }>, p
           const p = hostPattern(ctx, item.node, item.field, item.text)
           if (p !== undefined) patterns.push(p)
         }
-        if (isSeq(value)) spec.allowedHosts = patterns
+        // Only a list without bad entries counts, so that it is not also reported as empty.
+        if (isSeq(value) && patterns.length === value.items.length) spec.allowedHosts = patterns
         break
       }
       case 'allowedCidrNets': {
@@ -501,7 +501,7 @@ export function parsePolicy(text: string, file: string, env: NodeJS.ProcessEnv =
   }
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
-      const at = e.linePos?.[0] ?? { line: 1, col: 1 }
+      const at = lines.linePos(e.pos[0])
       const message = e.message.split('\n')[0] ?? e.code
       ctx.errors.push(new PolicyError('POLICY_YAML_SYNTAX', { file, line: at.line, col: at.col, field: '(document)' }, message))
     }

@@ -1,0 +1,112 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { decode } from '../../src/check/decode.js'
+import { FORWARDING_HEADERS } from '../../src/policy/schema.js'
+import { FIXTURES, type Message, official, ours } from '../support/protos.js'
+
+const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith('.bin'))
+const read = (name: string): Buffer => readFileSync(join(FIXTURES, name))
+const ALL_HEADERS = new Set([':authority', 'host', ':path', 'x-health', 'user-agent', ...FORWARDING_HEADERS])
+
+/** What SPEC reads, taken from a message the official protos decoded. */
+function specFields(message: Message) {
+  const attributes = message.attributes ?? {}
+  const http = attributes.request?.http
+  const headers = new Map<string, string>()
+  for (const [k, v] of Object.entries(http?.headers ?? {})) headers.set(k, String(v))
+  const lines = new Map<string, string[]>()
+  for (const h of http?.header_map?.headers ?? []) {
+    const value = h.raw_value ? Buffer.from(h.raw_value).toString('utf8') : (h.value ?? '')
+    lines.set(h.key, [...(lines.get(h.key) ?? []), value])
+  }
+  for (const [k, v] of lines) headers.set(k, v.join(','))
+  const path: string = http?.path ?? ''
+  return {
+    peer: attributes.source?.address?.socket_address?.address ?? '',
+    site: attributes.context_extensions?.site,
+    http: http && {
+      authority: http.host || headers.get(':authority') || headers.get('host') || undefined,
+      path: path.split('?')[0],
+      method: http.method ?? '',
+      headers: new Map([...headers].filter(([k]) => ALL_HEADERS.has(k))),
+    },
+  }
+}
+
+describe('decode agrees with the official Envoy protos', () => {
+  it.each(fixtures)('%s: every field SPEC reads', (name) => {
+    const bytes = read(name)
+    expect(decode(bytes, ALL_HEADERS)).toEqual(specFields(official.decodeRequest(bytes)))
+  })
+
+  it.each(fixtures)('%s: proto/ decodes it as the official protos do', (name) => {
+    const bytes = read(name)
+    expect(specFields(ours.decodeRequest(bytes))).toEqual(specFields(official.decodeRequest(bytes)))
+  })
+
+  it('reads the fixtures it should, not empty values', () => {
+    const input = decode(read('06-trusted-proxy-chain-xff.bin'), ALL_HEADERS)
+    expect(input?.peer).toBe('10.1.2.3')
+    expect(input?.http?.authority).toBe('web.default.svc.cluster.local:8080')
+    expect(input?.http?.headers.get('x-forwarded-for')).toBe('203.0.113.7, 10.1.9.9,10.1.2.3')
+    expect(decode(read('09-context-extensions-site.bin'), ALL_HEADERS)?.site).toBe('blog')
+  })
+})
+
+describe('decode', () => {
+  it('joins repeated header_map entries with "," as Envoy joins a header map', () => {
+    const input = decode(read('11-header-map-raw-values.bin'), ALL_HEADERS)
+    expect(input?.http?.headers.get('x-real-ip')).toBe('192.0.2.10,192.0.2.11')
+    expect(input?.http?.headers.get('x-forwarded-for')).toBe('192.0.2.10,198.51.100.23')
+  })
+
+  it('keeps only the headers it is asked for', () => {
+    const input = decode(read('01-ipv4-direct-host.bin'), new Set(['x-forwarded-for']))
+    expect([...(input?.http?.headers.keys() ?? [])]).toEqual(['x-forwarded-for'])
+  })
+
+  it('takes the path without its query string', () => {
+    expect(decode(read('01-ipv4-direct-host.bin'), ALL_HEADERS)?.http?.path).toBe('/products')
+  })
+
+  it('falls back to :authority, then host, when http.host is empty', () => {
+    const message = official.decodeRequest(read('01-ipv4-direct-host.bin'))
+    message.attributes.request.http.host = ''
+    expect(decode(official.encodeRequest(message), ALL_HEADERS)?.http?.authority).toBe('www.example.com')
+    delete message.attributes.request.http.headers[':authority']
+    message.attributes.request.http.headers.host = 'legacy.example.com'
+    expect(decode(official.encodeRequest(message), ALL_HEADERS)?.http?.authority).toBe('legacy.example.com')
+    delete message.attributes.request.http.headers.host
+    expect(decode(official.encodeRequest(message), ALL_HEADERS)?.http?.authority).toBeUndefined()
+  })
+
+  it('reads an empty message as a request with no peer and no HTTP part', () => {
+    expect(decode(Buffer.alloc(0), ALL_HEADERS)).toEqual({ peer: '', site: undefined, http: undefined })
+  })
+
+  it('merges a message field that occurs twice, as protobuf requires', () => {
+    const a = official.encodeRequest({ attributes: { source: { address: { socket_address: { address: '192.0.2.1' } } } } })
+    const b = official.encodeRequest({ attributes: { context_extensions: { site: 'blog' } } })
+    expect(decode(Buffer.concat([a, b]), ALL_HEADERS)).toMatchObject({ peer: '192.0.2.1', site: 'blog' })
+  })
+
+  it('skips unknown fields of every wire type, including groups', () => {
+    // field 99 varint, field 98 fixed64, field 97 fixed32, field 96 group holding a varint
+    const unknown = Buffer.from([0x98, 0x06, 0x01, 0x91, 0x06, 1, 2, 3, 4, 5, 6, 7, 8, 0x8d, 0x06, 1, 2, 3, 4, 0x83, 0x06, 0x08, 0x01, 0x84, 0x06])
+    const fixture = read('01-ipv4-direct-host.bin')
+    expect(decode(Buffer.concat([unknown, fixture]), ALL_HEADERS)).toEqual(decode(fixture, ALL_HEADERS))
+  })
+
+  it.each([
+    ['a truncated fixture', read('01-ipv4-direct-host.bin').subarray(0, 100)],
+    ['a length past the end', Buffer.from([0x0a, 0x05, 0x01])],
+    ['field number 0', Buffer.from([0x02, 0x00])],
+    ['wire type 6', Buffer.from([0x0e])],
+    ['a varint longer than ten bytes', Buffer.from([0x08, ...Array(11).fill(0xff)])],
+    ['an unterminated group', Buffer.from([0x0b, 0x08, 0x01])],
+    ['a group closed with another field number', Buffer.from([0x0b, 0x14])],
+  ])('gives undefined for %s', (_, bytes) => {
+    expect(decode(bytes, ALL_HEADERS)).toBeUndefined()
+  })
+})

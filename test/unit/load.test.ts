@@ -1,0 +1,144 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { POLICY_ERROR_CODES, type PolicyError, PolicyLoadError } from '../../src/policy/errors.js'
+import { loadPolicyFile, parsePolicy } from '../../src/policy/load.js'
+
+function errorsOf(yaml: string, env: NodeJS.ProcessEnv = {}): PolicyError[] {
+  try {
+    parsePolicy(yaml, 'p.yaml', env)
+  } catch (err) {
+    if (err instanceof PolicyLoadError) return [...err.errors]
+    throw err
+  }
+  throw new Error('the policy loaded without errors')
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'hostguard-load-'))
+writeFileSync(join(dir, 'secret'), 's3cret\n')
+writeFileSync(join(dir, 'empty'), '')
+
+// One case per error code: the policy, and where the error must point (line:col and field).
+const CASES: [string, string, string, string][] = [
+  ['POLICY_YAML_SYNTAX', 'version: 1\nallowedHosts: [a.example\n', '3:1', '(document)'],
+  ['POLICY_NOT_A_MAPPING', '- version\n', '1:1', '(document)'],
+  ['POLICY_VERSION', 'version: 2\nallowedHosts: ["*"]\n', '1:10', 'version'],
+  ['POLICY_UNKNOWN_KEY', 'version: 1\nallowedHosts: ["*"]\nallowedHost: [x]\n', '3:1', 'allowedHost'],
+  ['POLICY_TYPE', 'version: 1\nallowedHosts: ["*"]\ndryRun: "yes"\n', '3:9', 'dryRun'],
+  ['POLICY_REQUIRED', 'version: 1\ndryRun: false\n', '1:1', 'allowedHosts'],
+  ['POLICY_CIDR_INVALID', 'version: 1\nallowedHosts: ["*"]\ntrustedProxies: [010.0.0.1]\n', '3:18', 'trustedProxies[0]'],
+  ['POLICY_CIDR_HOST_BITS', 'version: 1\nallowedHosts: ["*"]\nallowedCidrNets:\n  - 10.0.0.0/8\n  - 10.0.0.1/8\n', '5:5', 'allowedCidrNets[1]'],
+  ['POLICY_HOST_PATTERN_EMPTY', 'version: 1\nallowedHosts: [a.example, ""]\n', '2:27', 'allowedHosts[1]'],
+  ['POLICY_HOST_PATTERN_INVALID', 'version: 1\nallowedHosts: [under_score.example]\n', '2:16', 'allowedHosts[0]'],
+  ['POLICY_HOST_PATTERN_WILDCARD', 'version: 1\nallowedHosts: ["*.example.io"]\n', '2:16', 'allowedHosts[0]'],
+  ['POLICY_HOST_PATTERN_PORT', 'version: 1\nallowedHosts: [example.com:8000]\n', '2:16', 'allowedHosts[0]'],
+  ['POLICY_HOST_PATTERN_IPV6_UNBRACKETED', 'version: 1\nallowedHosts: ["2001:db8::1"]\n', '2:16', 'allowedHosts[0]'],
+  ['POLICY_HOST_PATTERN_TRAILING_DOT', 'version: 1\nallowedHosts: [example.com.]\n', '2:16', 'allowedHosts[0]'],
+  ['POLICY_HEADER_NAME_INVALID', 'version: 1\nallowedHosts: ["*"]\nclientIpHeader: "x real ip"\n', '3:17', 'clientIpHeader'],
+  ['POLICY_TRUSTED_HEADER_UNKNOWN', 'version: 1\nallowedHosts: ["*"]\ntrustedHeaders: [x-original-for]\n', '3:18', 'trustedHeaders[0]'],
+  ['POLICY_TRUSTED_HEADER_CONFLICT', 'version: 1\nallowedHosts: ["*"]\ntrustedHeaders: [x-forwarded-for, x-real-ip]\n', '3:35', 'trustedHeaders[1]'],
+  ['POLICY_SITE_NAME_INVALID', 'version: 1\nallowedHosts: ["*"]\nsites:\n  default: { dryRun: true }\n', '4:3', 'sites.default'],
+  ['POLICY_SITE_ALLOWS_NOTHING', 'version: 1\nallowedHosts: ["*"]\nsites:\n  blog:\n    allowedHosts: []\n', '5:5', 'sites.blog'],
+  ['POLICY_SECRET_SOURCE', 'version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: hunter2\n', '5:10', 'healthCheck.value'],
+  ['POLICY_SECRET_UNREADABLE', 'version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: { env: NOT_SET }\n', '5:17', 'healthCheck.value.env'],
+  ['POLICY_SECRET_EMPTY', `version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: { file: ${join(dir, 'empty')} }\n`, '5:10', 'healthCheck.value'],
+  ['POLICY_HEALTH_PATH_INVALID', 'version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: { env: S }\n  paths: [health]\n', '6:11', 'healthCheck.paths[0]'],
+  ['POLICY_DENY_STATUS', 'version: 1\nallowedHosts: ["*"]\ndeny: { status: 200 }\n', '3:17', 'deny.status'],
+]
+
+describe('policy errors', () => {
+  it('has one case below for every error code but the unreadable file', () => {
+    const covered = new Set(CASES.map(([code]) => code))
+    expect(POLICY_ERROR_CODES.filter((c) => !covered.has(c))).toEqual(['POLICY_FILE_UNREADABLE'])
+  })
+
+  it.each(CASES)('%s points at the line, column and field', (code, yaml, lineCol, field) => {
+    const errors = errorsOf(yaml, { S: 'x' })
+    expect(errors.map((e) => `${e.code} ${e.at.line}:${e.at.col} ${e.at.field}`)).toContain(`${code} ${lineCol} ${field}`)
+  })
+
+  it('formats each error as file:line:col field: message [CODE]', () => {
+    const [error] = errorsOf('version: 1\nallowedHosts: ["*"]\ntrustedProxies: [10.0.0.1/8]\n')
+    expect(error?.message).toBe('p.yaml:3:18 trustedProxies[0]: "10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8? [POLICY_CIDR_HOST_BITS]')
+  })
+
+  it('reports every error at once, in file order', () => {
+    const errors = errorsOf(
+      'version: 1\nallowedHosts: ["*.a.example", b.example:80]\ntrustedProxies: [0x0a.0.0.1, "fd00::1/8"]\nsites:\n  blog:\n    dryrun: true\n',
+    )
+    expect(errors.map((e) => e.code)).toEqual([
+      'POLICY_HOST_PATTERN_WILDCARD',
+      'POLICY_HOST_PATTERN_PORT',
+      'POLICY_CIDR_INVALID',
+      'POLICY_CIDR_HOST_BITS',
+      'POLICY_UNKNOWN_KEY',
+    ])
+    expect(errors[1]?.detail).toContain('use "b.example"')
+    expect(errors[3]?.detail).toContain('fd00::/8')
+    expect(errors[4]?.detail).toContain('did you mean dryRun?')
+  })
+
+  it.each(['010.0.0.1', '0x0a.0.0.1', '167772161', '10.1', 'fe80::1%eth0', '10.0.0.0/33', '::/129', '10.0.0.0/08', 'k8s:nodes'])(
+    'rejects %s as an address or range',
+    (entry) => {
+      const errors = errorsOf(`version: 1\nallowedHosts: ["*"]\nclientCidrs: { deny: ["${entry}"] }\n`)
+      expect(errors.map((e) => e.code)).toEqual(['POLICY_CIDR_INVALID'])
+    },
+  )
+
+  it('suggests the IPv4-mapped network in its own form', () => {
+    const [error] = errorsOf('version: 1\nallowedHosts: ["*"]\ntrustedProxies: ["::ffff:10.0.0.1/104"]\n')
+    expect(error?.detail).toContain('did you mean ::ffff:10.0.0.0/104?')
+  })
+
+  it('rejects two trusted host headers', () => {
+    const errors = errorsOf('version: 1\nallowedHosts: ["*"]\ntrustedHeaders: [x-forwarded-host, forwarded]\n')
+    expect(errors.map((e) => e.code)).toEqual(['POLICY_TRUSTED_HEADER_CONFLICT'])
+  })
+
+  it('reports a file that cannot be read', () => {
+    try {
+      loadPolicyFile(join(dir, 'missing.yaml'))
+      expect.unreachable()
+    } catch (err) {
+      expect((err as PolicyLoadError).errors.map((e) => e.message)).toEqual([
+        `${join(dir, 'missing.yaml')}:1:1 (file): cannot read the policy file (ENOENT) [POLICY_FILE_UNREADABLE]`,
+      ])
+    }
+  })
+})
+
+describe('policy loading', () => {
+  it('accepts 0.0.0.0/0 and ::/0', () => {
+    const spec = parsePolicy('version: 1\nallowedHosts: ["*"]\ntrustedProxies: [0.0.0.0/0, "::/0"]\n', 'p.yaml', {})
+    expect(spec.top.trustedProxies?.map((r) => r.prefix)).toEqual([0, 0])
+  })
+
+  it('reads a JSON policy', () => {
+    const spec = parsePolicy('{"version": 1, "allowedHosts": ["WWW.Example.com"]}', 'p.json', {})
+    expect(spec.top.allowedHosts).toEqual(['www.example.com'])
+  })
+
+  it('reads a secret file relative to the policy, dropping one trailing newline', () => {
+    writeFileSync(join(dir, 'p.yaml'), 'version: 1\nallowedHosts: ["*"]\nhealthCheck: { header: X-Health, value: { file: secret } }\n')
+    const spec = loadPolicyFile(join(dir, 'p.yaml'), {})
+    expect(spec.top.healthCheck?.secret.toString()).toBe('s3cret')
+    expect(spec.top.healthCheck?.header).toBe('x-health')
+  })
+
+  it('uses an env default only when the variable is unset', () => {
+    const yaml = 'version: 1\nallowedHosts: ["*"]\nhealthCheck: { header: x-health, value: { env: H, default: demo } }\n'
+    expect(parsePolicy(yaml, 'p.yaml', {}).top.healthCheck?.secret.toString()).toBe('demo')
+    expect(parsePolicy(yaml, 'p.yaml', { H: 'real' }).top.healthCheck?.secret.toString()).toBe('real')
+  })
+
+  it('lets a site switch an inherited block off with null', () => {
+    const spec = parsePolicy(
+      'version: 1\nallowedHosts: ["*"]\nclientIpHeader: x-real-ip\nsites:\n  open:\n    clientIpHeader: null\n',
+      'p.yaml',
+      {},
+    )
+    expect(spec.sites.get('open')?.clientIpHeader).toBeNull()
+  })
+})
