@@ -16,13 +16,15 @@ function fail(message: string): never {
 
 function port(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback
-  if (!/^[0-9]{1,5}$/.test(value) || Number(value) > 65535) fail(`${flag} wants a port number, got "${value}"`)
+  if (!/^[0-9]{1,5}$/.test(value) || Number(value) > 65535)
+    fail(`${flag} wants a port number, got "${value}"`)
   return Number(value)
 }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv
-  if (command !== 'serve') fail(command === undefined ? 'no command given' : `unknown command "${command}"`)
+  if (command !== 'serve')
+    fail(command === undefined ? 'no command given' : `unknown command "${command}"`)
   let values: Record<string, string | undefined>
   try {
     values = parseArgs({

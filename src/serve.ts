@@ -29,11 +29,17 @@ export async function serve(options: ServeOptions): Promise<Running> {
   const policy = readPolicy(options.policyFile, options.env)
   store.swap(policy)
   let grpcBound = false
-  const http = await startHttp(options.listen, options.httpPort, () => grpcBound && store.current !== undefined)
-  const grpc = await startGrpc(store, log, options.listen, options.grpcPort).catch(async (err: unknown) => {
-    await stopHttp(http)
-    throw err
-  })
+  const http = await startHttp(
+    options.listen,
+    options.httpPort,
+    () => grpcBound && store.current !== undefined,
+  )
+  const grpc = await startGrpc(store, log, options.listen, options.grpcPort).catch(
+    async (err: unknown) => {
+      await stopHttp(http)
+      throw err
+    },
+  )
   grpcBound = true
   log.info(
     {

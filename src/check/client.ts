@@ -5,6 +5,7 @@ import { matchCidr } from '../net/cidr.js'
 import { parseForwarded, parseNode } from '../net/forwarding.js'
 import { type Ip, parseIp } from '../net/ip.js'
 import type { CompiledSite } from '../policy/compile.js'
+import type { ClientAddressHeader } from '../policy/schema.js'
 import type { CheckInput, Client } from './types.js'
 
 function isOws(c: number): boolean {
@@ -52,7 +53,7 @@ function walkForwarded(site: CompiledSite, value: string, peer: Ip): Ip | undefi
 }
 
 /** x-real-ip / x-client-ip: one address; any list or non-address makes the client unknown. */
-function walkSingle(value: string, peer: Ip): Ip | undefined {
+function walkSingle(_site: CompiledSite, value: string, peer: Ip): Ip | undefined {
   let start = 0
   let stop = value.length
   while (start < stop && isOws(value.charCodeAt(start))) start++
@@ -62,20 +63,23 @@ function walkSingle(value: string, peer: Ip): Ip | undefined {
   return parseNode(value, start, stop, true)
 }
 
+const WALKS: Record<
+  ClientAddressHeader,
+  (site: CompiledSite, value: string, peer: Ip) => Ip | undefined
+> = {
+  'x-forwarded-for': walkForwardedFor,
+  forwarded: walkForwarded,
+  'x-real-ip': walkSingle,
+  'x-client-ip': walkSingle,
+}
+
 export function resolveClient(site: CompiledSite, input: CheckInput): Client {
   const peer = parseIp(input.peer)
   if (peer === undefined) return { ip: undefined, peerTrusted: false }
   const peerTrusted = matchCidr(site.trustedProxies, peer)
   const header = site.clientHeader
-  const value = peerTrusted && header ? input.http?.headers.get(header) : undefined
-  if (value === undefined || header === undefined) return { ip: peer, peerTrusted }
-  switch (header) {
-    case 'x-forwarded-for':
-      return { ip: walkForwardedFor(site, value, peer), peerTrusted }
-    case 'forwarded':
-      return { ip: walkForwarded(site, value, peer), peerTrusted }
-    case 'x-real-ip':
-    case 'x-client-ip':
-      return { ip: walkSingle(value, peer), peerTrusted }
-  }
+  if (!peerTrusted || header === undefined) return { ip: peer, peerTrusted }
+  const value = input.http?.headers.get(header)
+  if (value === undefined) return { ip: peer, peerTrusted }
+  return { ip: WALKS[header](site, value, peer), peerTrusted }
 }

@@ -104,7 +104,10 @@ function readMapEntry(r: WireReader): [string, string] | undefined {
   let value = ''
   while (entry.pos < entry.end) {
     if (!entry.field()) return undefined
-    if (entry.wireType === LEN && (entry.fieldNumber === MAP_KEY || entry.fieldNumber === MAP_VALUE)) {
+    if (
+      entry.wireType === LEN &&
+      (entry.fieldNumber === MAP_KEY || entry.fieldNumber === MAP_VALUE)
+    ) {
       const s = readString(entry)
       if (s === undefined) return undefined
       if (entry.fieldNumber === MAP_KEY) key = s

@@ -3,8 +3,8 @@
 
 import { STATUS_CODES } from 'node:http'
 import { formatIp } from '../net/ip.js'
-import { messageField, stringField, varintField } from './protobuf.js'
 import { denyStatusFor, isAllowReason, modeFor } from './evaluate.js'
+import { messageField, stringField, varintField } from './protobuf.js'
 import { type Decision, REASONS, type Reason } from './types.js'
 
 // envoy.service.auth.v3.CheckResponse
@@ -40,7 +40,10 @@ const GRPC_PERMISSION_DENIED = 7
 
 const EMPTY = Buffer.alloc(0)
 const STATUS_OK = messageField(RESPONSE_STATUS)
-const STATUS_DENIED = messageField(RESPONSE_STATUS, varintField(STATUS_CODE, GRPC_PERMISSION_DENIED))
+const STATUS_DENIED = messageField(
+  RESPONSE_STATUS,
+  varintField(STATUS_CODE, GRPC_PERMISSION_DENIED),
+)
 const OVERWRITE = varintField(OPTION_APPEND_ACTION, OVERWRITE_IF_EXISTS_OR_ADD)
 
 function structEntry(key: string, value: string): Buffer {
@@ -74,13 +77,18 @@ export interface AnswerSettings {
   readonly dryRun: boolean
 }
 
-function removals(headers: readonly string[], clientIpHeader: string | undefined): [Buffer, Buffer] {
+function removals(
+  headers: readonly string[],
+  clientIpHeader: string | undefined,
+): [Buffer, Buffer] {
   const encode = (names: readonly string[]): Buffer =>
     Buffer.concat(names.map((name) => stringField(OK_HEADERS_TO_REMOVE, name)))
   // Envoy applies removals after sets, so the client header is never in both: removed when the
   // client is unknown (a value the client sent must not reach the backend), set when known.
   const withoutClientHeader = headers.filter((h) => h !== clientIpHeader)
-  const unknownClient = clientIpHeader ? [...withoutClientHeader, clientIpHeader] : withoutClientHeader
+  const unknownClient = clientIpHeader
+    ? [...withoutClientHeader, clientIpHeader]
+    : withoutClientHeader
   return [encode(unknownClient), encode(withoutClientHeader)]
 }
 
@@ -125,7 +133,9 @@ export function prepareAnswers(settings: AnswerSettings): SiteAnswers {
       removals(settings.removeUntrusted, settings.clientIpHeader),
       removals(settings.removeTrusted, settings.clientIpHeader),
     ],
-    clientHeaderKey: settings.clientIpHeader ? stringField(HEADER_KEY, settings.clientIpHeader) : undefined,
+    clientHeaderKey: settings.clientIpHeader
+      ? stringField(HEADER_KEY, settings.clientIpHeader)
+      : undefined,
     metadata,
     denied,
   }

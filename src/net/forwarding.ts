@@ -14,7 +14,8 @@ function isDigit(c: number): boolean {
 /** A port: 1-5 digits, or with `obfuscated`, RFC 7239's `_` followed by letters, digits, `._-`. */
 function isPort(text: string, start: number, end: number, obfuscated: boolean): boolean {
   if (start >= end) return false
-  if (obfuscated && text.charCodeAt(start) === 0x5f) return /^_[A-Za-z0-9._-]+$/.test(text.slice(start, end))
+  if (obfuscated && text.charCodeAt(start) === 0x5f)
+    return /^_[A-Za-z0-9._-]+$/.test(text.slice(start, end))
   if (end - start > 5) return false
   for (let i = start; i < end; i++) if (!isDigit(text.charCodeAt(i))) return false
   return Number(text.slice(start, end)) <= 65535

@@ -1,7 +1,7 @@
 // PolicySpec → CompiledPolicy: lookup structures and precomputed answer parts, built once per
 // load and deep-frozen, so a request only reads them.
 
-import { type SiteAnswers, prepareAnswers } from '../check/encode.js'
+import { prepareAnswers, type SiteAnswers } from '../check/encode.js'
 import { type CidrMatcher, type CidrRange, compileCidrs } from '../net/cidr.js'
 import { compileHosts, type HostMatcher } from '../net/host.js'
 import {
@@ -67,7 +67,8 @@ function compileSite(
   top: SiteSpec,
   cidrs: (ranges: readonly CidrRange[]) => CidrMatcher,
 ): CompiledSite {
-  const pick = <K extends keyof SiteSpec>(key: K): SiteSpec[K] => (own[key] !== undefined ? own[key] : top[key])
+  const pick = <K extends keyof SiteSpec>(key: K): SiteSpec[K] =>
+    own[key] !== undefined ? own[key] : top[key]
   const trustedHeaders = pick('trustedHeaders') ?? DEFAULT_TRUSTED_HEADERS
   const clientCidrs = pick('clientCidrs') ?? undefined
   const healthCheck = pick('healthCheck') ?? undefined
@@ -110,7 +111,8 @@ function deepFreeze<T>(value: T): T {
   // Typed arrays and Buffers cannot be frozen; nothing writes to them after compile.
   if (ArrayBuffer.isView(value)) return value
   if (value instanceof Map || value instanceof Set) {
-    for (const item of value instanceof Map ? [...value.keys(), ...value.values()] : value) deepFreeze(item)
+    for (const item of value instanceof Map ? [...value.keys(), ...value.values()] : value)
+      deepFreeze(item)
   } else {
     for (const item of Object.values(value)) deepFreeze(item)
   }

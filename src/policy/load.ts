@@ -14,8 +14,8 @@ import {
   DEFAULT_DENY_STATUS,
   DENY_STATUSES,
   type DenySpec,
-  HOST_HEADERS,
   type HealthCheckSpec,
+  HOST_HEADERS,
   type PolicySpec,
   type SiteSpec,
   TOP_LEVEL_SITE,
@@ -143,7 +143,11 @@ function boolean(ctx: Ctx, node: Value, field: string): boolean | undefined {
   return undefined
 }
 
-function strings(ctx: Ctx, node: Value, field: string): { text: string; node: Value; field: string }[] {
+function strings(
+  ctx: Ctx,
+  node: Value,
+  field: string,
+): { text: string; node: Value; field: string }[] {
   const items = list(ctx, node, field) ?? []
   const out: { text: string; node: Value; field: string }[] = []
   items.forEach((item, i) => {
@@ -160,7 +164,11 @@ function toIp(addr: ipaddr.IPv4 | ipaddr.IPv6): Ip {
   }
   const bytes = addr.toByteArray()
   const word = (i: number): number =>
-    (((bytes[i] ?? 0) << 24) | ((bytes[i + 1] ?? 0) << 16) | ((bytes[i + 2] ?? 0) << 8) | (bytes[i + 3] ?? 0)) >>> 0
+    (((bytes[i] ?? 0) << 24) |
+      ((bytes[i + 1] ?? 0) << 16) |
+      ((bytes[i + 2] ?? 0) << 8) |
+      (bytes[i + 3] ?? 0)) >>>
+    0
   return { family: 6, words: [word(0), word(4), word(8), word(12)] }
 }
 
@@ -189,15 +197,22 @@ export function parseCidrEntry(text: string): CidrResult {
   const parsed = ipaddr.parse(address)
   const width = parsed.kind() === 'ipv4' ? 32 : 128
   if (bitsText !== undefined && !/^(0|[1-9][0-9]{0,2})$/.test(bitsText)) {
-    return { code: 'POLICY_CIDR_INVALID', detail: `"${text}": the prefix length must be a number from 0 to ${width}` }
+    return {
+      code: 'POLICY_CIDR_INVALID',
+      detail: `"${text}": the prefix length must be a number from 0 to ${width}`,
+    }
   }
   const prefix = bitsText === undefined ? width : Number(bitsText)
   if (prefix > width) {
-    return { code: 'POLICY_CIDR_INVALID', detail: `"${text}": the prefix length must be a number from 0 to ${width}` }
+    return {
+      code: 'POLICY_CIDR_INVALID',
+      detail: `"${text}": the prefix length must be a number from 0 to ${width}`,
+    }
   }
   const network = ipaddr.parse(address)
   const bytes = network.toByteArray()
-  for (let bit = prefix; bit < width; bit++) bytes[bit >> 3] = (bytes[bit >> 3] ?? 0) & ~(0x80 >> (bit & 7))
+  for (let bit = prefix; bit < width; bit++)
+    bytes[bit >> 3] = (bytes[bit >> 3] ?? 0) & ~(0x80 >> (bit & 7))
   const net = ipaddr.fromByteArray(bytes)
   if (net.toString() !== parsed.toString()) {
     const suggestion =
@@ -237,7 +252,8 @@ function hostPattern(ctx: Ctx, node: Value, field: string, raw: string): string 
     report(ctx, code, node, field, detail)
     return undefined
   }
-  if (pattern === '') return fail('POLICY_HOST_PATTERN_EMPTY', 'an empty host pattern matches nothing')
+  if (pattern === '')
+    return fail('POLICY_HOST_PATTERN_EMPTY', 'an empty host pattern matches nothing')
   if (pattern === '*') return pattern
   if (pattern.startsWith('*.')) {
     return fail(
@@ -247,7 +263,10 @@ function hostPattern(ctx: Ctx, node: Value, field: string, raw: string): string 
   }
   const body = pattern.startsWith('.') ? pattern.slice(1) : pattern
   if (!body.startsWith('[') && (body.match(/:/g)?.length ?? 0) >= 2) {
-    return fail('POLICY_HOST_PATTERN_IPV6_UNBRACKETED', `"${raw}": write an IPv6 address in brackets, as in a Host header: "[${body}]"`)
+    return fail(
+      'POLICY_HOST_PATTERN_IPV6_UNBRACKETED',
+      `"${raw}": write an IPv6 address in brackets, as in a Host header: "[${body}]"`,
+    )
   }
   const port = /^(.*[^:]):[0-9]+$/.exec(body)
   if (port && (DOMAIN.test(port[1] ?? '') || BRACKETED_V6.test(port[1] ?? ''))) {
@@ -262,7 +281,8 @@ function hostPattern(ctx: Ctx, node: Value, field: string, raw: string): string 
       `"${raw}" never matches: a host is letters, digits, "." and "-", or an IPv6 literal in brackets`,
     )
   }
-  if (body === '' || body === '.') return fail('POLICY_HOST_PATTERN_INVALID', `"${raw}" never matches a host`)
+  if (body === '' || body === '.')
+    return fail('POLICY_HOST_PATTERN_INVALID', `"${raw}" never matches a host`)
   if (body.endsWith('.')) {
     return fail(
       'POLICY_HOST_PATTERN_TRAILING_DOT',
@@ -281,7 +301,13 @@ function headerName(ctx: Ctx, node: Value, field: string): string | undefined {
     return undefined
   }
   if (name === 'host') {
-    report(ctx, 'POLICY_HEADER_NAME_INVALID', node, field, `"${raw}" cannot be used: Envoy does not let ext_authz change the Host`)
+    report(
+      ctx,
+      'POLICY_HEADER_NAME_INVALID',
+      node,
+      field,
+      `"${raw}" cannot be used: Envoy does not let ext_authz change the Host`,
+    )
     return undefined
   }
   return name
@@ -298,7 +324,13 @@ function trustedHeaders(ctx: Ctx, node: Value, field: string): TrustableHeader[]
   for (const item of strings(ctx, node, field)) {
     const name = item.text.trim().toLowerCase() as TrustableHeader
     if (!TRUSTABLE_HEADERS.includes(name)) {
-      report(ctx, 'POLICY_TRUSTED_HEADER_UNKNOWN', item.node, item.field, `"${item.text}" is not a forwarding header hostguard reads (one of ${TRUSTABLE_HEADERS.join(', ')})`)
+      report(
+        ctx,
+        'POLICY_TRUSTED_HEADER_UNKNOWN',
+        item.node,
+        item.field,
+        `"${item.text}" is not a forwarding header hostguard reads (one of ${TRUSTABLE_HEADERS.join(', ')})`,
+      )
       continue
     }
     const conflict = (kind: string, first: string): void =>
@@ -344,7 +376,13 @@ function secret(ctx: Ctx, node: Value, field: string): Buffer | undefined {
     const defaultValue = fallback ? string(ctx, fallback.value, `${field}.default`) : undefined
     value = ctx.env[name] ?? defaultValue
     if (value === undefined) {
-      report(ctx, 'POLICY_SECRET_UNREADABLE', env.value, `${field}.env`, `environment variable ${name} is not set`)
+      report(
+        ctx,
+        'POLICY_SECRET_UNREADABLE',
+        env.value,
+        `${field}.env`,
+        `environment variable ${name} is not set`,
+      )
       return undefined
     }
   } else if (file) {
@@ -355,12 +393,24 @@ function secret(ctx: Ctx, node: Value, field: string): Buffer | undefined {
       value = readFileSync(resolve(ctx.baseDir, path), 'utf8').replace(/\r?\n$/, '')
     } catch (err) {
       const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
-      report(ctx, 'POLICY_SECRET_UNREADABLE', file.value, `${field}.file`, `cannot read ${path} (${reason})`)
+      report(
+        ctx,
+        'POLICY_SECRET_UNREADABLE',
+        file.value,
+        `${field}.file`,
+        `cannot read ${path} (${reason})`,
+      )
       return undefined
     }
   }
   if (!value) {
-    report(ctx, 'POLICY_SECRET_EMPTY', node, field, 'the secret is empty, so an empty header would pass')
+    report(
+      ctx,
+      'POLICY_SECRET_EMPTY',
+      node,
+      field,
+      'the secret is empty, so an empty header would pass',
+    )
     return undefined
   }
   return Buffer.from(value, 'utf8')
@@ -372,7 +422,14 @@ function healthCheck(ctx: Ctx, node: Value, field: string): HealthCheckSpec | un
   const header = fields.get('header')
   const value = fields.get('value')
   if (!header) report(ctx, 'POLICY_REQUIRED', node, `${field}.header`, 'healthCheck needs a header')
-  if (!value) report(ctx, 'POLICY_REQUIRED', node, `${field}.value`, 'healthCheck needs a value ({ env: … } or { file: … })')
+  if (!value)
+    report(
+      ctx,
+      'POLICY_REQUIRED',
+      node,
+      `${field}.value`,
+      'healthCheck needs a value ({ env: … } or { file: … })',
+    )
   const name = header ? headerName(ctx, header.value, `${field}.header`) : undefined
   const bytes = value ? secret(ctx, value.value, `${field}.value`) : undefined
   let paths: string[] | undefined
@@ -381,7 +438,13 @@ function healthCheck(ctx: Ctx, node: Value, field: string): HealthCheckSpec | un
     paths = []
     for (const item of strings(ctx, pathsEntry.value, `${field}.paths`)) {
       if (!item.text.startsWith('/') || item.text.includes('?')) {
-        report(ctx, 'POLICY_HEALTH_PATH_INVALID', item.node, item.field, `"${item.text}" must start with "/" and have no query string (paths match exactly)`)
+        report(
+          ctx,
+          'POLICY_HEALTH_PATH_INVALID',
+          item.node,
+          item.field,
+          `"${item.text}" must start with "/" and have no query string (paths match exactly)`,
+        )
       } else {
         paths.push(item.text)
       }
@@ -410,7 +473,14 @@ function deny(ctx: Ctx, node: Value, field: string): DenySpec | undefined {
   if (statusEntry) {
     const v = statusEntry.value
     if (isScalar(v) && typeof v.value === 'number' && DENY_STATUSES.has(v.value)) status = v.value
-    else report(ctx, 'POLICY_DENY_STATUS', v, `${field}.status`, `expected a 4xx or 5xx status Envoy knows, got ${describe(v)}`)
+    else
+      report(
+        ctx,
+        'POLICY_DENY_STATUS',
+        v,
+        `${field}.status`,
+        `expected a 4xx or 5xx status Envoy knows, got ${describe(v)}`,
+      )
   }
   const show = fields.get('showReason')
   const showReason = show ? (boolean(ctx, show.value, `${field}.showReason`) ?? false) : false
@@ -418,11 +488,19 @@ function deny(ctx: Ctx, node: Value, field: string): DenySpec | undefined {
 }
 
 /** A site's fields, or the top level's; `isSite` allows null to switch an inherited block off. */
-function siteSpec(ctx: Ctx, fields: Map<string, { key: Value; value: Value }>, prefix: string, isSite: boolean): SiteSpec {
+function siteSpec(
+  ctx: Ctx,
+  fields: Map<string, { key: Value; value: Value }>,
+  prefix: string,
+  isSite: boolean,
+): SiteSpec {
   const spec: { -readonly [K in keyof SiteSpec]: SiteSpec[K] } = {}
   for (const [key, { value }] of fields) {
     const field = prefix + key
-    const off = isSite && isNull(value) && (key === 'clientCidrs' || key === 'healthCheck' || key === 'clientIpHeader')
+    const off =
+      isSite &&
+      isNull(value) &&
+      (key === 'clientCidrs' || key === 'healthCheck' || key === 'clientIpHeader')
     switch (key) {
       case 'trustedProxies': {
         const v = cidrs(ctx, value, field)
@@ -479,16 +557,32 @@ function siteSpec(ctx: Ctx, fields: Map<string, { key: Value; value: Value }>, p
   return spec
 }
 
-function checkAllowsSomething(ctx: Ctx, site: SiteSpec, top: SiteSpec, node: Value, field: string): void {
+function checkAllowsSomething(
+  ctx: Ctx,
+  site: SiteSpec,
+  top: SiteSpec,
+  node: Value,
+  field: string,
+): void {
   const hosts = site.allowedHosts ?? top.allowedHosts
   const nets = site.allowedCidrNets ?? top.allowedCidrNets
   if (hosts !== undefined && hosts.length === 0 && (nets === undefined || nets.length === 0)) {
-    report(ctx, 'POLICY_SITE_ALLOWS_NOTHING', node, field, 'allowedHosts and allowedCidrNets are both empty, so every request would be denied')
+    report(
+      ctx,
+      'POLICY_SITE_ALLOWS_NOTHING',
+      node,
+      field,
+      'allowedHosts and allowedCidrNets are both empty, so every request would be denied',
+    )
   }
 }
 
 /** Parses and validates policy text; throws PolicyLoadError with every error found. */
-export function parsePolicy(text: string, file: string, env: NodeJS.ProcessEnv = process.env): PolicySpec {
+export function parsePolicy(
+  text: string,
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+): PolicySpec {
   const lines = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false })
   const ctx: Ctx = {
@@ -503,13 +597,25 @@ export function parsePolicy(text: string, file: string, env: NodeJS.ProcessEnv =
     for (const e of doc.errors) {
       const at = lines.linePos(e.pos[0])
       const message = e.message.split('\n')[0] ?? e.code
-      ctx.errors.push(new PolicyError('POLICY_YAML_SYNTAX', { file, line: at.line, col: at.col, field: '(document)' }, message))
+      ctx.errors.push(
+        new PolicyError(
+          'POLICY_YAML_SYNTAX',
+          { file, line: at.line, col: at.col, field: '(document)' },
+          message,
+        ),
+      )
     }
     throw new PolicyLoadError(ctx.errors)
   }
   const root = deref(ctx, doc.contents)
   if (!isMap(root)) {
-    report(ctx, 'POLICY_NOT_A_MAPPING', root, '(document)', `a policy is a mapping with version: 1, got ${describe(root)}`)
+    report(
+      ctx,
+      'POLICY_NOT_A_MAPPING',
+      root,
+      '(document)',
+      `a policy is a mapping with version: 1, got ${describe(root)}`,
+    )
     throw new PolicyLoadError(ctx.errors)
   }
   const fields = entries(ctx, root, '', TOP_KEYS) ?? new Map()
@@ -517,10 +623,22 @@ export function parsePolicy(text: string, file: string, env: NodeJS.ProcessEnv =
   if (!version) {
     report(ctx, 'POLICY_VERSION', root, 'version', 'version: 1 is required')
   } else if (!isScalar(version.value) || version.value.value !== 1) {
-    report(ctx, 'POLICY_VERSION', version.value, 'version', `only version 1 is known, got ${describe(version.value)}`)
+    report(
+      ctx,
+      'POLICY_VERSION',
+      version.value,
+      'version',
+      `only version 1 is known, got ${describe(version.value)}`,
+    )
   }
   if (!fields.has('allowedHosts')) {
-    report(ctx, 'POLICY_REQUIRED', root, 'allowedHosts', 'allowedHosts is required (["*"] allows any host)')
+    report(
+      ctx,
+      'POLICY_REQUIRED',
+      root,
+      'allowedHosts',
+      'allowedHosts is required (["*"] allows any host)',
+    )
   }
   const top = siteSpec(ctx, fields, '', false)
   checkAllowsSomething(ctx, {}, top, fields.get('allowedHosts')?.value ?? root, 'allowedHosts')
@@ -531,7 +649,10 @@ export function parsePolicy(text: string, file: string, env: NodeJS.ProcessEnv =
     for (const [name, { key, value }] of entries(ctx, sitesEntry.value, 'sites', undefined) ?? []) {
       const field = `sites.${name}`
       if (name === TOP_LEVEL_SITE || !SITE_NAME.test(name)) {
-        const why = name === TOP_LEVEL_SITE ? '"default" names the top level in answers and metrics' : 'a site name is 1-63 letters, digits, "_", "." or "-", starting with a letter or digit'
+        const why =
+          name === TOP_LEVEL_SITE
+            ? '"default" names the top level in answers and metrics'
+            : 'a site name is 1-63 letters, digits, "_", "." or "-", starting with a letter or digit'
         report(ctx, 'POLICY_SITE_NAME_INVALID', key, field, why)
         continue
       }
@@ -556,7 +677,9 @@ export function loadPolicyFile(file: string, env: NodeJS.ProcessEnv = process.en
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
     const at = { file, line: 1, col: 1, field: '(file)' }
-    throw new PolicyLoadError([new PolicyError('POLICY_FILE_UNREADABLE', at, `cannot read the policy file (${reason})`)])
+    throw new PolicyLoadError([
+      new PolicyError('POLICY_FILE_UNREADABLE', at, `cannot read the policy file (${reason})`),
+    ])
   }
   return parsePolicy(text, file, env)
 }

@@ -15,7 +15,12 @@ export const FORWARDING_HEADERS = [
 ] as const
 
 /** Headers that name the client; at most one may be trusted. */
-export const CLIENT_ADDRESS_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'x-client-ip'] as const
+export const CLIENT_ADDRESS_HEADERS = [
+  'x-forwarded-for',
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+] as const
 export type ClientAddressHeader = (typeof CLIENT_ADDRESS_HEADERS)[number]
 
 /** Headers that name the host; at most one may be trusted. */
@@ -36,7 +41,10 @@ export const TRUSTABLE_HEADERS = [
 export type TrustableHeader = (typeof TRUSTABLE_HEADERS)[number]
 
 /** Used when neither the site nor the top level sets `trustedHeaders` (see docs/policy.md). */
-export const DEFAULT_TRUSTED_HEADERS: readonly TrustableHeader[] = ['x-forwarded-for', 'x-forwarded-proto']
+export const DEFAULT_TRUSTED_HEADERS: readonly TrustableHeader[] = [
+  'x-forwarded-for',
+  'x-forwarded-proto',
+]
 
 export const DEFAULT_DENY_STATUS = 403
 

@@ -2,11 +2,11 @@
 // request is decoded by check/decode.ts, the answer encoded by check/encode.ts).
 
 import {
-  type sendUnaryData,
   Server,
+  ServerCredentials,
   type ServerUnaryCall,
   type ServiceDefinition,
-  ServerCredentials,
+  type sendUnaryData,
   status,
 } from '@grpc/grpc-js'
 import type { Logger } from 'pino'
@@ -53,7 +53,12 @@ export function checkHandler(store: PolicyStore, log: Logger) {
   }
 }
 
-export function startGrpc(store: PolicyStore, log: Logger, host: string, port: number): Promise<GrpcServer> {
+export function startGrpc(
+  store: PolicyStore,
+  log: Logger,
+  host: string,
+  port: number,
+): Promise<GrpcServer> {
   const server = new Server()
   server.addService(AUTHORIZATION_SERVICE, { Check: checkHandler(store, log) })
   const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`

@@ -12,7 +12,14 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const FIXTURES = join(ROOT, '..', 'shared', 'fixtures', 'envoy-v3')
 export const SHARED_TOOLS = join(ROOT, '..', 'shared', 'tools')
 
-const OPTIONS = { keepCase: true, longs: String, enums: String, bytes: Buffer, defaults: false, oneofs: true }
+const OPTIONS = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  bytes: Buffer,
+  defaults: false,
+  oneofs: true,
+}
 
 // biome-ignore lint/suspicious/noExplicitAny: proto-loader objects are untyped JSON-like trees
 export type Message = any
@@ -24,8 +31,14 @@ export interface CheckCodec {
 }
 
 function codec(includeDirs: string[]): CheckCodec {
-  const definition = loadSync('envoy/service/auth/v3/external_auth.proto', { ...OPTIONS, includeDirs })
-  const service = definition['envoy.service.auth.v3.Authorization'] as Record<string, MethodDefinition<Message, Message>>
+  const definition = loadSync('envoy/service/auth/v3/external_auth.proto', {
+    ...OPTIONS,
+    includeDirs,
+  })
+  const service = definition['envoy.service.auth.v3.Authorization'] as Record<
+    string,
+    MethodDefinition<Message, Message>
+  >
   const check = service['Check']
   if (!check) throw new Error('Authorization.Check not found')
   return {
@@ -35,5 +48,7 @@ function codec(includeDirs: string[]): CheckCodec {
   }
 }
 
-export const official = codec(['envoy-api', 'xds', 'protoc-gen-validate', 'googleapis'].map((d) => join(deps, d)))
+export const official = codec(
+  ['envoy-api', 'xds', 'protoc-gen-validate', 'googleapis'].map((d) => join(deps, d)),
+)
 export const ours = codec([join(ROOT, 'proto')])

@@ -25,11 +25,18 @@ sites:
 `,
 )
 
-function request(peer: string, host: string, hdrs: Record<string, string> = {}, site?: string): Buffer {
+function request(
+  peer: string,
+  host: string,
+  hdrs: Record<string, string> = {},
+  site?: string,
+): Buffer {
   return official.encodeRequest({
     attributes: {
       source: { address: { socket_address: { address: peer, port_value: 1234 } } },
-      request: { http: { method: 'GET', path: '/', host, headers: { ':authority': host, ...hdrs } } },
+      request: {
+        http: { method: 'GET', path: '/', host, headers: { ':authority': host, ...hdrs } },
+      },
       ...(site ? { context_extensions: { site } } : {}),
     },
   })
@@ -39,13 +46,18 @@ function request(peer: string, host: string, hdrs: Record<string, string> = {}, 
 function answer(bytes: Buffer) {
   const r: Message = official.decodeResponse(check(POLICY, bytes).response)
   const meta: Record<string, string> = {}
-  for (const [k, v] of Object.entries(r.dynamic_metadata?.fields ?? {})) meta[k] = (v as Message).stringValue ?? (v as Message).string_value
+  for (const [k, v] of Object.entries(r.dynamic_metadata?.fields ?? {}))
+    meta[k] = (v as Message).stringValue ?? (v as Message).string_value
   return {
     grpcCode: r.status?.code ?? 0,
     kind: r.http_response,
     httpStatus: r.denied_response?.status?.code,
     body: r.denied_response?.body,
-    set: (r.ok_response?.headers ?? []).map((h: Message) => [h.header.key, h.header.value, h.append_action ?? 'APPEND_IF_EXISTS_OR_ADD']),
+    set: (r.ok_response?.headers ?? []).map((h: Message) => [
+      h.header.key,
+      h.header.value,
+      h.append_action ?? 'APPEND_IF_EXISTS_OR_ADD',
+    ]),
     remove: r.ok_response?.headers_to_remove ?? [],
     meta,
   }
@@ -58,12 +70,25 @@ describe('the answer', () => {
     expect(a.kind).toBe('ok_response')
     expect(a.set).toEqual([['x-real-ip', '198.51.100.23', 'OVERWRITE_IF_EXISTS_OR_ADD']])
     expect(a.remove).toEqual(FORWARDING_HEADERS.filter((h) => h !== 'x-real-ip'))
-    expect(a.meta).toEqual({ decision: 'allow', reason: 'host_allowed', site: 'default', mode: 'enforce', client: '198.51.100.23' })
+    expect(a.meta).toEqual({
+      decision: 'allow',
+      reason: 'host_allowed',
+      site: 'default',
+      mode: 'enforce',
+      client: '198.51.100.23',
+    })
   })
 
   it('keeps the trusted forwarding headers when the peer is a trusted proxy', () => {
     const a = answer(request('10.1.2.3', 'www.example.com', { 'x-forwarded-for': '203.0.113.7' }))
-    expect(a.remove).toEqual(['x-forwarded-port', 'x-forwarded-scheme', 'forwarded', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip'])
+    expect(a.remove).toEqual([
+      'x-forwarded-port',
+      'x-forwarded-scheme',
+      'forwarded',
+      'x-client-ip',
+      'true-client-ip',
+      'cf-connecting-ip',
+    ])
     expect(a.set).toEqual([['x-real-ip', '203.0.113.7', 'OVERWRITE_IF_EXISTS_OR_ADD']])
   })
 
@@ -71,11 +96,13 @@ describe('the answer', () => {
     const a = answer(request('10.1.2.3', 'www.example.com', { 'x-forwarded-for': 'garbage' }))
     expect(a.set).toEqual([])
     expect(a.remove).toContain('x-real-ip')
-    expect(a.meta.client).toBeUndefined()
+    expect(a.meta['client']).toBeUndefined()
   })
 
   it('never both sets and removes a trusted header used as the client header', () => {
-    const a = answer(request('10.1.2.3', 'www.example.com', { 'x-forwarded-for': '203.0.113.7' }, 'fwdclient'))
+    const a = answer(
+      request('10.1.2.3', 'www.example.com', { 'x-forwarded-for': '203.0.113.7' }, 'fwdclient'),
+    )
     expect(a.set).toEqual([['x-forwarded-for', '203.0.113.7', 'OVERWRITE_IF_EXISTS_OR_ADD']])
     expect(a.remove).not.toContain('x-forwarded-for')
   })
@@ -88,8 +115,19 @@ describe('the answer', () => {
 
   it('denies with the site status, a short body and the metadata', () => {
     const a = answer(request('198.51.100.23', 'evil.example'))
-    expect(a).toMatchObject({ grpcCode: 7, kind: 'denied_response', httpStatus: 'NotFound', body: 'Not Found\n' })
-    expect(a.meta).toEqual({ decision: 'deny', reason: 'host_not_allowed', site: 'default', mode: 'enforce', client: '198.51.100.23' })
+    expect(a).toMatchObject({
+      grpcCode: 7,
+      kind: 'denied_response',
+      httpStatus: 'NotFound',
+      body: 'Not Found\n',
+    })
+    expect(a.meta).toEqual({
+      decision: 'deny',
+      reason: 'host_not_allowed',
+      site: 'default',
+      mode: 'enforce',
+      client: '198.51.100.23',
+    })
   })
 
   it('always denies invalid Host syntax with 400', () => {
@@ -97,7 +135,9 @@ describe('the answer', () => {
   })
 
   it('shows the reason only when the policy asks for it', () => {
-    expect(answer(request('198.51.100.23', 'evil.example', {}, 'loud')).body).toBe('Forbidden: host_not_allowed\n')
+    expect(answer(request('198.51.100.23', 'evil.example', {}, 'loud')).body).toBe(
+      'Forbidden: host_not_allowed\n',
+    )
   })
 
   it('answers a dry-run deny as an allow, keeping decision and reason in the metadata', () => {
@@ -105,7 +145,12 @@ describe('the answer', () => {
     expect(a.grpcCode).toBe(0)
     expect(a.kind).toBe('ok_response')
     expect(a.set).toEqual([['x-real-ip', '198.51.100.23', 'OVERWRITE_IF_EXISTS_OR_ADD']])
-    expect(a.meta).toMatchObject({ decision: 'deny', reason: 'host_not_allowed', site: 'dry', mode: 'dry_run' })
+    expect(a.meta).toMatchObject({
+      decision: 'deny',
+      reason: 'host_not_allowed',
+      site: 'dry',
+      mode: 'dry_run',
+    })
   })
 
   it('answers an unknown site with the top level', () => {
@@ -117,7 +162,12 @@ describe('the answer', () => {
   it('denies bytes that are not a CheckRequest with 400 invalid_request', () => {
     const a = answer(Buffer.from([0x0a, 0xff]))
     expect(a).toMatchObject({ grpcCode: 7, httpStatus: 'BadRequest' })
-    expect(a.meta).toEqual({ decision: 'deny', reason: 'invalid_request', site: 'default', mode: 'enforce' })
+    expect(a.meta).toEqual({
+      decision: 'deny',
+      reason: 'invalid_request',
+      site: 'default',
+      mode: 'enforce',
+    })
   })
 })
 

@@ -54,6 +54,8 @@ describe('CIDR matching', () => {
   })
 
   it('merges adjacent and nested ranges into one interval', () => {
-    expect(matcher('10.0.0.0/9', '10.128.0.0/9', '10.1.0.0/16').v4).toEqual(Float64Array.from([0x0a000000, 0x0affffff]))
+    expect(matcher('10.0.0.0/9', '10.128.0.0/9', '10.1.0.0/16').v4).toEqual(
+      Float64Array.from([0x0a000000, 0x0affffff]),
+    )
   })
 })

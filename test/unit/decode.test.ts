@@ -7,7 +7,14 @@ import { FIXTURES, type Message, official, ours } from '../support/protos.js'
 
 const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith('.bin'))
 const read = (name: string): Buffer => readFileSync(join(FIXTURES, name))
-const ALL_HEADERS = new Set([':authority', 'host', ':path', 'x-health', 'user-agent', ...FORWARDING_HEADERS])
+const ALL_HEADERS = new Set([
+  ':authority',
+  'host',
+  ':path',
+  'x-health',
+  'user-agent',
+  ...FORWARDING_HEADERS,
+])
 
 /** What SPEC reads, taken from a message the official protos decoded. */
 function specFields(message: Message) {
@@ -73,29 +80,47 @@ describe('decode', () => {
   it('falls back to :authority, then host, when http.host is empty', () => {
     const message = official.decodeRequest(read('01-ipv4-direct-host.bin'))
     message.attributes.request.http.host = ''
-    expect(decode(official.encodeRequest(message), ALL_HEADERS)?.http?.authority).toBe('www.example.com')
+    expect(decode(official.encodeRequest(message), ALL_HEADERS)?.http?.authority).toBe(
+      'www.example.com',
+    )
     delete message.attributes.request.http.headers[':authority']
     message.attributes.request.http.headers.host = 'legacy.example.com'
-    expect(decode(official.encodeRequest(message), ALL_HEADERS)?.http?.authority).toBe('legacy.example.com')
+    expect(decode(official.encodeRequest(message), ALL_HEADERS)?.http?.authority).toBe(
+      'legacy.example.com',
+    )
     delete message.attributes.request.http.headers.host
     expect(decode(official.encodeRequest(message), ALL_HEADERS)?.http?.authority).toBeUndefined()
   })
 
   it('reads an empty message as a request with no peer and no HTTP part', () => {
-    expect(decode(Buffer.alloc(0), ALL_HEADERS)).toEqual({ peer: '', site: undefined, http: undefined })
+    expect(decode(Buffer.alloc(0), ALL_HEADERS)).toEqual({
+      peer: '',
+      site: undefined,
+      http: undefined,
+    })
   })
 
   it('merges a message field that occurs twice, as protobuf requires', () => {
-    const a = official.encodeRequest({ attributes: { source: { address: { socket_address: { address: '192.0.2.1' } } } } })
+    const a = official.encodeRequest({
+      attributes: { source: { address: { socket_address: { address: '192.0.2.1' } } } },
+    })
     const b = official.encodeRequest({ attributes: { context_extensions: { site: 'blog' } } })
-    expect(decode(Buffer.concat([a, b]), ALL_HEADERS)).toMatchObject({ peer: '192.0.2.1', site: 'blog' })
+    expect(decode(Buffer.concat([a, b]), ALL_HEADERS)).toMatchObject({
+      peer: '192.0.2.1',
+      site: 'blog',
+    })
   })
 
   it('skips unknown fields of every wire type, including groups', () => {
     // field 99 varint, field 98 fixed64, field 97 fixed32, field 96 group holding a varint
-    const unknown = Buffer.from([0x98, 0x06, 0x01, 0x91, 0x06, 1, 2, 3, 4, 5, 6, 7, 8, 0x8d, 0x06, 1, 2, 3, 4, 0x83, 0x06, 0x08, 0x01, 0x84, 0x06])
+    const unknown = Buffer.from([
+      0x98, 0x06, 0x01, 0x91, 0x06, 1, 2, 3, 4, 5, 6, 7, 8, 0x8d, 0x06, 1, 2, 3, 4, 0x83, 0x06,
+      0x08, 0x01, 0x84, 0x06,
+    ])
     const fixture = read('01-ipv4-direct-host.bin')
-    expect(decode(Buffer.concat([unknown, fixture]), ALL_HEADERS)).toEqual(decode(fixture, ALL_HEADERS))
+    expect(decode(Buffer.concat([unknown, fixture]), ALL_HEADERS)).toEqual(
+      decode(fixture, ALL_HEADERS),
+    )
   })
 
   it.each([

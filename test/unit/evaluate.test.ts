@@ -26,7 +26,11 @@ sites:
   { SECRET: 's3cret' },
 )
 
-function http(authority: string | undefined, extra: Record<string, string> = {}, path = '/'): HttpInput {
+function http(
+  authority: string | undefined,
+  extra: Record<string, string> = {},
+  path = '/',
+): HttpInput {
   return { authority, path, method: 'GET', headers: headers(extra) }
 }
 
@@ -54,10 +58,26 @@ describe('evaluation order', () => {
     ['a denied client', { peer: '203.0.113.66', http: http('www.example.com') }, 'client_denied'],
     ['an unknown site', { site: 'nope', http: http('www.example.com') }, 'unknown_site'],
     ['an empty site name', { site: '', http: http('www.example.com') }, 'unknown_site'],
-    ['a named site', { site: 'internal', peer: '10.2.3.4', http: http('www.example.com') }, 'host_allowed'],
-    ['a client outside clientCidrs.allow', { site: 'internal', http: http('www.example.com') }, 'client_not_allowed'],
-    ['clientCidrs.deny before .allow', { site: 'internal', peer: '10.66.1.1', http: http('www.example.com') }, 'client_denied'],
-    ['an unknown client when clientCidrs.allow is set', { site: 'internal', peer: '', http: http('www.example.com') }, 'client_not_allowed'],
+    [
+      'a named site',
+      { site: 'internal', peer: '10.2.3.4', http: http('www.example.com') },
+      'host_allowed',
+    ],
+    [
+      'a client outside clientCidrs.allow',
+      { site: 'internal', http: http('www.example.com') },
+      'client_not_allowed',
+    ],
+    [
+      'clientCidrs.deny before .allow',
+      { site: 'internal', peer: '10.66.1.1', http: http('www.example.com') },
+      'client_denied',
+    ],
+    [
+      'an unknown client when clientCidrs.allow is set',
+      { site: 'internal', peer: '', http: http('www.example.com') },
+      'client_not_allowed',
+    ],
   ])('%s: %s', (_, input, reason) => {
     expect(reasonOf(input)).toBe(reason)
   })
@@ -65,7 +85,11 @@ describe('evaluation order', () => {
 
 describe('health check', () => {
   const probe = (value: string, path = '/health-check/', site?: string) =>
-    reasonOf({ site, peer: '203.0.113.66', http: http('10.244.2.15:8080', { 'x-health': value }, path) })
+    reasonOf({
+      site,
+      peer: '203.0.113.66',
+      http: http('10.244.2.15:8080', { 'x-health': value }, path),
+    })
   it('allows the secret on the configured path before any other rule', () => {
     expect(probe('s3cret')).toBe('health_check')
   })
@@ -93,21 +117,32 @@ describe('trusted host headers', () => {
     expect(viaProxy({ 'x-forwarded-host': 'www.example.com' })).toBe('host_allowed')
   })
   it('checks every element of x-forwarded-host', () => {
-    expect(viaProxy({ 'x-forwarded-host': 'www.example.com, evil.example' })).toBe('host_not_allowed')
+    expect(viaProxy({ 'x-forwarded-host': 'www.example.com, evil.example' })).toBe(
+      'host_not_allowed',
+    )
     expect(viaProxy({ 'x-forwarded-host': 'www.example.com, 10.0.0.9' })).toBe('host_cidr')
   })
   it('treats an empty x-forwarded-host element as an invalid host', () => {
     expect(viaProxy({ 'x-forwarded-host': 'www.example.com,' })).toBe('invalid_host')
   })
   it('ignores x-forwarded-host from an untrusted peer', () => {
-    expect(viaProxy({ 'x-forwarded-host': 'www.example.com' }, undefined, '198.51.100.1')).toBe('host_not_allowed')
+    expect(viaProxy({ 'x-forwarded-host': 'www.example.com' }, undefined, '198.51.100.1')).toBe(
+      'host_not_allowed',
+    )
   })
   it('checks the authority when the trusted header is absent', () => {
     expect(viaProxy({})).toBe('host_not_allowed')
   })
   it('checks every host= of a trusted forwarded header', () => {
-    expect(viaProxy({ forwarded: 'for=192.0.2.60;host=www.example.com' }, 'fwd')).toBe('host_allowed')
-    expect(viaProxy({ forwarded: 'for=192.0.2.60;host="www.example.com:443", for=10.1.9.9;host=evil.example' }, 'fwd')).toBe('host_not_allowed')
+    expect(viaProxy({ forwarded: 'for=192.0.2.60;host=www.example.com' }, 'fwd')).toBe(
+      'host_allowed',
+    )
+    expect(
+      viaProxy(
+        { forwarded: 'for=192.0.2.60;host="www.example.com:443", for=10.1.9.9;host=evil.example' },
+        'fwd',
+      ),
+    ).toBe('host_not_allowed')
   })
   it('fails closed on a malformed forwarded header', () => {
     expect(viaProxy({ forwarded: 'host=www.example.com, for="x' }, 'fwd')).toBe('invalid_host')

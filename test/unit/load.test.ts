@@ -24,27 +24,122 @@ const CASES: [string, string, string, string][] = [
   ['POLICY_YAML_SYNTAX', 'version: 1\nallowedHosts: [a.example\n', '3:1', '(document)'],
   ['POLICY_NOT_A_MAPPING', '- version\n', '1:1', '(document)'],
   ['POLICY_VERSION', 'version: 2\nallowedHosts: ["*"]\n', '1:10', 'version'],
-  ['POLICY_UNKNOWN_KEY', 'version: 1\nallowedHosts: ["*"]\nallowedHost: [x]\n', '3:1', 'allowedHost'],
+  [
+    'POLICY_UNKNOWN_KEY',
+    'version: 1\nallowedHosts: ["*"]\nallowedHost: [x]\n',
+    '3:1',
+    'allowedHost',
+  ],
   ['POLICY_TYPE', 'version: 1\nallowedHosts: ["*"]\ndryRun: "yes"\n', '3:9', 'dryRun'],
   ['POLICY_REQUIRED', 'version: 1\ndryRun: false\n', '1:1', 'allowedHosts'],
-  ['POLICY_CIDR_INVALID', 'version: 1\nallowedHosts: ["*"]\ntrustedProxies: [010.0.0.1]\n', '3:18', 'trustedProxies[0]'],
-  ['POLICY_CIDR_HOST_BITS', 'version: 1\nallowedHosts: ["*"]\nallowedCidrNets:\n  - 10.0.0.0/8\n  - 10.0.0.1/8\n', '5:5', 'allowedCidrNets[1]'],
-  ['POLICY_HOST_PATTERN_EMPTY', 'version: 1\nallowedHosts: [a.example, ""]\n', '2:27', 'allowedHosts[1]'],
-  ['POLICY_HOST_PATTERN_INVALID', 'version: 1\nallowedHosts: [under_score.example]\n', '2:16', 'allowedHosts[0]'],
-  ['POLICY_HOST_PATTERN_WILDCARD', 'version: 1\nallowedHosts: ["*.example.io"]\n', '2:16', 'allowedHosts[0]'],
-  ['POLICY_HOST_PATTERN_PORT', 'version: 1\nallowedHosts: [example.com:8000]\n', '2:16', 'allowedHosts[0]'],
-  ['POLICY_HOST_PATTERN_IPV6_UNBRACKETED', 'version: 1\nallowedHosts: ["2001:db8::1"]\n', '2:16', 'allowedHosts[0]'],
-  ['POLICY_HOST_PATTERN_TRAILING_DOT', 'version: 1\nallowedHosts: [example.com.]\n', '2:16', 'allowedHosts[0]'],
-  ['POLICY_HEADER_NAME_INVALID', 'version: 1\nallowedHosts: ["*"]\nclientIpHeader: "x real ip"\n', '3:17', 'clientIpHeader'],
-  ['POLICY_TRUSTED_HEADER_UNKNOWN', 'version: 1\nallowedHosts: ["*"]\ntrustedHeaders: [x-original-for]\n', '3:18', 'trustedHeaders[0]'],
-  ['POLICY_TRUSTED_HEADER_CONFLICT', 'version: 1\nallowedHosts: ["*"]\ntrustedHeaders: [x-forwarded-for, x-real-ip]\n', '3:35', 'trustedHeaders[1]'],
-  ['POLICY_SITE_NAME_INVALID', 'version: 1\nallowedHosts: ["*"]\nsites:\n  default: { dryRun: true }\n', '4:3', 'sites.default'],
-  ['POLICY_SITE_ALLOWS_NOTHING', 'version: 1\nallowedHosts: ["*"]\nsites:\n  blog:\n    allowedHosts: []\n', '5:5', 'sites.blog'],
-  ['POLICY_SECRET_SOURCE', 'version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: hunter2\n', '5:10', 'healthCheck.value'],
-  ['POLICY_SECRET_UNREADABLE', 'version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: { env: NOT_SET }\n', '5:17', 'healthCheck.value.env'],
-  ['POLICY_SECRET_EMPTY', `version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: { file: ${join(dir, 'empty')} }\n`, '5:10', 'healthCheck.value'],
-  ['POLICY_HEALTH_PATH_INVALID', 'version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: { env: S }\n  paths: [health]\n', '6:11', 'healthCheck.paths[0]'],
-  ['POLICY_DENY_STATUS', 'version: 1\nallowedHosts: ["*"]\ndeny: { status: 200 }\n', '3:17', 'deny.status'],
+  [
+    'POLICY_CIDR_INVALID',
+    'version: 1\nallowedHosts: ["*"]\ntrustedProxies: [010.0.0.1]\n',
+    '3:18',
+    'trustedProxies[0]',
+  ],
+  [
+    'POLICY_CIDR_HOST_BITS',
+    'version: 1\nallowedHosts: ["*"]\nallowedCidrNets:\n  - 10.0.0.0/8\n  - 10.0.0.1/8\n',
+    '5:5',
+    'allowedCidrNets[1]',
+  ],
+  [
+    'POLICY_HOST_PATTERN_EMPTY',
+    'version: 1\nallowedHosts: [a.example, ""]\n',
+    '2:27',
+    'allowedHosts[1]',
+  ],
+  [
+    'POLICY_HOST_PATTERN_INVALID',
+    'version: 1\nallowedHosts: [under_score.example]\n',
+    '2:16',
+    'allowedHosts[0]',
+  ],
+  [
+    'POLICY_HOST_PATTERN_WILDCARD',
+    'version: 1\nallowedHosts: ["*.example.io"]\n',
+    '2:16',
+    'allowedHosts[0]',
+  ],
+  [
+    'POLICY_HOST_PATTERN_PORT',
+    'version: 1\nallowedHosts: [example.com:8000]\n',
+    '2:16',
+    'allowedHosts[0]',
+  ],
+  [
+    'POLICY_HOST_PATTERN_IPV6_UNBRACKETED',
+    'version: 1\nallowedHosts: ["2001:db8::1"]\n',
+    '2:16',
+    'allowedHosts[0]',
+  ],
+  [
+    'POLICY_HOST_PATTERN_TRAILING_DOT',
+    'version: 1\nallowedHosts: [example.com.]\n',
+    '2:16',
+    'allowedHosts[0]',
+  ],
+  [
+    'POLICY_HEADER_NAME_INVALID',
+    'version: 1\nallowedHosts: ["*"]\nclientIpHeader: "x real ip"\n',
+    '3:17',
+    'clientIpHeader',
+  ],
+  [
+    'POLICY_TRUSTED_HEADER_UNKNOWN',
+    'version: 1\nallowedHosts: ["*"]\ntrustedHeaders: [x-original-for]\n',
+    '3:18',
+    'trustedHeaders[0]',
+  ],
+  [
+    'POLICY_TRUSTED_HEADER_CONFLICT',
+    'version: 1\nallowedHosts: ["*"]\ntrustedHeaders: [x-forwarded-for, x-real-ip]\n',
+    '3:35',
+    'trustedHeaders[1]',
+  ],
+  [
+    'POLICY_SITE_NAME_INVALID',
+    'version: 1\nallowedHosts: ["*"]\nsites:\n  default: { dryRun: true }\n',
+    '4:3',
+    'sites.default',
+  ],
+  [
+    'POLICY_SITE_ALLOWS_NOTHING',
+    'version: 1\nallowedHosts: ["*"]\nsites:\n  blog:\n    allowedHosts: []\n',
+    '5:5',
+    'sites.blog',
+  ],
+  [
+    'POLICY_SECRET_SOURCE',
+    'version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: hunter2\n',
+    '5:10',
+    'healthCheck.value',
+  ],
+  [
+    'POLICY_SECRET_UNREADABLE',
+    'version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: { env: NOT_SET }\n',
+    '5:17',
+    'healthCheck.value.env',
+  ],
+  [
+    'POLICY_SECRET_EMPTY',
+    `version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: { file: ${join(dir, 'empty')} }\n`,
+    '5:10',
+    'healthCheck.value',
+  ],
+  [
+    'POLICY_HEALTH_PATH_INVALID',
+    'version: 1\nallowedHosts: ["*"]\nhealthCheck:\n  header: x-health\n  value: { env: S }\n  paths: [health]\n',
+    '6:11',
+    'healthCheck.paths[0]',
+  ],
+  [
+    'POLICY_DENY_STATUS',
+    'version: 1\nallowedHosts: ["*"]\ndeny: { status: 200 }\n',
+    '3:17',
+    'deny.status',
+  ],
 ]
 
 describe('policy errors', () => {
@@ -55,12 +150,16 @@ describe('policy errors', () => {
 
   it.each(CASES)('%s points at the line, column and field', (code, yaml, lineCol, field) => {
     const errors = errorsOf(yaml, { S: 'x' })
-    expect(errors.map((e) => `${e.code} ${e.at.line}:${e.at.col} ${e.at.field}`)).toContain(`${code} ${lineCol} ${field}`)
+    expect(errors.map((e) => `${e.code} ${e.at.line}:${e.at.col} ${e.at.field}`)).toContain(
+      `${code} ${lineCol} ${field}`,
+    )
   })
 
   it('formats each error as file:line:col field: message [CODE]', () => {
     const [error] = errorsOf('version: 1\nallowedHosts: ["*"]\ntrustedProxies: [10.0.0.1/8]\n')
-    expect(error?.message).toBe('p.yaml:3:18 trustedProxies[0]: "10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8? [POLICY_CIDR_HOST_BITS]')
+    expect(error?.message).toBe(
+      'p.yaml:3:18 trustedProxies[0]: "10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8? [POLICY_CIDR_HOST_BITS]',
+    )
   })
 
   it('reports every error at once, in file order', () => {
@@ -79,21 +178,34 @@ describe('policy errors', () => {
     expect(errors[4]?.detail).toContain('did you mean dryRun?')
   })
 
-  it.each(['010.0.0.1', '0x0a.0.0.1', '167772161', '10.1', 'fe80::1%eth0', '10.0.0.0/33', '::/129', '10.0.0.0/08', 'k8s:nodes'])(
-    'rejects %s as an address or range',
-    (entry) => {
-      const errors = errorsOf(`version: 1\nallowedHosts: ["*"]\nclientCidrs: { deny: ["${entry}"] }\n`)
-      expect(errors.map((e) => e.code)).toEqual(['POLICY_CIDR_INVALID'])
-    },
-  )
+  it.each([
+    '010.0.0.1',
+    '0x0a.0.0.1',
+    '167772161',
+    '10.1',
+    'fe80::1%eth0',
+    '10.0.0.0/33',
+    '::/129',
+    '10.0.0.0/08',
+    'k8s:nodes',
+  ])('rejects %s as an address or range', (entry) => {
+    const errors = errorsOf(
+      `version: 1\nallowedHosts: ["*"]\nclientCidrs: { deny: ["${entry}"] }\n`,
+    )
+    expect(errors.map((e) => e.code)).toEqual(['POLICY_CIDR_INVALID'])
+  })
 
   it('suggests the IPv4-mapped network in its own form', () => {
-    const [error] = errorsOf('version: 1\nallowedHosts: ["*"]\ntrustedProxies: ["::ffff:10.0.0.1/104"]\n')
+    const [error] = errorsOf(
+      'version: 1\nallowedHosts: ["*"]\ntrustedProxies: ["::ffff:10.0.0.1/104"]\n',
+    )
     expect(error?.detail).toContain('did you mean ::ffff:10.0.0.0/104?')
   })
 
   it('rejects two trusted host headers', () => {
-    const errors = errorsOf('version: 1\nallowedHosts: ["*"]\ntrustedHeaders: [x-forwarded-host, forwarded]\n')
+    const errors = errorsOf(
+      'version: 1\nallowedHosts: ["*"]\ntrustedHeaders: [x-forwarded-host, forwarded]\n',
+    )
     expect(errors.map((e) => e.code)).toEqual(['POLICY_TRUSTED_HEADER_CONFLICT'])
   })
 
@@ -111,7 +223,11 @@ describe('policy errors', () => {
 
 describe('policy loading', () => {
   it('accepts 0.0.0.0/0 and ::/0', () => {
-    const spec = parsePolicy('version: 1\nallowedHosts: ["*"]\ntrustedProxies: [0.0.0.0/0, "::/0"]\n', 'p.yaml', {})
+    const spec = parsePolicy(
+      'version: 1\nallowedHosts: ["*"]\ntrustedProxies: [0.0.0.0/0, "::/0"]\n',
+      'p.yaml',
+      {},
+    )
     expect(spec.top.trustedProxies?.map((r) => r.prefix)).toEqual([0, 0])
   })
 
@@ -121,16 +237,22 @@ describe('policy loading', () => {
   })
 
   it('reads a secret file relative to the policy, dropping one trailing newline', () => {
-    writeFileSync(join(dir, 'p.yaml'), 'version: 1\nallowedHosts: ["*"]\nhealthCheck: { header: X-Health, value: { file: secret } }\n')
+    writeFileSync(
+      join(dir, 'p.yaml'),
+      'version: 1\nallowedHosts: ["*"]\nhealthCheck: { header: X-Health, value: { file: secret } }\n',
+    )
     const spec = loadPolicyFile(join(dir, 'p.yaml'), {})
     expect(spec.top.healthCheck?.secret.toString()).toBe('s3cret')
     expect(spec.top.healthCheck?.header).toBe('x-health')
   })
 
   it('uses an env default only when the variable is unset', () => {
-    const yaml = 'version: 1\nallowedHosts: ["*"]\nhealthCheck: { header: x-health, value: { env: H, default: demo } }\n'
+    const yaml =
+      'version: 1\nallowedHosts: ["*"]\nhealthCheck: { header: x-health, value: { env: H, default: demo } }\n'
     expect(parsePolicy(yaml, 'p.yaml', {}).top.healthCheck?.secret.toString()).toBe('demo')
-    expect(parsePolicy(yaml, 'p.yaml', { H: 'real' }).top.healthCheck?.secret.toString()).toBe('real')
+    expect(parsePolicy(yaml, 'p.yaml', { H: 'real' }).top.healthCheck?.secret.toString()).toBe(
+      'real',
+    )
   })
 
   it('lets a site switch an inherited block off with null', () => {

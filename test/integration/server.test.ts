@@ -1,0 +1,316 @@
+import { execFile, spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { Client, credentials } from '@grpc/grpc-js'
+import { pino } from 'pino'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type Running, serve } from '../../src/serve.js'
+import { CHECK_METHOD } from '../../src/server/grpc.js'
+import { FIXTURES, type Message, official, ROOT, SHARED_TOOLS } from '../support/protos.js'
+
+const EXAMPLE = join(ROOT, 'examples', 'policy.yaml')
+const PYTHON = '/usr/bin/python3'
+
+interface Expected {
+  allowed: boolean
+  reason: string
+  site: string
+  status?: number
+  client?: string
+  clientHeader?: string
+  keeps?: string[]
+}
+
+const REMOVE_ALL = [
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-scheme',
+  'forwarded',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+]
+const TRUSTED = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port']
+
+// Every shared fixture under examples/policy.yaml, with the decision an operator should expect.
+const EXPECTED: Record<string, Expected> = {
+  '01-ipv4-direct-host': {
+    allowed: true,
+    reason: 'host_allowed',
+    site: 'default',
+    client: '198.51.100.23',
+  },
+  '02-ipv6-peer': {
+    allowed: true,
+    reason: 'host_allowed',
+    site: 'default',
+    client: '2001:db8:85a3::8a2e:370:7334',
+  },
+  '03-authority-with-port': {
+    allowed: true,
+    reason: 'host_allowed',
+    site: 'default',
+    client: '203.0.113.14',
+  },
+  '04-elb-healthcheck-node-ip-host': {
+    allowed: true,
+    reason: 'host_cidr',
+    site: 'default',
+    client: '10.0.3.77',
+  },
+  '05-k8s-probe-health-header': {
+    allowed: true,
+    reason: 'health_check',
+    site: 'default',
+    client: '10.0.12.34',
+  },
+  '06-trusted-proxy-chain-xff': {
+    allowed: true,
+    reason: 'host_allowed',
+    site: 'default',
+    client: '203.0.113.7',
+    keeps: TRUSTED,
+  },
+  '07-forwarded-rfc7239': {
+    allowed: true,
+    reason: 'host_allowed',
+    site: 'default',
+    client: '10.1.2.3',
+    keeps: TRUSTED,
+  },
+  '08-spoofed-client-ip-headers': {
+    allowed: true,
+    reason: 'host_allowed',
+    site: 'default',
+    client: '198.51.100.200',
+  },
+  '09-context-extensions-site': {
+    allowed: true,
+    reason: 'host_allowed',
+    site: 'blog',
+    client: '203.0.113.50',
+  },
+  '10-istio-mtls-principal': {
+    allowed: false,
+    reason: 'host_not_allowed',
+    site: 'default',
+    status: 403,
+    client: '10.244.1.23',
+  },
+  '11-header-map-raw-values': {
+    allowed: true,
+    reason: 'host_allowed',
+    site: 'default',
+    client: '198.51.100.23',
+  },
+  '12-extra-fields-tls-metadata-body': {
+    allowed: true,
+    reason: 'host_allowed',
+    site: 'default',
+    client: '203.0.113.88',
+  },
+  '13-istio-docs-real-sample': {
+    allowed: false,
+    reason: 'host_not_allowed',
+    site: 'default',
+    status: 403,
+    client: '10.44.0.22',
+  },
+}
+const NAMES = Object.keys(EXPECTED)
+
+let running: Running
+let client: Client
+const identity = (b: Buffer): Buffer => b
+
+function call(bytes: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    client.makeUnaryRequest(CHECK_METHOD, identity, identity, bytes, (err, res) =>
+      err || !res ? reject(err) : resolve(res),
+    ),
+  )
+}
+
+beforeAll(async () => {
+  running = await serve({
+    policyFile: EXAMPLE,
+    listen: '127.0.0.1',
+    grpcPort: 0,
+    httpPort: 0,
+    log: pino({ level: 'silent' }),
+    env: {},
+  })
+  client = new Client(`127.0.0.1:${running.grpcPort}`, credentials.createInsecure())
+})
+
+afterAll(async () => {
+  client?.close()
+  await running?.stop()
+})
+
+describe('the server on examples/policy.yaml', () => {
+  it.each(NAMES)('%s gets the expected answer over gRPC', async (name) => {
+    const want = EXPECTED[name] as Expected
+    const answer: Message = official.decodeResponse(
+      await call(readFileSync(join(FIXTURES, `${name}.bin`))),
+    )
+    const meta: Record<string, string> = {}
+    for (const [k, v] of Object.entries(answer.dynamic_metadata.fields))
+      meta[k] = (v as Message).stringValue
+    expect(meta).toEqual({
+      decision: want.allowed ? 'allow' : 'deny',
+      reason: want.reason,
+      site: want.site,
+      mode: 'enforce',
+      client: want.client,
+    })
+    if (want.allowed) {
+      expect(answer.status?.code ?? 0).toBe(0)
+      const removed = REMOVE_ALL.filter((h) => !(want.keeps ?? []).includes(h))
+      expect(answer.ok_response.headers_to_remove).toEqual(removed)
+      expect(
+        answer.ok_response.headers.map((h: Message) => [
+          h.header.key,
+          h.header.value,
+          h.append_action,
+        ]),
+      ).toEqual([['x-real-ip', want.client, 'OVERWRITE_IF_EXISTS_OR_ADD']])
+    } else {
+      expect(answer.status.code).toBe(7)
+      expect(answer.denied_response.status.code).toBe('Forbidden')
+      expect(answer.denied_response.body).toBe('Forbidden\n')
+    }
+  })
+
+  it('answers garbage with a 400 deny and keeps serving', async () => {
+    const garbage: Message = official.decodeResponse(
+      await call(Buffer.from('GET / HTTP/1.1\r\n\r\n')),
+    )
+    expect(garbage.denied_response.status.code).toBe('BadRequest')
+    const next: Message = official.decodeResponse(
+      await call(readFileSync(join(FIXTURES, '01-ipv4-direct-host.bin'))),
+    )
+    expect(next.ok_response).toBeDefined()
+  })
+
+  it('is live and ready on the HTTP port', async () => {
+    const base = `http://127.0.0.1:${running.httpPort}`
+    expect((await fetch(`${base}/healthz`)).status).toBe(200)
+    expect((await fetch(`${base}/readyz`)).status).toBe(200)
+    expect((await fetch(`${base}/nope`)).status).toBe(404)
+  })
+
+  const haveGrpcio = existsSync(PYTHON) && spawnOk(PYTHON, ['-c', 'import grpc'])
+  if (!haveGrpcio) {
+    process.stderr.write(
+      '\n*** SKIPPED: python3-grpcio is missing, so the fixtures were NOT sent over an independent gRPC stack.\n' +
+        '*** Install it with: apt-get update && apt-get install -y python3-grpcio (.ci/run does)\n\n',
+    )
+  }
+  it.skipIf(!haveGrpcio)(
+    'answers the same over an independent gRPC stack (python3-grpcio)',
+    async () => {
+      const files = NAMES.map((n) => join(FIXTURES, `${n}.bin`))
+      const { stdout } = await promisify(execFile)(PYTHON, [
+        join(SHARED_TOOLS, 'authz_client.py'),
+        `127.0.0.1:${running.grpcPort}`,
+        ...files,
+      ])
+      const lines = stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+      expect(lines).toHaveLength(NAMES.length)
+      lines.forEach((line, i) => {
+        const want = EXPECTED[NAMES[i] as string] as Expected
+        expect(line.ok).toBe(true)
+        expect(line.response.allowed).toBe(want.allowed)
+        expect(line.response.http_status).toBe(want.allowed ? null : want.status)
+        expect(line.response.dynamic_metadata).toMatchObject({
+          reason: want.reason,
+          site: want.site,
+        })
+        expect(line.response.unknown_fields).toEqual([])
+      })
+    },
+  )
+})
+
+function spawnOk(cmd: string, args: string[]): boolean {
+  return spawnSync(cmd, args).status === 0
+}
+
+describe('the hostguard command', () => {
+  const main = join(ROOT, 'dist', 'main.js')
+
+  it('is built (npm test builds it first)', () => {
+    expect(existsSync(main)).toBe(true)
+  })
+
+  it('prints one line per policy mistake and exits 1', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hostguard-cli-'))
+    const bad = join(dir, 'bad.yaml')
+    writeFileSync(
+      bad,
+      'version: 1\nallowedHosts: ["*.example.io", example.com:8000]\ntrustedProxies: [10.0.0.1/8]\n',
+    )
+    const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [
+        main,
+        'serve',
+        '--policy',
+        bad,
+        '--grpc-port',
+        '0',
+        '--http-port',
+        '0',
+      ])
+      let stderr = ''
+      child.stderr.on('data', (d) => {
+        stderr += d
+      })
+      child.on('close', (code) => resolve({ code, stderr }))
+    })
+    expect(result.code).toBe(1)
+    expect(result.stderr.trim().split('\n')).toEqual([
+      `${bad}:2:16 allowedHosts[0]: "*.example.io" is not a pattern Django matches; use ".example.io" for the domain and all its subdomains [POLICY_HOST_PATTERN_WILDCARD]`,
+      `${bad}:2:32 allowedHosts[1]: "example.com:8000" never matches: the port is removed from the Host before matching; use "example.com" [POLICY_HOST_PATTERN_PORT]`,
+      `${bad}:3:18 trustedProxies[0]: "10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8? [POLICY_CIDR_HOST_BITS]`,
+    ])
+  })
+
+  it('serves the example policy and reports ready', async () => {
+    const child = spawn(process.execPath, [
+      main,
+      'serve',
+      '--policy',
+      EXAMPLE,
+      '--grpc-port',
+      '0',
+      '--http-port',
+      '0',
+      '--listen',
+      '127.0.0.1',
+    ])
+    try {
+      const started = await new Promise<{ httpPort: number }>((resolve, reject) => {
+        let out = ''
+        child.stdout.on('data', (d) => {
+          out += d
+          const line = out.split('\n').find((l) => l.includes('hostguard serving'))
+          if (line) resolve(JSON.parse(line))
+        })
+        child.on('close', (code) => reject(new Error(`exited with ${code}`)))
+      })
+      expect((await fetch(`http://127.0.0.1:${started.httpPort}/readyz`)).status).toBe(200)
+    } finally {
+      const exited = new Promise((resolve) => child.on('close', resolve))
+      child.kill('SIGTERM')
+      expect(await exited).toBe(0)
+    }
+  })
+})

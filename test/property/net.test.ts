@@ -1,0 +1,146 @@
+import fc from 'fast-check'
+import ipaddr from 'ipaddr.js'
+import { describe, expect } from 'vitest'
+import { compileCidrs, matchCidr } from '../../src/net/cidr.js'
+import { compileHosts, matchHost } from '../../src/net/host.js'
+import { formatIp, parseIp } from '../../src/net/ip.js'
+import { parseCidrEntry } from '../../src/policy/load.js'
+import { prop } from '../support/prop.js'
+
+const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join('.'))
+const v6 = fc.ipV6()
+const v4Mapped = v4.map((a) => `::ffff:${a}`)
+const address = fc.oneof(v4, v6, v4Mapped)
+
+/** The reference: ipaddr.js, every address as IPv6 (IPv4 as ::ffff:a.b.c.d), ranges likewise. */
+function reference(ranges: [string, number][], ip: string): boolean {
+  const asV6 = (text: string) => {
+    const a = ipaddr.parse(text)
+    return a.kind() === 'ipv4' ? (a as ipaddr.IPv4).toIPv4MappedAddress() : (a as ipaddr.IPv6)
+  }
+  const addr = asV6(ip)
+  return ranges.some(([net, bits]) => {
+    const isV4 = ipaddr.parse(net).kind() === 'ipv4'
+    return addr.match(asV6(net), isV4 ? bits + 96 : bits)
+  })
+}
+
+const range = fc.oneof(
+  fc.tuple(v4, fc.integer({ min: 0, max: 32 })),
+  fc.tuple(fc.oneof(v6, v4Mapped), fc.integer({ min: 0, max: 128 })),
+)
+
+function networkOf(net: string, bits: number): string {
+  const bytes = ipaddr.parse(net).toByteArray()
+  for (let b = bits; b < bytes.length * 8; b++)
+    bytes[b >> 3] = (bytes[b >> 3] ?? 0) & ~(0x80 >> (b & 7))
+  return ipaddr.fromByteArray(bytes).toString()
+}
+
+describe('compiled CIDR matcher', () => {
+  prop('agrees with ipaddr.js', [fc.array(range, { maxLength: 8 }), address], (raw, ip) => {
+    const ranges = raw.map(([net, bits]) => [networkOf(net, bits), bits] as [string, number])
+    const compiled = compileCidrs(
+      ranges.map(([net, bits]) => {
+        const r = parseCidrEntry(`${net}/${bits}`)
+        if (!('range' in r)) throw new Error(r.detail)
+        return r.range
+      }),
+    )
+    const parsed = parseIp(ip)
+    expect(parsed).toBeDefined()
+    if (parsed) expect(matchCidr(compiled, parsed)).toBe(reference(ranges, ip))
+  })
+
+  prop(
+    'holds the network and broadcast addresses of every range',
+    [
+      fc
+        .array(range, { minLength: 1, maxLength: 4 })
+        .chain((rs) => fc.tuple(fc.constant(rs), fc.constantFrom(...rs))),
+    ],
+    ([raw, [net, bits]]) => {
+      const network = networkOf(net, bits)
+      const r = parseCidrEntry(`${network}/${bits}`)
+      if (!('range' in r)) throw new Error(r.detail)
+      const compiled = compileCidrs(
+        raw.map(([n, b]) => {
+          const x = parseCidrEntry(`${networkOf(n, b)}/${b}`)
+          if (!('range' in x)) throw new Error(x.detail)
+          return x.range
+        }),
+      )
+      const bytes = ipaddr.parse(network).toByteArray()
+      for (let b = bits; b < bytes.length * 8; b++)
+        bytes[b >> 3] = (bytes[b >> 3] ?? 0) | (0x80 >> (b & 7))
+      const broadcast = ipaddr.fromByteArray(bytes).toString()
+      for (const a of [network, broadcast]) {
+        const ip = parseIp(a)
+        expect(ip && matchCidr(compiled, ip)).toBe(true)
+      }
+    },
+  )
+})
+
+describe('strict address parser', () => {
+  prop('reads what ipaddr.js reads, to the same address', [address], (text) => {
+    const ip = parseIp(text)
+    const ref = ipaddr.process(text)
+    expect(ip && formatIp(ip)).toBe(
+      ref.kind() === 'ipv6' ? (ref as ipaddr.IPv6).toRFC5952String() : ref.toString(),
+    )
+  })
+
+  prop(
+    'never throws, and accepts only what ipaddr.js parses',
+    [fc.string({ maxLength: 50 })],
+    (text) => {
+      const ip = parseIp(text)
+      if (ip) expect(ipaddr.isValid(text)).toBe(true)
+    },
+  )
+
+  prop(
+    'refuses a zero-padded part',
+    [fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)), fc.nat(3)],
+    (octets, i) => {
+      const parts = octets.map(String)
+      parts[i] = `0${parts[i]}`
+      expect(parseIp(parts.join('.'))).toBeUndefined()
+    },
+  )
+})
+
+const label = fc.stringMatching(/^[a-z0-9-]{1,6}$/)
+const domain = fc.array(label, { minLength: 1, maxLength: 4 }).map((l) => l.join('.'))
+const pattern = fc.oneof(
+  domain,
+  domain.map((d) => `.${d}`),
+  fc.constant('*'),
+)
+
+/** Django's is_same_domain, as a plain loop over the patterns. */
+function djangoMatches(patterns: string[], host: string): boolean {
+  return patterns.some(
+    (p) =>
+      p === '*' || (p.startsWith('.') && (host.endsWith(p) || host === p.slice(1))) || p === host,
+  )
+}
+
+describe('compiled host matcher', () => {
+  prop(
+    'agrees with a plain loop over the patterns',
+    [
+      fc.array(pattern, { maxLength: 6 }),
+      fc.oneof(
+        domain,
+        pattern.map((p) => p.replace(/^[.*]/, 'x')),
+      ),
+    ],
+    (patterns, host) => {
+      expect(matchHost(compileHosts(patterns), host) !== undefined).toBe(
+        djangoMatches(patterns, host),
+      )
+    },
+  )
+})
