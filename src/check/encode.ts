@@ -4,7 +4,7 @@
 import { STATUS_CODES } from 'node:http'
 import { formatIp } from '../net/ip.js'
 import { denyStatusFor, isAllowReason, modeFor } from './evaluate.js'
-import { messageField, stringField, varintField } from './protobuf.js'
+import { LEN, messageField, stringField, varintField, varintSize, WireWriter } from './protobuf.js'
 import { type Decision, REASONS, type Reason } from './types.js'
 
 // envoy.service.auth.v3.CheckResponse
@@ -141,25 +141,83 @@ export function prepareAnswers(settings: AnswerSettings): SiteAnswers {
   }
 }
 
+const CLIENT_KEY = stringField(ENTRY_KEY, 'client')
+const TAG_RESPONSE_OK = tag(RESPONSE_OK)
+const TAG_METADATA = tag(RESPONSE_DYNAMIC_METADATA)
+const TAG_OK_HEADERS = tag(OK_HEADERS)
+const TAG_OPTION_HEADER = tag(OPTION_HEADER)
+const TAG_HEADER_VALUE = tag(HEADER_VALUE)
+const TAG_STRUCT_FIELDS = tag(STRUCT_FIELDS)
+const TAG_ENTRY_VALUE = tag(ENTRY_VALUE)
+const TAG_VALUE_STRING = tag(VALUE_STRING)
+
+/** The key of a LEN field whose number is below 16: one byte. */
+function tag(fieldNumber: number): number {
+  return fieldNumber * 8 + LEN
+}
+
+/** The size of a LEN field with a body of n bytes. */
+function lenFieldSize(n: number): number {
+  return 1 + varintSize(n) + n
+}
+
+/**
+ * Per request only the client address varies, so the answer is written into one buffer of the
+ * exact size, around the site's precomputed parts (measured: Buffer.concat of field buffers
+ * took three times as long as decoding the request).
+ */
 export function encode(decision: Decision): Buffer {
   const answers = decision.site.answers
   const client = decision.client.ip ? formatIp(decision.client.ip) : undefined
-  const metadata = messageField(
-    RESPONSE_DYNAMIC_METADATA,
-    answers.metadata.get(decision.reason) ?? EMPTY,
-    client === undefined ? EMPTY : structEntry('client', client),
-  )
-  if (decision.allowed || decision.mode === 'dry_run') {
-    const remove = answers.remove[decision.client.peerTrusted ? 1 : 0][client === undefined ? 0 : 1]
-    const setClient =
-      client !== undefined && answers.clientHeaderKey
-        ? messageField(
-            OK_HEADERS,
-            messageField(OPTION_HEADER, answers.clientHeaderKey, stringField(HEADER_VALUE, client)),
-            OVERWRITE,
-          )
-        : EMPTY
-    return Buffer.concat([STATUS_OK, messageField(RESPONSE_OK, setClient, remove), metadata])
+  const prefix = answers.metadata.get(decision.reason) ?? EMPTY
+  // An IP address in text is ASCII: its length is its size in bytes.
+  const clientValue = client === undefined ? 0 : lenFieldSize(client.length)
+  const clientEntry = client === undefined ? 0 : lenFieldSize(CLIENT_KEY.length + lenFieldSize(clientValue))
+  const metadata = prefix.length + clientEntry
+  const enforcedDeny = !decision.allowed && decision.mode === 'enforce'
+
+  let head: Uint8Array
+  let remove: Uint8Array = EMPTY
+  let option = 0
+  let headerValue = 0
+  let ok = 0
+  if (enforcedDeny) {
+    head = answers.denied.get(decision.reason) ?? EMPTY
+  } else {
+    head = STATUS_OK
+    remove = answers.remove[decision.client.peerTrusted ? 1 : 0][client === undefined ? 0 : 1]
+    if (client !== undefined && answers.clientHeaderKey) {
+      headerValue = answers.clientHeaderKey.length + clientValue
+      option = lenFieldSize(headerValue) + OVERWRITE.length
+    }
+    ok = (option > 0 ? lenFieldSize(option) : 0) + remove.length
   }
-  return Buffer.concat([STATUS_DENIED, answers.denied.get(decision.reason) ?? EMPTY, metadata])
+  const size = (enforcedDeny ? STATUS_DENIED.length : 0) + head.length + (enforcedDeny ? 0 : lenFieldSize(ok)) + lenFieldSize(metadata)
+  const w = new WireWriter(Buffer.allocUnsafe(size))
+  if (enforcedDeny) {
+    w.bytes(STATUS_DENIED)
+    w.bytes(head)
+  } else {
+    w.bytes(head)
+    w.len(TAG_RESPONSE_OK, ok)
+    if (option > 0 && answers.clientHeaderKey && client !== undefined) {
+      w.len(TAG_OK_HEADERS, option)
+      w.len(TAG_OPTION_HEADER, headerValue)
+      w.bytes(answers.clientHeaderKey)
+      w.len(TAG_HEADER_VALUE, client.length)
+      w.ascii(client)
+      w.bytes(OVERWRITE)
+    }
+    w.bytes(remove)
+  }
+  w.len(TAG_METADATA, metadata)
+  w.bytes(prefix)
+  if (client !== undefined) {
+    w.len(TAG_STRUCT_FIELDS, CLIENT_KEY.length + lenFieldSize(clientValue))
+    w.bytes(CLIENT_KEY)
+    w.len(TAG_ENTRY_VALUE, clientValue)
+    w.len(TAG_VALUE_STRING, client.length)
+    w.ascii(client)
+  }
+  return w.done()
 }

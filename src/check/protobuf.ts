@@ -125,3 +125,48 @@ export function stringField(fieldNumber: number, value: string): Buffer {
 export function messageField(fieldNumber: number, ...parts: Uint8Array[]): Buffer {
   return bytesField(fieldNumber, Buffer.concat(parts))
 }
+
+export function varintSize(n: number): number {
+  let size = 1
+  for (let v = n; v >= 0x80; v = Math.floor(v / 128)) size++
+  return size
+}
+
+/** Writes into a buffer of the exact size computed beforehand; `done` checks that it is full. */
+export class WireWriter {
+  readonly buf: Buffer
+  pos = 0
+
+  constructor(buf: Buffer) {
+    this.buf = buf
+  }
+
+  varint(n: number): void {
+    let v = n
+    while (v >= 0x80) {
+      this.buf[this.pos++] = (v % 128) | 0x80
+      v = Math.floor(v / 128)
+    }
+    this.buf[this.pos++] = v
+  }
+
+  /** A LEN field's one-byte key and its length; the body follows. */
+  len(key: number, length: number): void {
+    this.buf[this.pos++] = key
+    this.varint(length)
+  }
+
+  bytes(b: Uint8Array): void {
+    this.buf.set(b, this.pos)
+    this.pos += b.length
+  }
+
+  ascii(s: string): void {
+    this.pos += this.buf.write(s, this.pos, 'latin1')
+  }
+
+  done(): Buffer {
+    if (this.pos !== this.buf.length) throw new Error(`encoded ${this.pos} bytes into ${this.buf.length}`)
+    return this.buf
+  }
+}

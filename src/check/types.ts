@@ -26,7 +26,6 @@ export interface HttpInput {
   readonly authority: string | undefined
   /** `http.path` without its query string. */
   readonly path: string
-  readonly method: string
   /** Only the headers the policy reads, lower-case keys; repeated headers joined with `,`. */
   readonly headers: ReadonlyMap<string, string>
 }

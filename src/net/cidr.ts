@@ -61,6 +61,14 @@ function merge<T extends number | bigint>(intervals: [T, T][], successor: (x: T)
   return merged
 }
 
+/** The first address of ip/prefix: the address with its host bits cleared. */
+export function networkAddress(ip: Ip, prefix: number): Ip {
+  if (ip.family === 4) return { family: 4, value: v4Interval(ip.value, prefix)[0] }
+  const hostBits = BigInt(128 - prefix)
+  const words = toWords((toBig(ip.words) >> hostBits) << hostBits)
+  return { family: 6, words: [words[0] ?? 0, words[1] ?? 0, words[2] ?? 0, words[3] ?? 0] }
+}
+
 export function compileCidrs(ranges: readonly CidrRange[]): CidrMatcher {
   const v4: [number, number][] = []
   const v6: [bigint, bigint][] = []

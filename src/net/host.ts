@@ -1,8 +1,10 @@
 import { type Ip, parseIpRange, parseIpV6Range } from './ip.js'
 
-// Django's `host_validation_re`, matched against the whole lower-cased value (Django's `$` also
-// lets a trailing newline through; a guard should not).
-const HOST_SYNTAX = /^(?:[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::[0-9]+)?$/
+// Django's `host_validation_re`, matched against the whole value (Django's `$` also lets a
+// trailing newline through; a guard should not). It is matched before lower-casing, unlike
+// Django: Unicode lower-casing turns U+212A KELVIN SIGN into an ASCII "k", and the backend would
+// see another name than the one checked.
+const HOST_SYNTAX = /^(?:[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::[0-9]+)?$/i
 
 /**
  * Django's `split_domain_port`: the domain of a Host value, lower-cased, without its port and
@@ -10,8 +12,8 @@ const HOST_SYNTAX = /^(?:[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::[0-9]+)?$/
  * invalid or the domain is empty, which Django answers with 400.
  */
 export function hostDomain(raw: string): string | undefined {
+  if (!HOST_SYNTAX.test(raw)) return undefined
   const host = raw.toLowerCase()
-  if (!HOST_SYNTAX.test(host)) return undefined
   let end = host.length
   if (host.charCodeAt(end - 1) !== 0x5d /* ] */) {
     const colon = host.lastIndexOf(':')

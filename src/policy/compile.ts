@@ -1,6 +1,7 @@
 // PolicySpec → CompiledPolicy: lookup structures and precomputed answer parts, built once per
 // load and deep-frozen, so a request only reads them.
 
+import { compileHeaderNames, type HeaderNames } from '../check/decode.js'
 import { prepareAnswers, type SiteAnswers } from '../check/encode.js'
 import { type CidrMatcher, type CidrRange, compileCidrs } from '../net/cidr.js'
 import { compileHosts, type HostMatcher } from '../net/host.js'
@@ -45,7 +46,7 @@ export interface CompiledPolicy {
   readonly top: CompiledSite
   readonly sites: ReadonlyMap<string, CompiledSite>
   /** Every header any site reads: the decoder keeps only these. */
-  readonly headerNames: ReadonlySet<string>
+  readonly headerNames: HeaderNames
 }
 
 /** Compiles a range list once and reuses it for every site that inherits the same list. */
@@ -128,5 +129,5 @@ export function compilePolicy(spec: PolicySpec): CompiledPolicy {
   for (const site of [top, ...sites.values()]) {
     if (site.healthCheck) headerNames.add(site.healthCheck.header)
   }
-  return deepFreeze({ top, sites, headerNames })
+  return deepFreeze({ top, sites, headerNames: compileHeaderNames(headerNames) })
 }

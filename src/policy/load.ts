@@ -3,10 +3,9 @@
 
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import ipaddr from 'ipaddr.js'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml'
-import type { CidrRange } from '../net/cidr.js'
-import { type Ip, parseIp } from '../net/ip.js'
+import { type CidrRange, networkAddress } from '../net/cidr.js'
+import { formatIp, parseIp } from '../net/ip.js'
 import { PolicyError, type PolicyErrorCode, PolicyLoadError, type SourcePos } from './errors.js'
 import {
   CLIENT_ADDRESS_HEADERS,
@@ -36,10 +35,11 @@ const SITE_KEYS = [
 ] as const
 const TOP_KEYS = ['version', ...SITE_KEYS, 'sites'] as const
 
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
+// Matched before lower-casing, so that no non-ASCII letter lower-cases its way into a name.
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
 const SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
-const DOMAIN = /^[a-z0-9.-]+$/
-const BRACKETED_V6 = /^\[[a-f0-9]*:[a-f0-9.:]+\]$/
+const DOMAIN = /^[a-z0-9.-]+$/i
+const BRACKETED_V6 = /^\[[a-f0-9]*:[a-f0-9.:]+\]$/i
 
 type Value = Node | null
 
@@ -157,78 +157,52 @@ function strings(
   return out
 }
 
-function toIp(addr: ipaddr.IPv4 | ipaddr.IPv6): Ip {
-  if (addr.kind() === 'ipv4') {
-    const [a = 0, b = 0, c = 0, d = 0] = addr.toByteArray()
-    return { family: 4, value: ((a << 24) | (b << 16) | (c << 8) | d) >>> 0 }
-  }
-  const bytes = addr.toByteArray()
-  const word = (i: number): number =>
-    (((bytes[i] ?? 0) << 24) |
-      ((bytes[i + 1] ?? 0) << 16) |
-      ((bytes[i + 2] ?? 0) << 8) |
-      (bytes[i + 3] ?? 0)) >>>
-    0
-  return { family: 6, words: [word(0), word(4), word(8), word(12)] }
-}
-
 type CidrResult = { range: CidrRange } | { code: PolicyErrorCode; detail: string }
 
 /**
- * One `trustedProxies`/`allowedCidrNets`/`clientCidrs` entry. The strict syntax is checked with
- * the same parser the request path uses; ipaddr.js then does the range arithmetic.
+ * One `trustedProxies`/`allowedCidrNets`/`clientCidrs` entry, read with the same strict parser
+ * as the request path, so that the policy and the request agree on what an address is.
  */
 export function parseCidrEntry(text: string): CidrResult {
-  const slash = text.indexOf('/')
-  const address = slash < 0 ? text : text.slice(0, slash)
-  const bitsText = slash < 0 ? undefined : text.slice(slash + 1)
   if (text.startsWith('k8s:')) {
     return {
       code: 'POLICY_CIDR_INVALID',
       detail: `"${text}" is a dynamic source; this version accepts only IP addresses and CIDRs`,
     }
   }
-  if (parseIp(address) === undefined) {
+  const slash = text.indexOf('/')
+  const address = slash < 0 ? text : text.slice(0, slash)
+  const ip = parseIp(address)
+  if (ip === undefined) {
     return {
       code: 'POLICY_CIDR_INVALID',
       detail: `"${text}" is not an IP address or CIDR (IPv4 is four decimal parts 0-255 without leading zeros; IPv6 has no zone id)`,
     }
   }
-  const parsed = ipaddr.parse(address)
-  const width = parsed.kind() === 'ipv4' ? 32 : 128
-  if (bitsText !== undefined && !/^(0|[1-9][0-9]{0,2})$/.test(bitsText)) {
-    return {
-      code: 'POLICY_CIDR_INVALID',
-      detail: `"${text}": the prefix length must be a number from 0 to ${width}`,
-    }
+  const writtenV6 = address.includes(':')
+  const width = writtenV6 ? 128 : 32
+  const bits = slash < 0 ? String(width) : text.slice(slash + 1)
+  if (!/^(0|[1-9][0-9]{0,2})$/.test(bits) || Number(bits) > width) {
+    return { code: 'POLICY_CIDR_INVALID', detail: `"${text}": the prefix length must be a number from 0 to ${width}` }
   }
-  const prefix = bitsText === undefined ? width : Number(bitsText)
-  if (prefix > width) {
-    return {
-      code: 'POLICY_CIDR_INVALID',
-      detail: `"${text}": the prefix length must be a number from 0 to ${width}`,
-    }
-  }
-  const network = ipaddr.parse(address)
-  const bytes = network.toByteArray()
-  for (let bit = prefix; bit < width; bit++)
-    bytes[bit >> 3] = (bytes[bit >> 3] ?? 0) & ~(0x80 >> (bit & 7))
-  const net = ipaddr.fromByteArray(bytes)
-  if (net.toString() !== parsed.toString()) {
-    const suggestion =
-      net.kind() === 'ipv6' && (net as ipaddr.IPv6).isIPv4MappedAddress()
-        ? `::ffff:${(net as ipaddr.IPv6).toIPv4Address().toString()}/${prefix}`
-        : `${net.toString()}/${prefix}`
+  const prefix = Number(bits)
+  // ::ffff:a.b.c.d/n is the IPv4 range a.b.c.d/(n-96) (SPEC "Addresses"); below /96 it is an
+  // IPv6 range that reaches beyond the mapped space.
+  const range: CidrRange =
+    ip.family === 4 && writtenV6
+      ? prefix >= 96
+        ? { ip, prefix: prefix - 96 }
+        : { ip: { family: 6, words: [0, 0, 0xffff, ip.value] }, prefix }
+      : { ip, prefix }
+  const network = networkAddress(range.ip, range.prefix)
+  if (formatIp(network) !== formatIp(range.ip)) {
+    const shown = ip.family === 4 && writtenV6 && network.family === 4 ? `::ffff:${formatIp(network)}` : formatIp(network)
     return {
       code: 'POLICY_CIDR_HOST_BITS',
-      detail: `"${text}" has host bits set; did you mean ${suggestion}?`,
+      detail: `"${text}" has host bits set; did you mean ${shown}/${prefix}?`,
     }
   }
-  // A range written as ::ffff:a.b.c.d/n (n >= 96) is that IPv4 range (SPEC "Addresses").
-  if (net.kind() === 'ipv6' && prefix >= 96 && (net as ipaddr.IPv6).isIPv4MappedAddress()) {
-    return { range: { ip: toIp((net as ipaddr.IPv6).toIPv4Address()), prefix: prefix - 96 } }
-  }
-  return { range: { ip: toIp(net), prefix } }
+  return { range }
 }
 
 function cidrs(ctx: Ctx, node: Value, field: string): CidrRange[] | undefined {
@@ -254,6 +228,10 @@ function hostPattern(ctx: Ctx, node: Value, field: string, raw: string): string 
   }
   if (pattern === '')
     return fail('POLICY_HOST_PATTERN_EMPTY', 'an empty host pattern matches nothing')
+  // Checked before lower-casing matters: U+212A (KELVIN SIGN) lower-cases to an ASCII "k".
+  if (!/^[\x21-\x7e]+$/.test(raw.trim())) {
+    return fail('POLICY_HOST_PATTERN_INVALID', `"${raw}" never matches: a Host is ASCII (write names in punycode)`)
+  }
   if (pattern === '*') return pattern
   if (pattern.startsWith('*.')) {
     return fail(
@@ -296,7 +274,7 @@ function headerName(ctx: Ctx, node: Value, field: string): string | undefined {
   const raw = string(ctx, node, field)
   if (raw === undefined) return undefined
   const name = raw.toLowerCase()
-  if (!HEADER_NAME.test(name)) {
+  if (!HEADER_NAME.test(raw)) {
     report(ctx, 'POLICY_HEADER_NAME_INVALID', node, field, `"${raw}" is not an HTTP header name`)
     return undefined
   }

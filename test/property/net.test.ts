@@ -8,7 +8,9 @@ import { parseCidrEntry } from '../../src/policy/load.js'
 import { prop } from '../support/prop.js'
 
 const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join('.'))
-const v6 = fc.ipV6()
+// ipaddr.js reads "::a.b.c.d" as ::ffff:a.b.c.d; RFC 4291 (2.5.5.1) and hostguard read it as the
+// IPv4-compatible ::xxxx:xxxx (test/unit/ip.test.ts), so the oracle is not asked about that form.
+const v6 = fc.ipV6().filter((a) => !/^::\d+\.\d+\.\d+\.\d+$/.test(a))
 const v4Mapped = v4.map((a) => `::ffff:${a}`)
 const address = fc.oneof(v4, v6, v4Mapped)
 

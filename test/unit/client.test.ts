@@ -17,7 +17,7 @@ function clientOf(
   const input: CheckInput = {
     peer,
     site: undefined,
-    http: { authority: 'a.example', path: '/', method: 'GET', headers: headers(extra) },
+    http: { authority: 'a.example', path: '/', headers: headers(extra) },
   }
   const client = resolveClient(policy.top, input)
   return { ip: client.ip && formatIp(client.ip), peerTrusted: client.peerTrusted }

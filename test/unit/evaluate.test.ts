@@ -31,7 +31,7 @@ function http(
   extra: Record<string, string> = {},
   path = '/',
 ): HttpInput {
-  return { authority, path, method: 'GET', headers: headers(extra) }
+  return { authority, path, headers: headers(extra) }
 }
 
 function reasonOf(input: Partial<CheckInput>, policy: CompiledPolicy = POLICY): string {

@@ -36,6 +36,7 @@ describe("hostDomain: Django's split_domain_port", () => {
     ['only a port', ':80'],
     ['non-ASCII', 'exämple.com'],
     ['a NUL byte', 'example.com\u0000'],
+    ['a letter that lower-cases to ASCII (U+212A KELVIN SIGN)', '\u212Aexample.com'],
   ])('refuses %s', (_, host) => {
     expect(hostDomain(host)).toBeUndefined()
   })

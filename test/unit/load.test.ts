@@ -202,6 +202,11 @@ describe('policy errors', () => {
     expect(error?.detail).toContain('did you mean ::ffff:10.0.0.0/104?')
   })
 
+  it('rejects a pattern or header name that only lower-cases to ASCII', () => {
+    const errors = errorsOf('version: 1\nallowedHosts: ["\u212Aexample.com"]\nclientIpHeader: "x-\u212A"\n')
+    expect(errors.map((e) => e.code)).toEqual(['POLICY_HOST_PATTERN_INVALID', 'POLICY_HEADER_NAME_INVALID'])
+  })
+
   it('rejects two trusted host headers', () => {
     const errors = errorsOf(
       'version: 1\nallowedHosts: ["*"]\ntrustedHeaders: [x-forwarded-host, forwarded]\n',
