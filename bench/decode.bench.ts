@@ -12,7 +12,11 @@ import { FIXTURES, ours, ROOT } from '../test/support/protos.js'
 
 const policy = readPolicy(join(ROOT, 'examples', 'policy.yaml'), {})
 
-for (const name of ['01-ipv4-direct-host', '06-trusted-proxy-chain-xff', '12-extra-fields-tls-metadata-body']) {
+for (const name of [
+  '01-ipv4-direct-host',
+  '06-trusted-proxy-chain-xff',
+  '12-extra-fields-tls-metadata-body',
+]) {
   const bytes = readFileSync(join(FIXTURES, `${name}.bin`))
   describe(name, () => {
     bench('hostguard decode (wire reader)', () => {

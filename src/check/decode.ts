@@ -53,7 +53,12 @@ export function compileHeaderNames(names: Iterable<string>): HeaderNames {
 const SITE = compileHeaderNames(['site'])
 
 /** The name in `names` that buf[start, end) spells, if any. */
-function matchName(names: HeaderNames, buf: Buffer, start: number, end: number): string | undefined {
+function matchName(
+  names: HeaderNames,
+  buf: Buffer,
+  start: number,
+  end: number,
+): string | undefined {
   const group = names.byLength[end - start]
   if (group === undefined) return undefined
   for (const [bytes, name] of group) {
@@ -121,7 +126,8 @@ class Decoder {
       const kind = this.next(end)
       if (kind < 0) return false
       if (kind === 0) continue
-      const ok = r.fieldNumber === CHECK_REQUEST_ATTRIBUTES ? this.nested(this.attributes) : this.skipLen()
+      const ok =
+        r.fieldNumber === CHECK_REQUEST_ATTRIBUTES ? this.nested(this.attributes) : this.skipLen()
       if (!ok) return false
     }
     return r.pos === end
@@ -223,7 +229,12 @@ class Decoder {
    * `rawField` occurs) and returns the wanted name with its value, without making a string of
    * an unwanted key. Undefined when malformed; `null` when the key is not wanted.
    */
-  entry(end: number, names: HeaderNames, valueField: number, rawField: number): [string, string] | null | undefined {
+  entry(
+    end: number,
+    names: HeaderNames,
+    valueField: number,
+    rawField: number,
+  ): [string, string] | null | undefined {
     const r = this.r
     let keyStart = 0
     let keyEnd = 0
@@ -288,7 +299,8 @@ class Decoder {
     }
     const query = this.path.indexOf('?')
     return {
-      authority: this.host || this.headers.get(':authority') || this.headers.get('host') || undefined,
+      authority:
+        this.host || this.headers.get(':authority') || this.headers.get('host') || undefined,
       path: query < 0 ? this.path : this.path.slice(0, query),
       headers: this.headers,
     }

@@ -172,7 +172,8 @@ export function encode(decision: Decision): Buffer {
   const prefix = answers.metadata.get(decision.reason) ?? EMPTY
   // An IP address in text is ASCII: its length is its size in bytes.
   const clientValue = client === undefined ? 0 : lenFieldSize(client.length)
-  const clientEntry = client === undefined ? 0 : lenFieldSize(CLIENT_KEY.length + lenFieldSize(clientValue))
+  const clientEntry =
+    client === undefined ? 0 : lenFieldSize(CLIENT_KEY.length + lenFieldSize(clientValue))
   const metadata = prefix.length + clientEntry
   const enforcedDeny = !decision.allowed && decision.mode === 'enforce'
 
@@ -192,7 +193,11 @@ export function encode(decision: Decision): Buffer {
     }
     ok = (option > 0 ? lenFieldSize(option) : 0) + remove.length
   }
-  const size = (enforcedDeny ? STATUS_DENIED.length : 0) + head.length + (enforcedDeny ? 0 : lenFieldSize(ok)) + lenFieldSize(metadata)
+  const size =
+    (enforcedDeny ? STATUS_DENIED.length : 0) +
+    head.length +
+    (enforcedDeny ? 0 : lenFieldSize(ok)) +
+    lenFieldSize(metadata)
   const w = new WireWriter(Buffer.allocUnsafe(size))
   if (enforcedDeny) {
     w.bytes(STATUS_DENIED)

@@ -166,7 +166,8 @@ export class WireWriter {
   }
 
   done(): Buffer {
-    if (this.pos !== this.buf.length) throw new Error(`encoded ${this.pos} bytes into ${this.buf.length}`)
+    if (this.pos !== this.buf.length)
+      throw new Error(`encoded ${this.pos} bytes into ${this.buf.length}`)
     return this.buf
   }
 }

@@ -183,7 +183,10 @@ export function parseCidrEntry(text: string): CidrResult {
   const width = writtenV6 ? 128 : 32
   const bits = slash < 0 ? String(width) : text.slice(slash + 1)
   if (!/^(0|[1-9][0-9]{0,2})$/.test(bits) || Number(bits) > width) {
-    return { code: 'POLICY_CIDR_INVALID', detail: `"${text}": the prefix length must be a number from 0 to ${width}` }
+    return {
+      code: 'POLICY_CIDR_INVALID',
+      detail: `"${text}": the prefix length must be a number from 0 to ${width}`,
+    }
   }
   const prefix = Number(bits)
   // ::ffff:a.b.c.d/n is the IPv4 range a.b.c.d/(n-96) (SPEC "Addresses"); below /96 it is an
@@ -196,7 +199,10 @@ export function parseCidrEntry(text: string): CidrResult {
       : { ip, prefix }
   const network = networkAddress(range.ip, range.prefix)
   if (formatIp(network) !== formatIp(range.ip)) {
-    const shown = ip.family === 4 && writtenV6 && network.family === 4 ? `::ffff:${formatIp(network)}` : formatIp(network)
+    const shown =
+      ip.family === 4 && writtenV6 && network.family === 4
+        ? `::ffff:${formatIp(network)}`
+        : formatIp(network)
     return {
       code: 'POLICY_CIDR_HOST_BITS',
       detail: `"${text}" has host bits set; did you mean ${shown}/${prefix}?`,
@@ -230,7 +236,10 @@ function hostPattern(ctx: Ctx, node: Value, field: string, raw: string): string 
     return fail('POLICY_HOST_PATTERN_EMPTY', 'an empty host pattern matches nothing')
   // Checked before lower-casing matters: U+212A (KELVIN SIGN) lower-cases to an ASCII "k".
   if (!/^[\x21-\x7e]+$/.test(raw.trim())) {
-    return fail('POLICY_HOST_PATTERN_INVALID', `"${raw}" never matches: a Host is ASCII (write names in punycode)`)
+    return fail(
+      'POLICY_HOST_PATTERN_INVALID',
+      `"${raw}" never matches: a Host is ASCII (write names in punycode)`,
+    )
   }
   if (pattern === '*') return pattern
   if (pattern.startsWith('*.')) {

@@ -7,14 +7,7 @@ import { FIXTURES, type Message, official, ours } from '../support/protos.js'
 
 const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith('.bin'))
 const read = (name: string): Buffer => readFileSync(join(FIXTURES, name))
-const WANTED = [
-  ':authority',
-  'host',
-  ':path',
-  'x-health',
-  'user-agent',
-  ...FORWARDING_HEADERS,
-]
+const WANTED = [':authority', 'host', ':path', 'x-health', 'user-agent', ...FORWARDING_HEADERS]
 const ALL_HEADERS = compileHeaderNames(WANTED)
 
 /** What SPEC reads, taken from a message the official protos decoded. */

@@ -203,8 +203,13 @@ describe('policy errors', () => {
   })
 
   it('rejects a pattern or header name that only lower-cases to ASCII', () => {
-    const errors = errorsOf('version: 1\nallowedHosts: ["\u212Aexample.com"]\nclientIpHeader: "x-\u212A"\n')
-    expect(errors.map((e) => e.code)).toEqual(['POLICY_HOST_PATTERN_INVALID', 'POLICY_HEADER_NAME_INVALID'])
+    const errors = errorsOf(
+      'version: 1\nallowedHosts: ["\u212Aexample.com"]\nclientIpHeader: "x-\u212A"\n',
+    )
+    expect(errors.map((e) => e.code)).toEqual([
+      'POLICY_HOST_PATTERN_INVALID',
+      'POLICY_HEADER_NAME_INVALID',
+    ])
   })
 
   it('rejects two trusted host headers', () => {
