@@ -121,16 +121,7 @@ class Decoder {
   }
 
   checkRequest(end: number): boolean {
-    const r = this.r
-    while (r.pos < end) {
-      const kind = this.next(end)
-      if (kind < 0) return false
-      if (kind === 0) continue
-      const ok =
-        r.fieldNumber === CHECK_REQUEST_ATTRIBUTES ? this.nested(this.attributes) : this.skipLen()
-      if (!ok) return false
-    }
-    return r.pos === end
+    return this.only(end, CHECK_REQUEST_ATTRIBUTES, this.attributes)
   }
 
   attributes(end: number): boolean {

@@ -1,19 +1,5 @@
 import type { CidrRange } from '../net/cidr.js'
 
-/** The forwarding headers hostguard knows; every one the policy does not trust is removed. */
-export const FORWARDING_HEADERS = [
-  'x-forwarded-for',
-  'x-forwarded-host',
-  'x-forwarded-proto',
-  'x-forwarded-port',
-  'x-forwarded-scheme',
-  'forwarded',
-  'x-real-ip',
-  'x-client-ip',
-  'true-client-ip',
-  'cf-connecting-ip',
-] as const
-
 /** Headers that name the client; at most one may be trusted. */
 export const CLIENT_ADDRESS_HEADERS = [
   'x-forwarded-for',
@@ -39,6 +25,13 @@ export const TRUSTABLE_HEADERS = [
   'x-client-ip',
 ] as const
 export type TrustableHeader = (typeof TRUSTABLE_HEADERS)[number]
+
+/** The forwarding headers hostguard knows; every one the policy does not trust is removed. */
+export const FORWARDING_HEADERS = [
+  ...TRUSTABLE_HEADERS,
+  'true-client-ip',
+  'cf-connecting-ip',
+] as const
 
 /** Used when neither the site nor the top level sets `trustedHeaders` (see docs/policy.md). */
 export const DEFAULT_TRUSTED_HEADERS: readonly TrustableHeader[] = [
