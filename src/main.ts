@@ -7,6 +7,7 @@ import { PolicyLoadError } from './policy/errors.js'
 import { serve } from './serve.js'
 
 const USAGE = `usage: hostguard serve --policy FILE [--grpc-port 9000] [--http-port 9001] [--listen 0.0.0.0]
+                       [--log-level info]   (LOG_LEVEL sets the default level)
 `
 
 function fail(message: string): never {
@@ -34,6 +35,7 @@ async function main(argv: string[]): Promise<void> {
         'grpc-port': { type: 'string' },
         'http-port': { type: 'string' },
         listen: { type: 'string' },
+        'log-level': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -42,7 +44,9 @@ async function main(argv: string[]): Promise<void> {
     fail((err as Error).message)
   }
   const policyFile = values['policy'] ?? fail('--policy FILE is required')
-  const log = pino({ level: process.env['LOG_LEVEL'] ?? 'info' })
+  const level = values['log-level'] ?? process.env['LOG_LEVEL'] ?? 'info'
+  if (!(level in pino.levels.values) && level !== 'silent') fail(`unknown log level "${level}"`)
+  const log = pino({ level })
   try {
     const running = await serve({
       policyFile,

@@ -1,21 +1,32 @@
-// The gRPC boundary: Envoy's Authorization/Check over grpc-js, with raw bytes in and out (the
-// request is decoded by check/decode.ts, the answer encoded by check/encode.ts).
+// The gRPC port: Envoy's Authorization/Check (raw bytes in and out: check/ decodes and encodes),
+// grpc.health.v1.Health for Envoy's gRPC health checker and Kubernetes `grpc:` probes, and server
+// reflection for grpcurl.
 
+import { fileURLToPath } from 'node:url'
 import {
+  type sendUnaryData,
   Server,
   ServerCredentials,
   type ServerUnaryCall,
   type ServiceDefinition,
-  type sendUnaryData,
   status,
 } from '@grpc/grpc-js'
+import { loadSync } from '@grpc/proto-loader'
+import { ReflectionService } from '@grpc/reflection'
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check'
 import type { Logger } from 'pino'
 import { check } from '../check/check.js'
+import type { DecisionObserver } from '../check/observe.js'
 import type { PolicyStore } from '../policy/store.js'
 
 const identity = (bytes: Buffer): Buffer => bytes
 
-export const CHECK_METHOD = '/envoy.service.auth.v3.Authorization/Check'
+export const AUTHORIZATION_SERVICE_NAME = 'envoy.service.auth.v3.Authorization'
+export const CHECK_METHOD = `/${AUTHORIZATION_SERVICE_NAME}/Check`
+/** The health services: the whole server ("") and the Authorization service. */
+export const HEALTH_SERVICES = ['', AUTHORIZATION_SERVICE_NAME] as const
+
+const PROTO_DIR = fileURLToPath(new URL('../../proto', import.meta.url))
 
 const AUTHORIZATION_SERVICE: ServiceDefinition = {
   Check: {
@@ -32,40 +43,68 @@ const AUTHORIZATION_SERVICE: ServiceDefinition = {
 export interface GrpcServer {
   readonly server: Server
   readonly port: number
+  /** SERVING or NOT_SERVING for every health service. */
+  setServing(serving: boolean): void
 }
 
 /** The Check handler. Synchronous on purpose: grpc-js catches a throw, not a rejected promise. */
-export function checkHandler(store: PolicyStore, log: Logger) {
+export function checkHandler(store: PolicyStore, observer: DecisionObserver, log: Logger) {
   return (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void => {
+    const started = performance.now()
     const policy = store.current
     if (policy === undefined) {
       callback({ code: status.UNAVAILABLE, details: 'no policy loaded' })
       return
     }
+    let result: ReturnType<typeof check>
     try {
-      callback(null, check(policy, call.request).response)
+      result = check(policy, call.request)
     } catch (err) {
       // Last resort: the check path returns decisions, never throws; if it ever does, answer
       // with an error (Envoy then applies failure_mode_allow / status_on_error) and go on.
       log.error({ err }, 'check failed')
       callback({ code: status.INTERNAL, details: 'internal error' })
+      return
     }
+    const seconds = (performance.now() - started) / 1000
+    callback(null, result.response)
+    observer.observe(result, seconds)
+  }
+}
+
+/** The message and service definitions reflection serves: hostguard's proto/ and health. */
+function reflectionDefinitions() {
+  const options = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true }
+  return {
+    ...loadSync('envoy/service/auth/v3/external_auth.proto', { ...options, includeDirs: [PROTO_DIR] }),
+    ...loadSync(healthProtoPath, options),
   }
 }
 
 export function startGrpc(
   store: PolicyStore,
+  observer: DecisionObserver,
   log: Logger,
   host: string,
   port: number,
 ): Promise<GrpcServer> {
   const server = new Server()
-  server.addService(AUTHORIZATION_SERVICE, { Check: checkHandler(store, log) })
+  server.addService(AUTHORIZATION_SERVICE, { Check: checkHandler(store, observer, log) })
+  const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING'])))
+  health.addToServer(server)
+  new ReflectionService(reflectionDefinitions()).addToServer(server)
   const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
   return new Promise((resolve, reject) => {
     server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => {
       if (err) reject(err)
-      else resolve({ server, port: bound })
+      else
+        resolve({
+          server,
+          port: bound,
+          setServing: (serving) => {
+            for (const service of HEALTH_SERVICES) health.setStatus(service, serving ? 'SERVING' : 'NOT_SERVING')
+          },
+        })
     })
   })
 }

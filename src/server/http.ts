@@ -1,7 +1,9 @@
-// The HTTP port: liveness and readiness for Kubernetes and load balancers.
+// The HTTP port: liveness and readiness for Kubernetes and load balancers, and /metrics for
+// Prometheus.
 
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { Registry } from 'prom-client'
 
 export interface HttpServer {
   readonly server: Server
@@ -9,17 +11,27 @@ export interface HttpServer {
 }
 
 /** `/healthz`: 200 while the process runs. `/readyz`: 200 when `isReady()`, else 503. */
-export function startHttp(host: string, port: number, isReady: () => boolean): Promise<HttpServer> {
+export function startHttp(
+  host: string,
+  port: number,
+  isReady: () => boolean,
+  registry: Registry,
+): Promise<HttpServer> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0]
-    const send = (code: number, body: string): void => {
-      res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8' }).end(body)
+    const send = (code: number, body: string, type = 'text/plain; charset=utf-8'): void => {
+      res.writeHead(code, { 'content-type': type }).end(body)
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') send(405, 'method not allowed\n')
     else if (path === '/healthz') send(200, 'ok\n')
     else if (path === '/readyz') {
       if (isReady()) send(200, 'ready\n')
       else send(503, 'not ready\n')
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => send(200, text, registry.contentType),
+        (err: unknown) => send(500, `metrics failed: ${(err as Error).message}\n`),
+      )
     } else send(404, 'not found\n')
   })
   return new Promise((resolve, reject) => {

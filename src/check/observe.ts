@@ -1,0 +1,105 @@
+// Step 5: every decision is counted, timed and logged. The metric children for each site and
+// reason are resolved once per policy (`prepare`), so a request does two lookups and two
+// increments. Metrics and logger are passed in: check/ knows no registry and no log sink.
+
+import type { CompiledPolicy, CompiledSite } from '../policy/compile.js'
+import type { CheckResult } from './check.js'
+import { isAllowReason, modeFor } from './evaluate.js'
+import { type Mode, REASONS, type Reason } from './types.js'
+
+export type DecisionLabel = 'allow' | 'deny'
+
+export interface Counter {
+  inc(): void
+}
+
+export interface Histogram {
+  observe(value: number): void
+}
+
+/** Metric children by label values (implemented with prom-client in server/metrics.ts). */
+export interface DecisionMetrics {
+  decisions(site: string, decision: DecisionLabel, reason: Reason, mode: Mode): Counter
+  duration(decision: DecisionLabel): Histogram
+}
+
+/** The part of a pino logger the observer uses. */
+export interface DecisionLog {
+  isLevelEnabled(level: string): boolean
+  info(fields: object, message: string): void
+  debug(fields: object, message: string): void
+}
+
+/** Client-chosen values are logged as printable ASCII only, at most this long. */
+const MAX_LOGGED_LENGTH = 256
+
+/**
+ * A value a client chose (Host, x-request-id), made safe for a log line: every character
+ * outside printable ASCII becomes \uXXXX, so no CR, LF, U+2028 or terminal escape passes, and
+ * the result is cut to MAX_LOGGED_LENGTH characters.
+ */
+export function loggable(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  const end = Math.min(value.length, MAX_LOGGED_LENGTH)
+  let out = ''
+  for (let i = 0; i < end; i++) {
+    const c = value.charCodeAt(i)
+    out += c >= 0x20 && c < 0x7f && c !== 0x5c ? value[i] : `\\u${c.toString(16).padStart(4, '0')}`
+  }
+  return value.length > MAX_LOGGED_LENGTH ? `${out}…` : out
+}
+
+export class DecisionObserver {
+  readonly #metrics: DecisionMetrics
+  readonly #log: DecisionLog
+  readonly #counters = new WeakMap<CompiledSite, ReadonlyMap<Reason, Counter>>()
+  readonly #allow: Histogram
+  readonly #deny: Histogram
+
+  constructor(metrics: DecisionMetrics, log: DecisionLog) {
+    this.#metrics = metrics
+    this.#log = log
+    this.#allow = metrics.duration('allow')
+    this.#deny = metrics.duration('deny')
+  }
+
+  /** Resolves the counters of every site and reason of a policy about to be swapped in. */
+  prepare(policy: CompiledPolicy): void {
+    for (const site of [policy.top, ...policy.sites.values()]) this.#countersOf(site)
+  }
+
+  #countersOf(site: CompiledSite): ReadonlyMap<Reason, Counter> {
+    let counters = this.#counters.get(site)
+    if (!counters) {
+      const byReason = new Map<Reason, Counter>()
+      for (const reason of REASONS) {
+        const decision = isAllowReason(reason) ? 'allow' : 'deny'
+        byReason.set(reason, this.#metrics.decisions(site.name, decision, reason, modeFor(site.dryRun, reason)))
+      }
+      counters = byReason
+      this.#counters.set(site, counters)
+    }
+    return counters
+  }
+
+  observe(result: CheckResult, seconds: number): void {
+    const { decision, input } = result
+    this.#countersOf(decision.site).get(decision.reason)?.inc()
+    ;(decision.allowed ? this.#allow : this.#deny).observe(seconds)
+    if (!decision.allowed || this.#log.isLevelEnabled('debug')) {
+      const http = input?.http
+      const fields = {
+        decision: decision.allowed ? 'allow' : 'deny',
+        reason: decision.reason,
+        site: decision.site.name,
+        mode: decision.mode,
+        client: result.client,
+        host: loggable(http?.authority),
+        requestId: loggable(http?.headers.get('x-request-id')),
+        durationMs: seconds * 1000,
+      }
+      if (decision.allowed) this.#log.debug(fields, 'allow')
+      else this.#log.info(fields, decision.mode === 'dry_run' ? 'dry-run deny' : 'deny')
+    }
+  }
+}

@@ -1,0 +1,62 @@
+// SPEC's metrics with prom-client, plus its default process and Node.js metrics.
+
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { DecisionMetrics } from '../check/observe.js'
+
+/** 10 µs to 100 ms: a decision takes microseconds; Envoy's default ext_authz timeout is 200 ms. */
+export const DURATION_BUCKETS = [
+  0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+]
+
+export interface Metrics extends DecisionMetrics {
+  readonly registry: Registry
+  readonly reloads: Counter<'result'>
+  readonly loadedTimestamp: Gauge
+  readonly dynamicAddresses: Gauge<'source'>
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const decisions = new Counter({
+    name: 'hostguard_decisions_total',
+    help: 'Check decisions, by site, decision (what was decided, also in dry run), reason and mode.',
+    labelNames: ['site', 'decision', 'reason', 'mode'] as const,
+    registers: [registry],
+  })
+  const duration = new Histogram({
+    name: 'hostguard_decision_duration_seconds',
+    help: 'Time from receiving a Check request to its encoded answer.',
+    labelNames: ['decision'] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  })
+  const reloads = new Counter({
+    name: 'hostguard_policy_reloads_total',
+    help: 'Policy reloads, by result; a failed reload keeps the last good policy.',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  })
+  // Both results are exported from the start, so rate() and alerts see a zero before a failure.
+  reloads.labels('success').inc(0)
+  reloads.labels('failure').inc(0)
+  const loadedTimestamp = new Gauge({
+    name: 'hostguard_policy_loaded_timestamp_seconds',
+    help: 'Unix time at which the policy in force was loaded.',
+    registers: [registry],
+  })
+  const dynamicAddresses = new Gauge({
+    name: 'hostguard_dynamic_addresses',
+    help: 'Addresses currently held by each dynamic address source.',
+    labelNames: ['source'] as const,
+    registers: [registry],
+  })
+  return {
+    registry,
+    reloads,
+    loadedTimestamp,
+    dynamicAddresses,
+    decisions: (site, decision, reason, mode) => decisions.labels(site, decision, reason, mode),
+    duration: (decision) => duration.labels(decision),
+  }
+}
