@@ -29,7 +29,8 @@ export interface Running {
 function counts(policy: CompiledPolicy) {
   const top = policy.top
   return {
-    allowedHosts: top.allowedHosts.exact.size + top.allowedHosts.suffixes.size + (top.allowedHosts.any ? 1 : 0),
+    allowedHosts:
+      top.allowedHosts.exact.size + top.allowedHosts.suffixes.size + (top.allowedHosts.any ? 1 : 0),
     trustedProxies: top.trustedProxies.size,
     allowedCidrNets: top.allowedCidrNets.size,
   }
@@ -46,11 +47,18 @@ export async function serve(options: ServeOptions): Promise<Running> {
   store.swap(policy)
   metrics.loadedTimestamp.set(Date.now() / 1000)
   let serving = false
-  const http = await startHttp(options.listen, options.httpPort, () => serving && store.current !== undefined, metrics.registry)
-  const grpc = await startGrpc(store, observer, log, options.listen, options.grpcPort).catch(async (err: unknown) => {
-    await stopHttp(http)
-    throw err
-  })
+  const http = await startHttp(
+    options.listen,
+    options.httpPort,
+    () => serving && store.current !== undefined,
+    metrics.registry,
+  )
+  const grpc = await startGrpc(store, observer, log, options.listen, options.grpcPort).catch(
+    async (err: unknown) => {
+      await stopHttp(http)
+      throw err
+    },
+  )
   serving = true
   grpc.setServing(true)
   log.info(

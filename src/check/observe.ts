@@ -74,7 +74,10 @@ export class DecisionObserver {
       const byReason = new Map<Reason, Counter>()
       for (const reason of REASONS) {
         const decision = isAllowReason(reason) ? 'allow' : 'deny'
-        byReason.set(reason, this.#metrics.decisions(site.name, decision, reason, modeFor(site.dryRun, reason)))
+        byReason.set(
+          reason,
+          this.#metrics.decisions(site.name, decision, reason, modeFor(site.dryRun, reason)),
+        )
       }
       counters = byReason
       this.#counters.set(site, counters)

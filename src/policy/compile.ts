@@ -125,7 +125,8 @@ export function compilePolicy(spec: PolicySpec): CompiledPolicy {
   const top = compileSite(TOP_LEVEL_SITE, spec.top, spec.top, cidrs)
   const sites = new Map<string, CompiledSite>()
   for (const [name, site] of spec.sites) sites.set(name, compileSite(name, site, spec.top, cidrs))
-  const headerNames = new Set<string>([':authority', 'host', ...FORWARDING_HEADERS])
+  // x-request-id is read for the decision log only.
+  const headerNames = new Set<string>([':authority', 'host', 'x-request-id', ...FORWARDING_HEADERS])
   for (const site of [top, ...sites.values()]) {
     if (site.healthCheck) headerNames.add(site.healthCheck.header)
   }

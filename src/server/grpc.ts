@@ -4,11 +4,11 @@
 
 import { fileURLToPath } from 'node:url'
 import {
-  type sendUnaryData,
   Server,
   ServerCredentials,
   type ServerUnaryCall,
   type ServiceDefinition,
+  type sendUnaryData,
   status,
 } from '@grpc/grpc-js'
 import { loadSync } from '@grpc/proto-loader'
@@ -76,7 +76,10 @@ export function checkHandler(store: PolicyStore, observer: DecisionObserver, log
 function reflectionDefinitions() {
   const options = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true }
   return {
-    ...loadSync('envoy/service/auth/v3/external_auth.proto', { ...options, includeDirs: [PROTO_DIR] }),
+    ...loadSync('envoy/service/auth/v3/external_auth.proto', {
+      ...options,
+      includeDirs: [PROTO_DIR],
+    }),
     ...loadSync(healthProtoPath, options),
   }
 }
@@ -90,7 +93,9 @@ export function startGrpc(
 ): Promise<GrpcServer> {
   const server = new Server()
   server.addService(AUTHORIZATION_SERVICE, { Check: checkHandler(store, observer, log) })
-  const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING'])))
+  const health = new HealthImplementation(
+    Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING'])),
+  )
   health.addToServer(server)
   new ReflectionService(reflectionDefinitions()).addToServer(server)
   const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
@@ -102,7 +107,8 @@ export function startGrpc(
           server,
           port: bound,
           setServing: (serving) => {
-            for (const service of HEALTH_SERVICES) health.setStatus(service, serving ? 'SERVING' : 'NOT_SERVING')
+            for (const service of HEALTH_SERVICES)
+              health.setStatus(service, serving ? 'SERVING' : 'NOT_SERVING')
           },
         })
     })

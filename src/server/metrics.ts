@@ -1,6 +1,6 @@
 // SPEC's metrics with prom-client, plus its default process and Node.js metrics.
 
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { DecisionMetrics } from '../check/observe.js'
 
 /** 10 µs to 100 ms: a decision takes microseconds; Envoy's default ext_authz timeout is 200 ms. */
@@ -56,7 +56,16 @@ export function createMetrics(): Metrics {
     reloads,
     loadedTimestamp,
     dynamicAddresses,
-    decisions: (site, decision, reason, mode) => decisions.labels(site, decision, reason, mode),
-    duration: (decision) => duration.labels(decision),
+    // Children are made when a policy is prepared and exported at zero from then on: the series
+    // are a closed set known up front, and rate() sees a zero before the first event.
+    decisions: (site, decision, reason, mode) => {
+      const child = decisions.labels(site, decision, reason, mode)
+      child.inc(0)
+      return child
+    },
+    duration: (decision) => {
+      duration.zero({ decision })
+      return duration.labels(decision)
+    },
   }
 }

@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest'
+import { check } from '../../src/check/check.js'
+import { type DecisionMetrics, DecisionObserver, loggable } from '../../src/check/observe.js'
+import { policyFrom } from '../support/policy.js'
+import { official } from '../support/protos.js'
+
+describe('loggable', () => {
+  it.each([
+    ['www.example.com', 'www.example.com'],
+    ['evil\r\n{"level":30,"msg":"forged"}', 'evil\\u000d\\u000a{"level":30,"msg":"forged"}'],
+    ['a\u2028b', 'a\\u2028b'],
+    ['\u001b[31mred', '\\u001b[31mred'],
+    ['back\\slash', 'back\\u005cslash'],
+    ['x'.repeat(300), `${'x'.repeat(256)}…`],
+  ])('makes %j safe as %j', (value, expected) => {
+    expect(loggable(value)).toBe(expected)
+  })
+})
+
+function recorder() {
+  const counts = new Map<string, number>()
+  const durations: string[] = []
+  const created: string[] = []
+  const metrics: DecisionMetrics = {
+    decisions: (site, decision, reason, mode) => {
+      const key = `${site} ${decision} ${reason} ${mode}`
+      created.push(key)
+      return { inc: () => counts.set(key, (counts.get(key) ?? 0) + 1) }
+    },
+    duration: (decision) => ({ observe: () => durations.push(decision) }),
+  }
+  const lines: [string, object, string][] = []
+  const log = {
+    level: 'info',
+    isLevelEnabled(level: string) {
+      return level === 'info' || this.level === 'debug'
+    },
+    info: (fields: object, message: string) => lines.push(['info', fields, message]),
+    debug: (fields: object, message: string) => lines.push(['debug', fields, message]),
+  }
+  return { counts, durations, created, metrics, lines, log }
+}
+
+const POLICY = policyFrom(
+  'version: 1\nallowedHosts: [www.example.com]\nsites:\n  dry: { dryRun: true }\n',
+)
+
+function request(host: string, site?: string): Buffer {
+  return official.encodeRequest({
+    attributes: {
+      source: { address: { socket_address: { address: '198.51.100.7' } } },
+      request: { http: { host, headers: { 'x-request-id': 'req-1\nforged' } } },
+      ...(site ? { context_extensions: { site } } : {}),
+    },
+  })
+}
+
+describe('DecisionObserver', () => {
+  it('resolves every site and reason once, when the policy is prepared', () => {
+    const r = recorder()
+    new DecisionObserver(r.metrics, r.log).prepare(POLICY)
+    expect(r.created).toHaveLength(2 * 11)
+    expect(r.created).toContain('dry deny host_not_allowed dry_run')
+    expect(r.created).toContain('dry deny invalid_request enforce')
+    expect(r.created).toContain('default allow host_allowed enforce')
+  })
+
+  it('counts, times and logs a deny with the escaped host and request id', () => {
+    const r = recorder()
+    const observer = new DecisionObserver(r.metrics, r.log)
+    observer.prepare(POLICY)
+    observer.observe(check(POLICY, request('evil.example\r\nx')), 0.00002)
+    expect(r.counts).toEqual(new Map([['default deny invalid_host enforce', 1]]))
+    expect(r.durations).toEqual(['deny'])
+    expect(r.lines).toEqual([
+      [
+        'info',
+        {
+          decision: 'deny',
+          reason: 'invalid_host',
+          site: 'default',
+          mode: 'enforce',
+          client: '198.51.100.7',
+          host: 'evil.example\\u000d\\u000ax',
+          requestId: 'req-1\\u000aforged',
+          durationMs: 0.02,
+        },
+        'deny',
+      ],
+    ])
+  })
+
+  it('logs a dry-run deny as such, and allows only at debug level', () => {
+    const r = recorder()
+    const observer = new DecisionObserver(r.metrics, r.log)
+    observer.observe(check(POLICY, request('evil.example', 'dry')), 0.001)
+    observer.observe(check(POLICY, request('www.example.com')), 0.001)
+    expect(r.lines.map(([level, , message]) => `${level} ${message}`)).toEqual([
+      'info dry-run deny',
+    ])
+    r.log.level = 'debug'
+    observer.observe(check(POLICY, request('www.example.com')), 0.001)
+    expect(r.lines.map(([level, , message]) => `${level} ${message}`)).toEqual([
+      'info dry-run deny',
+      'debug allow',
+    ])
+    expect(r.counts.get('dry deny host_not_allowed dry_run')).toBe(1)
+    expect(r.counts.get('default allow host_allowed enforce')).toBe(2)
+  })
+})
