@@ -19,6 +19,9 @@ const dashboard = JSON.parse(readFileSync(join(MONITORING, 'grafana-dashboard.js
 // biome-ignore lint/suspicious/noExplicitAny: dashboard JSON
 const targets: { expr: string }[] = dashboard.panels.flatMap((p: any) => p.targets ?? [])
 
+/** Grafana's reference to the datasource variable, literally. */
+const DATASOURCE_VARIABLE = ['$', '{datasource}'].join('')
+
 describe('Grafana dashboard', () => {
   it('has a datasource variable that every panel and query uses', () => {
     const variable = dashboard.templating.list.find(
@@ -27,8 +30,8 @@ describe('Grafana dashboard', () => {
     expect(variable).toMatchObject({ type: 'datasource', query: 'prometheus' })
     // biome-ignore lint/suspicious/noExplicitAny: dashboard JSON
     for (const panel of dashboard.panels.filter((p: any) => p.type !== 'row')) {
-      expect(panel.datasource.uid).toBe('${datasource}')
-      for (const t of panel.targets) expect(t.datasource.uid).toBe('${datasource}')
+      expect(panel.datasource.uid).toBe(DATASOURCE_VARIABLE)
+      for (const t of panel.targets) expect(t.datasource.uid).toBe(DATASOURCE_VARIABLE)
     }
   })
 

@@ -1,0 +1,33 @@
+// What metrics and decision logs cost on the request path: check() alone against check() plus
+// observe() with prom-client metrics and a pino logger (info level, synchronous writes to
+// /dev/null, as `hostguard serve` writes to stdout), in one process.
+// Fixture 01 is allowed (metrics only: allows log at debug), fixture 10 denied (metrics and a
+// log line). Run: npm run bench -- bench/observe.bench.ts
+
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { bench, describe } from 'vitest'
+import { check } from '../src/check/check.js'
+import { DecisionObserver } from '../src/check/observe.js'
+import { readPolicy } from '../src/policy/read.js'
+import { createMetrics } from '../src/server/metrics.js'
+import { FIXTURES, ROOT } from '../test/support/protos.js'
+
+const policy = readPolicy(join(ROOT, 'examples', 'policy.yaml'), {})
+const observer = new DecisionObserver(createMetrics(), pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true })))
+observer.prepare(policy)
+
+for (const name of ['01-ipv4-direct-host', '10-istio-mtls-principal']) {
+  const bytes = readFileSync(join(FIXTURES, `${name}.bin`))
+  describe(name, () => {
+    bench('check', () => {
+      check(policy, bytes)
+    })
+    bench('check + observe (metrics, logs)', () => {
+      const started = performance.now()
+      const result = check(policy, bytes)
+      observer.observe(result, (performance.now() - started) / 1000)
+    })
+  })
+}
