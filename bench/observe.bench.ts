@@ -15,7 +15,10 @@ import { createMetrics } from '../src/server/metrics.js'
 import { FIXTURES, ROOT } from '../test/support/protos.js'
 
 const policy = readPolicy(join(ROOT, 'examples', 'policy.yaml'), {})
-const observer = new DecisionObserver(createMetrics(), pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true })))
+const observer = new DecisionObserver(
+  createMetrics(),
+  pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true })),
+)
 observer.prepare(policy)
 
 for (const name of ['01-ipv4-direct-host', '10-istio-mtls-principal']) {
