@@ -61,6 +61,7 @@ async function main(argv: string[]): Promise<void> {
     }
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
+    process.on('SIGHUP', () => running.reload('SIGHUP'))
   } catch (err) {
     if (err instanceof PolicyLoadError) {
       for (const e of err.errors) process.stderr.write(`${e.message}\n`)

@@ -3,8 +3,10 @@
 import type { Logger } from 'pino'
 import { DecisionObserver } from './check/observe.js'
 import type { CompiledPolicy } from './policy/compile.js'
+import { PolicyLoadError } from './policy/errors.js'
 import { readPolicy } from './policy/read.js'
 import { PolicyStore } from './policy/store.js'
+import { watchPolicy } from './policy/watch.js'
 import { startGrpc, stopGrpc } from './server/grpc.js'
 import { startHttp, stopHttp } from './server/http.js'
 import { createMetrics, type Metrics } from './server/metrics.js'
@@ -16,6 +18,8 @@ export interface ServeOptions {
   readonly httpPort: number
   readonly log: Logger
   readonly env?: NodeJS.ProcessEnv
+  /** Reload when the policy file's directory changes (on by default). */
+  readonly watch?: boolean
 }
 
 export interface Running {
@@ -23,6 +27,8 @@ export interface Running {
   readonly httpPort: number
   readonly store: PolicyStore
   readonly metrics: Metrics
+  /** Reads, validates and compiles the policy file again and swaps it in if it is good. */
+  reload(trigger: string): boolean
   stop(): Promise<void>
 }
 
@@ -42,10 +48,40 @@ export async function serve(options: ServeOptions): Promise<Running> {
   const metrics = createMetrics()
   const observer = new DecisionObserver(metrics, log)
   const store = new PolicyStore()
+  const install = (policy: CompiledPolicy): void => {
+    observer.prepare(policy)
+    // One assignment: a request reads `store.current` once and sees exactly one policy.
+    store.swap(policy)
+    metrics.loadedTimestamp.set(Date.now() / 1000)
+  }
   const policy = readPolicy(options.policyFile, options.env)
-  observer.prepare(policy)
-  store.swap(policy)
-  metrics.loadedTimestamp.set(Date.now() / 1000)
+  install(policy)
+  const reload = (trigger: string): boolean => {
+    try {
+      const next = readPolicy(options.policyFile, options.env)
+      install(next)
+      metrics.reloads.labels('success').inc()
+      log.info(
+        {
+          trigger,
+          policy: options.policyFile,
+          sites: [...next.sites.keys()],
+          topLevel: counts(next),
+        },
+        'policy reloaded',
+      )
+      return true
+    } catch (err) {
+      metrics.reloads.labels('failure').inc()
+      const errors =
+        err instanceof PolicyLoadError ? err.errors.map((e) => e.message) : [(err as Error).message]
+      log.error(
+        { trigger, policy: options.policyFile, errors },
+        'policy reload failed; serving the last good policy',
+      )
+      return false
+    }
+  }
   let serving = false
   const http = await startHttp(
     options.listen,
@@ -61,6 +97,18 @@ export async function serve(options: ServeOptions): Promise<Running> {
   )
   serving = true
   grpc.setServing(true)
+  const watcher =
+    options.watch === false
+      ? undefined
+      : watchPolicy(
+          options.policyFile,
+          () => reload('file change'),
+          (err) =>
+            log.error(
+              { err, policy: options.policyFile },
+              'cannot watch the policy directory; reload with SIGHUP',
+            ),
+        )
   log.info(
     {
       policy: options.policyFile,
@@ -77,7 +125,9 @@ export async function serve(options: ServeOptions): Promise<Running> {
     httpPort: http.port,
     store,
     metrics,
+    reload,
     async stop() {
+      watcher?.close()
       // Health and readiness go down first, so Envoy and Kubernetes stop sending new calls.
       serving = false
       grpc.setServing(false)

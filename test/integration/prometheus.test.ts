@@ -11,6 +11,7 @@ import { serve } from '../../src/serve.js'
 import { CHECK_METHOD } from '../../src/server/grpc.js'
 import { FIXTURES, ROOT } from '../support/protos.js'
 import { havePrometheus, havePromtool, skipLoudly } from '../support/system.js'
+import { until } from '../support/wait.js'
 
 const run = promisify(execFile)
 const MONITORING = join(ROOT, 'monitoring')
@@ -109,16 +110,6 @@ async function query(base: string, promql: string): Promise<number | undefined> 
   return value === undefined ? undefined : Number(value)
 }
 
-/** Polls `probe` until it returns true, at most `ms` milliseconds. */
-async function until(ms: number, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (await probe().catch(() => false)) return
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
-
 describe('a real Prometheus scraping hostguard', () => {
   skipLoudly(
     !havePrometheus,
@@ -156,7 +147,7 @@ describe('a real Prometheus scraping hostguard', () => {
           { stdio: 'ignore' },
         )
         const base = `http://127.0.0.1:${port}`
-        await until(20_000, async () => (await fetch(`${base}/-/ready`)).ok)
+        await until(20_000, async () => (await fetch(`${base}/-/ready`)).ok, 'Prometheus ready')
         const fixture = readFileSync(join(FIXTURES, '01-ipv4-direct-host.bin'))
         const N = 137
         for (let i = 0; i < N; i++) {
@@ -170,7 +161,11 @@ describe('a real Prometheus scraping hostguard', () => {
             ),
           )
         }
-        await until(30_000, async () => (await query(base, 'sum(hostguard_decisions_total)')) === N)
+        await until(
+          30_000,
+          async () => (await query(base, 'sum(hostguard_decisions_total)')) === N,
+          `${N} decisions in Prometheus`,
+        )
         expect(await query(base, 'sum(hostguard_decisions_total{reason="host_allowed"})')).toBe(N)
         const rules = (await (await fetch(`${base}/api/v1/rules`)).json()) as {
           data: { groups: { name: string }[] }

@@ -1,0 +1,230 @@
+import { spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Client, credentials } from '@grpc/grpc-js'
+import { pino } from 'pino'
+import { describe, expect, it } from 'vitest'
+import { type Running, serve } from '../../src/serve.js'
+import { CHECK_METHOD } from '../../src/server/grpc.js'
+import { type Message, official, ROOT } from '../support/protos.js'
+import { until } from '../support/wait.js'
+
+// Two policies that answer every request differently: a mix of them (the new hosts with the
+// old deny status, say) would show.
+const OLD = 'version: 1\nallowedHosts: [a.example]\ndeny: { status: 403 }\n'
+const NEW = 'version: 1\nallowedHosts: [b.example]\ndeny: { status: 404 }\n'
+const BROKEN = 'version: 1\nallowedHosts: ["*.b.example"]\ndeny: { status: 404 }\n'
+const ANSWERS: Record<string, { old: string; new: string }> = {
+  'a.example': { old: 'allow', new: 'deny NotFound' },
+  'b.example': { old: 'deny Forbidden', new: 'allow' },
+}
+
+/** Writes a file the way kubectl cp or an editor's save-by-rename does: atomically. */
+function replace(file: string, text: string): void {
+  writeFileSync(`${file}.tmp`, text)
+  renameSync(`${file}.tmp`, file)
+}
+
+function request(host: string): Buffer {
+  return official.encodeRequest({
+    attributes: {
+      source: { address: { socket_address: { address: '198.51.100.7' } } },
+      request: { http: { host, path: '/' } },
+    },
+  })
+}
+
+function answerOf(bytes: Buffer): string {
+  const r: Message = official.decodeResponse(bytes)
+  return r.ok_response ? 'allow' : `deny ${r.denied_response.status.code}`
+}
+
+function check(client: Client, host: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    client.makeUnaryRequest(
+      CHECK_METHOD,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      request(host),
+      (err, res) => (err || !res ? reject(err) : resolve(answerOf(res))),
+    ),
+  )
+}
+
+async function reloads(running: Running, result: 'success' | 'failure'): Promise<number> {
+  const metric = await running.metrics.reloads.get()
+  return metric.values.find((v) => v.labels['result'] === result)?.value ?? 0
+}
+
+async function start(policyFile: string, env: NodeJS.ProcessEnv = {}): Promise<Running> {
+  return serve({
+    policyFile,
+    listen: '127.0.0.1',
+    grpcPort: 0,
+    httpPort: 0,
+    log: pino({ level: 'silent' }),
+    env,
+  })
+}
+
+describe('hot reload', () => {
+  it('never fails a call nor mixes two policies while the file is broken, fixed and deleted', {
+    timeout: 30_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hostguard-reload-'))
+    const file = join(dir, 'policy.yaml')
+    writeFileSync(file, OLD)
+    const running = await start(file)
+    const client = new Client(`127.0.0.1:${running.grpcPort}`, credentials.createInsecure())
+    const calls: { host: string; startedAt: number; answer: string }[] = []
+    let stop = false
+    const errors: unknown[] = []
+    // Four clients in a loop, like Envoy workers, until the test ends.
+    const traffic = Array.from({ length: 4 }, async (_, worker) => {
+      for (let i = 0; !stop; i++) {
+        const host = (i + worker) % 2 === 0 ? 'a.example' : 'b.example'
+        const startedAt = performance.now()
+        try {
+          calls.push({ host, startedAt, answer: await check(client, host) })
+        } catch (err) {
+          errors.push(err)
+        }
+      }
+    })
+    try {
+      await until(5_000, () => calls.length > 50, 'traffic')
+
+      replace(file, BROKEN)
+      await until(5_000, async () => (await reloads(running, 'failure')) === 1, 'the failed reload')
+      const afterBroken = calls.length
+      await until(5_000, () => calls.length > afterBroken + 50, 'traffic after the failed reload')
+      expect(calls.slice(afterBroken).every((c) => c.answer === ANSWERS[c.host]?.old)).toBe(true)
+      expect((await fetch(`http://127.0.0.1:${running.httpPort}/readyz`)).status).toBe(200)
+
+      replace(file, NEW)
+      await until(5_000, async () => (await reloads(running, 'success')) === 1, 'the good reload')
+      const swappedAt = performance.now()
+      await until(
+        5_000,
+        () => calls.filter((c) => c.startedAt > swappedAt).length > 50,
+        'traffic after the reload',
+      )
+
+      rmSync(file)
+      await until(
+        5_000,
+        async () => (await reloads(running, 'failure')) === 2,
+        'the reload of a deleted file',
+      )
+      const afterDelete = performance.now()
+      await until(
+        5_000,
+        () => calls.filter((c) => c.startedAt > afterDelete).length > 50,
+        'traffic after the delete',
+      )
+    } finally {
+      stop = true
+      await Promise.all(traffic)
+      client.close()
+      await running.stop()
+    }
+    expect(errors).toEqual([])
+    for (const c of calls) expect([ANSWERS[c.host]?.old, ANSWERS[c.host]?.new]).toContain(c.answer)
+    const swapped = calls.findIndex((c) => c.answer === ANSWERS[c.host]?.new)
+    expect(swapped).toBeGreaterThan(0)
+    // Once a call was started after the good reload, every answer is the new policy's.
+    const late = calls.filter((c) => c.startedAt > (calls[swapped]?.startedAt ?? 0) + 50)
+    expect(late.length).toBeGreaterThan(100)
+    expect(late.every((c) => c.answer === ANSWERS[c.host]?.new)).toBe(true)
+  })
+
+  it('reloads when a ConfigMap volume swaps its ..data symlink', { timeout: 15_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hostguard-configmap-'))
+    // What the kubelet lays out: policy.yaml -> ..data/policy.yaml, ..data -> ..<timestamp>
+    mkdirSync(join(dir, '..2026_11_23_01'))
+    writeFileSync(join(dir, '..2026_11_23_01', 'policy.yaml'), OLD)
+    symlinkSync('..2026_11_23_01', join(dir, '..data'))
+    symlinkSync('..data/policy.yaml', join(dir, 'policy.yaml'))
+    const running = await start(join(dir, 'policy.yaml'))
+    const client = new Client(`127.0.0.1:${running.grpcPort}`, credentials.createInsecure())
+    try {
+      expect(await check(client, 'a.example')).toBe('allow')
+      // The kubelet's update: a new timestamped directory, a ..data_tmp link renamed over ..data.
+      mkdirSync(join(dir, '..2026_11_23_02'))
+      writeFileSync(join(dir, '..2026_11_23_02', 'policy.yaml'), NEW)
+      symlinkSync('..2026_11_23_02', join(dir, '..data_tmp'))
+      renameSync(join(dir, '..data_tmp'), join(dir, '..data'))
+      rmSync(join(dir, '..2026_11_23_01'), { recursive: true })
+      await until(5_000, async () => (await reloads(running, 'success')) === 1, 'the reload')
+      expect(await check(client, 'a.example')).toBe('deny NotFound')
+      expect(await check(client, 'b.example')).toBe('allow')
+    } finally {
+      client.close()
+      await running.stop()
+    }
+  })
+
+  it('re-reads a secret file on SIGHUP', { timeout: 15_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hostguard-sighup-'))
+    const secrets = mkdtempSync(join(tmpdir(), 'hostguard-secret-'))
+    writeFileSync(join(secrets, 'health'), 'first-secret\n')
+    writeFileSync(
+      join(dir, 'policy.yaml'),
+      `version: 1\nallowedHosts: [a.example]\nhealthCheck: { header: x-health, value: { file: ${join(secrets, 'health')} } }\n`,
+    )
+    const probe = (secret: string) =>
+      official.encodeRequest({
+        attributes: {
+          source: { address: { socket_address: { address: '10.0.0.9' } } },
+          request: {
+            http: { host: '10.1.2.3:8080', path: '/healthz', headers: { 'x-health': secret } },
+          },
+        },
+      })
+    const child = spawn(process.execPath, [
+      join(ROOT, 'dist', 'main.js'),
+      'serve',
+      '--policy',
+      join(dir, 'policy.yaml'),
+      '--grpc-port',
+      '0',
+      '--http-port',
+      '0',
+      '--listen',
+      '127.0.0.1',
+    ])
+    let out = ''
+    child.stdout.on('data', (d) => {
+      out += d
+    })
+    try {
+      await until(10_000, () => out.includes('hostguard serving'), 'start-up')
+      const { grpcPort } = JSON.parse(
+        out.split('\n').find((l) => l.includes('hostguard serving')) ?? '{}',
+      )
+      const client = new Client(`127.0.0.1:${grpcPort}`, credentials.createInsecure())
+      const send = (bytes: Buffer) =>
+        new Promise<string>((resolve, reject) =>
+          client.makeUnaryRequest(
+            CHECK_METHOD,
+            (b: Buffer) => b,
+            (b: Buffer) => b,
+            bytes,
+            (err, res) => (err || !res ? reject(err) : resolve(answerOf(res))),
+          ),
+        )
+      expect(await send(probe('first-secret'))).toBe('allow')
+      // The secret lives outside the watched directory: only a reload re-reads it.
+      writeFileSync(join(secrets, 'health'), 'second-secret\n')
+      child.kill('SIGHUP')
+      await until(5_000, () => out.includes('policy reloaded'), 'the SIGHUP reload')
+      expect(out).toContain('"trigger":"SIGHUP"')
+      expect(await send(probe('second-secret'))).toBe('allow')
+      expect(await send(probe('first-secret'))).toBe('deny Forbidden')
+      client.close()
+    } finally {
+      child.kill('SIGTERM')
+    }
+  })
+})
