@@ -26,9 +26,24 @@ export const POLICY_ERROR_CODES = [
   'POLICY_HEALTH_PATH_INVALID',
   'POLICY_DENY_STATUS',
 ] as const
-export type PolicyErrorCode = (typeof POLICY_ERROR_CODES)[number]
 
-/** Where an error is: file, 1-based line and column, and the field path (`sites.blog.allowedHosts[1]`). */
+/** Valid but risky: printed and logged as warnings; `validate --strict` makes them errors. */
+export const POLICY_WARNING_CODES = [
+  'POLICY_WARN_TRUSTS_ANY_PROXY',
+  'POLICY_WARN_ANY_HOST',
+  'POLICY_WARN_DRY_RUN',
+  'POLICY_WARN_HEALTH_CHECK_ANY_PATH',
+] as const
+
+export type PolicyErrorCode =
+  | (typeof POLICY_ERROR_CODES)[number]
+  | (typeof POLICY_WARNING_CODES)[number]
+
+export function isWarning(code: PolicyErrorCode): boolean {
+  return (POLICY_WARNING_CODES as readonly string[]).includes(code)
+}
+
+/** Where an error or warning is: file, 1-based line and column, and the field path (`sites.blog.allowedHosts[1]`). */
 export interface SourcePos {
   readonly file: string
   readonly line: number

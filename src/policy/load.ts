@@ -49,6 +49,7 @@ interface Ctx {
   readonly lines: LineCounter
   readonly env: NodeJS.ProcessEnv
   readonly errors: PolicyError[]
+  readonly warnings: PolicyError[]
   readonly resolveAlias: (node: Node) => Value
 }
 
@@ -59,6 +60,10 @@ function position(ctx: Ctx, node: Value, field: string): SourcePos {
 
 function report(ctx: Ctx, code: PolicyErrorCode, node: Value, field: string, detail: string): void {
   ctx.errors.push(new PolicyError(code, position(ctx, node, field), detail))
+}
+
+function warn(ctx: Ctx, code: PolicyErrorCode, node: Value, field: string, detail: string): void {
+  ctx.warnings.push(new PolicyError(code, position(ctx, node, field), detail))
 }
 
 function deref(ctx: Ctx, node: unknown): Value {
@@ -211,7 +216,12 @@ export function parseCidrEntry(text: string): CidrResult {
   return { range }
 }
 
-function cidrs(ctx: Ctx, node: Value, field: string): CidrRange[] | undefined {
+function cidrs(
+  ctx: Ctx,
+  node: Value,
+  field: string,
+  onRange?: (range: CidrRange, node: Value, field: string) => void,
+): CidrRange[] | undefined {
   if (!isSeq(node)) {
     list(ctx, node, field)
     return undefined
@@ -219,8 +229,12 @@ function cidrs(ctx: Ctx, node: Value, field: string): CidrRange[] | undefined {
   const out: CidrRange[] = []
   for (const item of strings(ctx, node, field)) {
     const result = parseCidrEntry(item.text.trim())
-    if ('range' in result) out.push(result.range)
-    else report(ctx, result.code, item.node, item.field, result.detail)
+    if ('range' in result) {
+      out.push(result.range)
+      onRange?.(result.range, item.node, item.field)
+    } else {
+      report(ctx, result.code, item.node, item.field, result.detail)
+    }
   }
   return out
 }
@@ -438,6 +452,15 @@ function healthCheck(ctx: Ctx, node: Value, field: string): HealthCheckSpec | un
     }
   }
   if (name === undefined || bytes === undefined) return undefined
+  if (!pathsEntry) {
+    warn(
+      ctx,
+      'POLICY_WARN_HEALTH_CHECK_ANY_PATH',
+      node,
+      field,
+      'without paths, the secret header opens every path, not only the health endpoint',
+    )
+  }
   return { header: name, secret: bytes, paths }
 }
 
@@ -474,14 +497,18 @@ function deny(ctx: Ctx, node: Value, field: string): DenySpec | undefined {
   return { status, showReason }
 }
 
-/** A site's fields, or the top level's; `isSite` allows null to switch an inherited block off. */
+/**
+ * A site's fields, or the top level's; `isSite` allows null to switch an inherited block off.
+ * `anyHost` is where `allowedHosts` lists "*", for the warning made once inheritance is known.
+ */
 function siteSpec(
   ctx: Ctx,
   fields: Map<string, { key: Value; value: Value }>,
   prefix: string,
   isSite: boolean,
-): SiteSpec {
+): { spec: SiteSpec; anyHost: { node: Value; field: string } | undefined } {
   const spec: { -readonly [K in keyof SiteSpec]: SiteSpec[K] } = {}
+  let anyHost: { node: Value; field: string } | undefined
   for (const [key, { value }] of fields) {
     const field = prefix + key
     const off =
@@ -490,7 +517,17 @@ function siteSpec(
       (key === 'clientCidrs' || key === 'healthCheck' || key === 'clientIpHeader')
     switch (key) {
       case 'trustedProxies': {
-        const v = cidrs(ctx, value, field)
+        const v = cidrs(ctx, value, field, (range, node, itemField) => {
+          if (range.prefix === 0) {
+            warn(
+              ctx,
+              'POLICY_WARN_TRUSTS_ANY_PROXY',
+              node,
+              itemField,
+              'every peer is a trusted proxy, so any client can choose its own address and Host headers',
+            )
+          }
+        })
         if (v) spec.trustedProxies = v
         break
       }
@@ -504,6 +541,7 @@ function siteSpec(
         for (const item of strings(ctx, value, field)) {
           const p = hostPattern(ctx, item.node, item.field, item.text)
           if (p !== undefined) patterns.push(p)
+          if (p === '*') anyHost = item
         }
         // Only a list without bad entries counts, so that it is not also reported as empty.
         if (isSeq(value) && patterns.length === value.items.length) spec.allowedHosts = patterns
@@ -537,11 +575,38 @@ function siteSpec(
       case 'dryRun': {
         const v = boolean(ctx, value, field)
         if (v !== undefined) spec.dryRun = v
+        if (v === true)
+          warn(
+            ctx,
+            'POLICY_WARN_DRY_RUN',
+            value,
+            field,
+            'denials are logged and counted but answered as allowed',
+          )
         break
       }
     }
   }
-  return spec
+  return { spec, anyHost }
+}
+
+/** `allowedHosts: ["*"]` where no `clientCidrs.allow` guards the site either. */
+function warnAnyHost(
+  ctx: Ctx,
+  site: SiteSpec,
+  top: SiteSpec,
+  anyHost: { node: Value; field: string } | undefined,
+): void {
+  if (!anyHost) return
+  const clientCidrs = site.clientCidrs === undefined ? top.clientCidrs : site.clientCidrs
+  if (clientCidrs?.allow) return
+  warn(
+    ctx,
+    'POLICY_WARN_ANY_HOST',
+    anyHost.node,
+    anyHost.field,
+    'any Host is allowed and no clientCidrs.allow limits who may call: this guard lets everything through',
+  )
 }
 
 function checkAllowsSomething(
@@ -578,6 +643,7 @@ export function parsePolicy(
     lines,
     env,
     errors: [],
+    warnings: [],
     resolveAlias: (node) => deref(ctx, isAlias(node) ? node.resolve(doc) : node),
   }
   if (doc.errors.length > 0) {
@@ -627,7 +693,8 @@ export function parsePolicy(
       'allowedHosts is required (["*"] allows any host)',
     )
   }
-  const top = siteSpec(ctx, fields, '', false)
+  const { spec: top, anyHost: topAnyHost } = siteSpec(ctx, fields, '', false)
+  warnAnyHost(ctx, top, top, topAnyHost)
   checkAllowsSomething(ctx, {}, top, fields.get('allowedHosts')?.value ?? root, 'allowedHosts')
 
   const sites = new Map<string, SiteSpec>()
@@ -645,7 +712,8 @@ export function parsePolicy(
       }
       const siteFields = entries(ctx, value, field, SITE_KEYS)
       if (!siteFields) continue
-      const site = siteSpec(ctx, siteFields, `${field}.`, true)
+      const { spec: site, anyHost } = siteSpec(ctx, siteFields, `${field}.`, true)
+      warnAnyHost(ctx, site, top, anyHost)
       checkAllowsSomething(ctx, site, top, value, field)
       sites.set(name, site)
     }
@@ -654,7 +722,8 @@ export function parsePolicy(
     ctx.errors.sort((a, b) => a.at.line - b.at.line || a.at.col - b.at.col)
     throw new PolicyLoadError(ctx.errors)
   }
-  return { top, sites }
+  ctx.warnings.sort((a, b) => a.at.line - b.at.line || a.at.col - b.at.col)
+  return { top, sites, warnings: ctx.warnings }
 }
 
 export function loadPolicyFile(file: string, env: NodeJS.ProcessEnv = process.env): PolicySpec {

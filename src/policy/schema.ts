@@ -1,4 +1,5 @@
 import type { CidrRange } from '../net/cidr.js'
+import type { PolicyError } from './errors.js'
 
 /** Headers that name the client; at most one may be trusted. */
 export const CLIENT_ADDRESS_HEADERS = [
@@ -86,4 +87,6 @@ export interface SiteSpec {
 export interface PolicySpec {
   readonly top: SiteSpec
   readonly sites: ReadonlyMap<string, SiteSpec>
+  /** Valid but risky settings, with their positions (POLICY_WARN_* codes). */
+  readonly warnings: readonly PolicyError[]
 }

@@ -1,9 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { POLICY_ERROR_CODES, type PolicyError, PolicyLoadError } from '../../src/policy/errors.js'
 import { loadPolicyFile, parsePolicy } from '../../src/policy/load.js'
+import { ROOT } from '../support/protos.js'
 
 function errorsOf(yaml: string, env: NodeJS.ProcessEnv = {}): PolicyError[] {
   try {
@@ -228,6 +229,61 @@ describe('policy errors', () => {
         `${join(dir, 'missing.yaml')}:1:1 (file): cannot read the policy file (ENOENT) [POLICY_FILE_UNREADABLE]`,
       ])
     }
+  })
+})
+
+describe('policy warnings', () => {
+  const warningsOf = (yaml: string) =>
+    parsePolicy(yaml, 'p.yaml', { S: 'x' }).warnings.map(
+      (w) => `${w.code} ${w.at.line}:${w.at.col} ${w.at.field}`,
+    )
+
+  it.each([
+    [
+      'POLICY_WARN_TRUSTS_ANY_PROXY',
+      'version: 1\nallowedHosts: [a.example]\ntrustedProxies: [10.0.0.0/8, "::/0"]\n',
+      '3:30 trustedProxies[1]',
+    ],
+    [
+      'POLICY_WARN_ANY_HOST',
+      'version: 1\nallowedHosts: [a.example, "*"]\n',
+      '2:27 allowedHosts[1]',
+    ],
+    [
+      'POLICY_WARN_DRY_RUN',
+      'version: 1\nallowedHosts: [a.example]\nsites:\n  new:\n    dryRun: true\n',
+      '5:13 sites.new.dryRun',
+    ],
+    [
+      'POLICY_WARN_HEALTH_CHECK_ANY_PATH',
+      'version: 1\nallowedHosts: [a.example]\nhealthCheck: { header: x-h, value: { env: S } }\n',
+      '3:14 healthCheck',
+    ],
+  ])('%s points at the setting', (code, yaml, where) => {
+    expect(warningsOf(yaml)).toEqual([`${code} ${where}`])
+  })
+
+  it('does not warn about "*" when clientCidrs.allow guards the site', () => {
+    expect(
+      warningsOf('version: 1\nallowedHosts: ["*"]\nclientCidrs: { allow: [10.0.0.0/8] }\n'),
+    ).toEqual([])
+    expect(
+      warningsOf(
+        'version: 1\nallowedHosts: [a.example]\nclientCidrs: { allow: [10.0.0.0/8] }\nsites:\n  x: { allowedHosts: ["*"] }\n',
+      ),
+    ).toEqual([])
+    expect(
+      warningsOf(
+        'version: 1\nallowedHosts: [a.example]\nclientCidrs: { allow: [10.0.0.0/8] }\nsites:\n  x: { allowedHosts: ["*"], clientCidrs: null }\n',
+      ),
+    ).toEqual(['POLICY_WARN_ANY_HOST 5:23 sites.x.allowedHosts[0]'])
+  })
+
+  it('has no warning for the example policy but its dry-run site', () => {
+    const example = readFileSync(join(ROOT, 'examples', 'policy.yaml'), 'utf8')
+    expect(parsePolicy(example, 'examples/policy.yaml', {}).warnings.map((w) => w.code)).toEqual([
+      'POLICY_WARN_DRY_RUN',
+    ])
   })
 })
 
