@@ -10,7 +10,7 @@ import { decode } from '../src/check/decode.js'
 import { readPolicy } from '../src/policy/read.js'
 import { FIXTURES, ours, ROOT } from '../test/support/protos.js'
 
-const policy = readPolicy(join(ROOT, 'examples', 'policy.yaml'), {})
+const { policy } = readPolicy(join(ROOT, 'examples', 'policy.yaml'), {})
 
 for (const name of [
   '01-ipv4-direct-host',

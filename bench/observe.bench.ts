@@ -14,7 +14,7 @@ import { readPolicy } from '../src/policy/read.js'
 import { createMetrics } from '../src/server/metrics.js'
 import { FIXTURES, ROOT } from '../test/support/protos.js'
 
-const policy = readPolicy(join(ROOT, 'examples', 'policy.yaml'), {})
+const { policy } = readPolicy(join(ROOT, 'examples', 'policy.yaml'), {})
 const observer = new DecisionObserver(
   createMetrics(),
   pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true })),

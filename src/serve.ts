@@ -3,7 +3,7 @@
 import type { Logger } from 'pino'
 import { DecisionObserver } from './check/observe.js'
 import type { CompiledPolicy } from './policy/compile.js'
-import { PolicyLoadError } from './policy/errors.js'
+import { type PolicyError, PolicyLoadError } from './policy/errors.js'
 import { readPolicy } from './policy/read.js'
 import { PolicyStore } from './policy/store.js'
 import { watchPolicy } from './policy/watch.js'
@@ -54,13 +54,21 @@ export async function serve(options: ServeOptions): Promise<Running> {
     store.swap(policy)
     metrics.loadedTimestamp.set(Date.now() / 1000)
   }
-  const policy = readPolicy(options.policyFile, options.env)
+  const logWarnings = (warnings: readonly PolicyError[]): void => {
+    if (warnings.length > 0)
+      log.warn(
+        { policy: options.policyFile, warnings: warnings.map((w) => w.message) },
+        'policy warnings',
+      )
+  }
+  const { policy, warnings } = readPolicy(options.policyFile, options.env)
   install(policy)
   const reload = (trigger: string): boolean => {
     try {
-      const next = readPolicy(options.policyFile, options.env)
+      const { policy: next, warnings: nextWarnings } = readPolicy(options.policyFile, options.env)
       install(next)
       metrics.reloads.labels('success').inc()
+      logWarnings(nextWarnings)
       log.info(
         {
           trigger,
@@ -120,6 +128,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
     },
     'hostguard serving',
   )
+  logWarnings(warnings)
   return {
     grpcPort: grpc.port,
     httpPort: http.port,

@@ -58,7 +58,8 @@ export class PolicyError extends Error {
   readonly detail: string
 
   constructor(code: PolicyErrorCode, at: SourcePos, detail: string) {
-    super(`${at.file}:${at.line}:${at.col} ${at.field}: ${detail} [${code}]`)
+    const kind = isWarning(code) ? 'warning: ' : ''
+    super(`${at.file}:${at.line}:${at.col} ${at.field}: ${kind}${detail} [${code}]`)
     this.code = code
     this.at = at
     this.detail = detail
