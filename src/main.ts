@@ -1,77 +1,51 @@
 #!/usr/bin/env node
-// Command line: `hostguard serve --policy FILE [--grpc-port 9000] [--http-port 9001] [--listen ADDR]`.
+// The hostguard command: serve, validate, explain.
 
-import { parseArgs } from 'node:util'
-import { pino } from 'pino'
-import { PolicyLoadError } from './policy/errors.js'
-import { serve } from './serve.js'
+import { UsageError } from './commands/args.js'
+import { explainCommand } from './commands/explain.js'
+import { serveCommand } from './commands/serve.js'
+import { validateCommand } from './commands/validate.js'
 
-const USAGE = `usage: hostguard serve --policy FILE [--grpc-port 9000] [--http-port 9001] [--listen 0.0.0.0]
-                       [--log-level info]   (LOG_LEVEL sets the default level)
+const USAGE = `usage:
+  hostguard serve --policy FILE [--grpc-port 9000] [--http-port 9001] [--listen 0.0.0.0]
+                  [--log-level info]            (LOG_LEVEL sets the default level)
+  hostguard validate [--format text|json] [--strict] FILE...
+  hostguard explain --policy FILE [--json] REQUEST.bin|REQUEST.json
+  hostguard explain --policy FILE [--json] [--authority HOST] [--peer IP] [--header NAME=VALUE]...
+                    [--path PATH] [--method METHOD] [--site NAME]
 `
 
-function fail(message: string): never {
-  process.stderr.write(`hostguard: ${message}\n${USAGE}`)
-  process.exit(2)
-}
-
-function port(value: string | undefined, fallback: number, flag: string): number {
-  if (value === undefined) return fallback
-  if (!/^[0-9]{1,5}$/.test(value) || Number(value) > 65535)
-    fail(`${flag} wants a port number, got "${value}"`)
-  return Number(value)
-}
-
-async function main(argv: string[]): Promise<void> {
+async function main(argv: string[]): Promise<number | undefined> {
   const [command, ...rest] = argv
-  if (command !== 'serve')
-    fail(command === undefined ? 'no command given' : `unknown command "${command}"`)
-  let values: Record<string, string | undefined>
-  try {
-    values = parseArgs({
-      args: rest,
-      options: {
-        policy: { type: 'string' },
-        'grpc-port': { type: 'string' },
-        'http-port': { type: 'string' },
-        listen: { type: 'string' },
-        'log-level': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values
-  } catch (err) {
-    fail((err as Error).message)
-  }
-  const policyFile = values['policy'] ?? fail('--policy FILE is required')
-  const level = values['log-level'] ?? process.env['LOG_LEVEL'] ?? 'info'
-  if (!(level in pino.levels.values) && level !== 'silent') fail(`unknown log level "${level}"`)
-  const log = pino({ level })
-  try {
-    const running = await serve({
-      policyFile,
-      listen: values['listen'] ?? '0.0.0.0',
-      grpcPort: port(values['grpc-port'], 9000, '--grpc-port'),
-      httpPort: port(values['http-port'], 9001, '--http-port'),
-      log,
-    })
-    const stop = (signal: string): void => {
-      log.info({ signal }, 'shutting down')
-      void running.stop().then(() => process.exit(0))
-    }
-    process.once('SIGTERM', stop)
-    process.once('SIGINT', stop)
-    process.on('SIGHUP', () => running.reload('SIGHUP'))
-  } catch (err) {
-    if (err instanceof PolicyLoadError) {
-      for (const e of err.errors) process.stderr.write(`${e.message}\n`)
-      process.exit(1)
-    }
-    throw err
+  switch (command) {
+    case 'serve':
+      return serveCommand(rest)
+    case 'validate':
+      return validateCommand(rest)
+    case 'explain':
+      return explainCommand(rest)
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE)
+      return 0
+    default:
+      throw new UsageError(
+        command === undefined ? 'no command given' : `unknown command "${command}"`,
+      )
   }
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`hostguard: ${(err as Error).message}\n`)
-  process.exit(1)
-})
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== undefined) process.exitCode = code
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`hostguard: ${err.message}\n${USAGE}`)
+      process.exitCode = 2
+    } else {
+      process.stderr.write(`hostguard: ${(err as Error).message}\n`)
+      process.exitCode = 1
+    }
+  },
+)

@@ -7,7 +7,7 @@ import { resolveClient } from './client.js'
 import { decode } from './decode.js'
 import { encode } from './encode.js'
 import { decide, evaluate, selectSite } from './evaluate.js'
-import type { CheckInput, Decision } from './types.js'
+import type { CheckInput, Decision, Trace } from './types.js'
 
 export interface CheckResult {
   readonly decision: Decision
@@ -21,19 +21,22 @@ export interface CheckResult {
 
 const UNKNOWN_CLIENT = Object.freeze({ ip: undefined, peerTrusted: false })
 
-export function check(policy: CompiledPolicy, request: Buffer): CheckResult {
+/** `trace`, when given, is filled in with how the decision was reached (for `explain`). */
+export function check(policy: CompiledPolicy, request: Buffer, trace?: Trace): CheckResult {
   const input = decode(request, policy.headerNames)
   let decision: Decision
   if (input === undefined) {
+    if (trace) trace.rule = 'the bytes are not a CheckRequest'
     decision = decide(policy.top, UNKNOWN_CLIENT, 'invalid_request')
   } else {
     const site = selectSite(policy, input)
     if (site === undefined) {
+      if (trace) trace.rule = `no site is named ${JSON.stringify(input.site)}`
       // An unknown site is answered with the top level's deny, dryRun and header rules.
-      decision = decide(policy.top, resolveClient(policy.top, input), 'unknown_site')
+      decision = decide(policy.top, resolveClient(policy.top, input, trace), 'unknown_site')
     } else {
-      const client = resolveClient(site, input)
-      decision = decide(site, client, evaluate(site, input, client))
+      const client = resolveClient(site, input, trace)
+      decision = decide(site, client, evaluate(site, input, client, trace))
     }
   }
   const client = decision.client.ip && formatIp(decision.client.ip)

@@ -6,7 +6,7 @@ import { parseForwarded, parseNode } from '../net/forwarding.js'
 import { type Ip, parseIp } from '../net/ip.js'
 import type { CompiledSite } from '../policy/compile.js'
 import type { ClientAddressHeader } from '../policy/schema.js'
-import type { CheckInput, Client } from './types.js'
+import type { CheckInput, Client, Trace } from './types.js'
 
 function isOws(c: number): boolean {
   return c === 0x20 || c === 0x09
@@ -17,7 +17,12 @@ function isOws(c: number): boolean {
  * address that is not a trusted proxy; the leftmost when all are. Undefined (client unknown) at
  * the first entry that is not an address. Empty elements are skipped.
  */
-function walkForwardedFor(site: CompiledSite, value: string, peer: Ip): Ip | undefined {
+function walkForwardedFor(
+  site: CompiledSite,
+  value: string,
+  peer: Ip,
+  trace: Trace | undefined,
+): Ip | undefined {
   let leftmost = peer
   let end = value.length
   for (;;) {
@@ -27,6 +32,7 @@ function walkForwardedFor(site: CompiledSite, value: string, peer: Ip): Ip | und
     while (start < stop && isOws(value.charCodeAt(start))) start++
     while (stop > start && isOws(value.charCodeAt(stop - 1))) stop--
     if (start < stop) {
+      trace?.chain.push(value.slice(start, stop))
       const ip = parseNode(value, start, stop, true)
       if (ip === undefined) return undefined
       if (!matchCidr(site.trustedProxies, ip)) return ip
@@ -38,11 +44,18 @@ function walkForwardedFor(site: CompiledSite, value: string, peer: Ip): Ip | und
 }
 
 /** The same walk over RFC 7239 `for=` nodes; a malformed element ends it, client unknown. */
-function walkForwarded(site: CompiledSite, value: string, peer: Ip): Ip | undefined {
+function walkForwarded(
+  site: CompiledSite,
+  value: string,
+  peer: Ip,
+  trace: Trace | undefined,
+): Ip | undefined {
   const elements = parseForwarded(value)
   let leftmost = peer
   for (let i = elements.length - 1; i >= 0; i--) {
-    const node = elements[i]?.for
+    const element = elements[i]
+    const node = element?.for
+    trace?.chain.push(element?.malformed ? '(malformed element)' : (node ?? '(no for=)'))
     if (node === undefined) return undefined
     const ip = parseNode(node, 0, node.length, false, true)
     if (ip === undefined) return undefined
@@ -53,27 +66,38 @@ function walkForwarded(site: CompiledSite, value: string, peer: Ip): Ip | undefi
 }
 
 /** x-real-ip / x-client-ip: one address; any list or non-address makes the client unknown. */
-function walkSingle(_site: CompiledSite, value: string, peer: Ip): Ip | undefined {
+function walkSingle(
+  _site: CompiledSite,
+  value: string,
+  peer: Ip,
+  trace: Trace | undefined,
+): Ip | undefined {
   let start = 0
   let stop = value.length
   while (start < stop && isOws(value.charCodeAt(start))) start++
   while (stop > start && isOws(value.charCodeAt(stop - 1))) stop--
   if (start === stop) return peer
+  trace?.chain.push(value.slice(start, stop))
   // Trusted or not, the one address is the client: it is the whole chain left of the peer.
   return parseNode(value, start, stop, true)
 }
 
-const WALKS: Record<
-  ClientAddressHeader,
-  (site: CompiledSite, value: string, peer: Ip) => Ip | undefined
-> = {
+type Walk = (
+  site: CompiledSite,
+  value: string,
+  peer: Ip,
+  trace: Trace | undefined,
+) => Ip | undefined
+
+const WALKS: Record<ClientAddressHeader, Walk> = {
   'x-forwarded-for': walkForwardedFor,
   forwarded: walkForwarded,
   'x-real-ip': walkSingle,
   'x-client-ip': walkSingle,
 }
 
-export function resolveClient(site: CompiledSite, input: CheckInput): Client {
+export function resolveClient(site: CompiledSite, input: CheckInput, trace?: Trace): Client {
+  trace?.chain.push(input.peer)
   const peer = parseIp(input.peer)
   if (peer === undefined) return { ip: undefined, peerTrusted: false }
   const peerTrusted = matchCidr(site.trustedProxies, peer)
@@ -81,5 +105,6 @@ export function resolveClient(site: CompiledSite, input: CheckInput): Client {
   if (!peerTrusted || header === undefined) return { ip: peer, peerTrusted }
   const value = input.http?.headers.get(header)
   if (value === undefined) return { ip: peer, peerTrusted }
-  return { ip: WALKS[header](site, value, peer), peerTrusted }
+  if (trace) trace.header = header
+  return { ip: WALKS[header](site, value, peer, trace), peerTrusted }
 }

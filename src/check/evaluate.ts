@@ -1,11 +1,11 @@
 // SPEC's evaluation order, one function a step; the first step that decides wins.
 
 import { timingSafeEqual } from 'node:crypto'
-import { matchCidr } from '../net/cidr.js'
+import { matchCidr, matchingRange } from '../net/cidr.js'
 import { parseForwarded } from '../net/forwarding.js'
 import { hostDomain, hostLiteralIp, matchHost } from '../net/host.js'
 import type { CompiledPolicy, CompiledSite } from '../policy/compile.js'
-import type { CheckInput, Client, Decision, HttpInput, Mode, Reason } from './types.js'
+import type { CheckInput, Client, Decision, HttpInput, Mode, Reason, Trace } from './types.js'
 
 const ALLOW_REASONS: ReadonlySet<Reason> = new Set([
   'health_check',
@@ -47,7 +47,7 @@ export function selectSite(policy: CompiledPolicy, input: CheckInput): CompiledS
 }
 
 /** 2. The health-check header carries the secret (constant-time) on an allowed path. */
-function isHealthCheck(site: CompiledSite, http: HttpInput): boolean {
+function isHealthCheck(site: CompiledSite, http: HttpInput, trace: Trace | undefined): boolean {
   const check = site.healthCheck
   if (!check) return false
   const value = http.headers.get(check.header)
@@ -56,38 +56,81 @@ function isHealthCheck(site: CompiledSite, http: HttpInput): boolean {
   const given = Buffer.from(value, 'utf8')
   // Compare equal lengths only: timingSafeEqual throws otherwise, and the length is no secret.
   if (given.length !== check.secret.length) return false
-  return timingSafeEqual(given, check.secret)
+  const ok = timingSafeEqual(given, check.secret)
+  if (ok && trace) trace.rule = `healthCheck: ${check.header} carries the secret`
+  return ok
 }
 
 /** 3. `clientCidrs` on the resolved client; undefined when the client may go on. */
-function clientReason(site: CompiledSite, client: Client): Reason | undefined {
+function clientReason(
+  site: CompiledSite,
+  client: Client,
+  trace: Trace | undefined,
+): Reason | undefined {
   const ip = client.ip
-  if (ip && site.clientDeny && matchCidr(site.clientDeny, ip)) return 'client_denied'
-  if (site.clientAllow && (!ip || !matchCidr(site.clientAllow, ip))) return 'client_not_allowed'
+  if (ip && site.clientDeny && matchCidr(site.clientDeny, ip)) {
+    if (trace)
+      trace.rule = `clientCidrs.deny ${matchingRange(site.clientDeny, ip)} holds the client`
+    return 'client_denied'
+  }
+  if (site.clientAllow && (!ip || !matchCidr(site.clientAllow, ip))) {
+    if (trace)
+      trace.rule = ip
+        ? 'clientCidrs.allow does not hold the client'
+        : 'clientCidrs.allow is set and the client is unknown'
+    return 'client_not_allowed'
+  }
   return undefined
 }
 
 /** 4, for one Host value: Django's split and match, then `allowedCidrNets` for IP literals. */
-function hostReason(site: CompiledSite, raw: string): Reason {
+function hostReason(site: CompiledSite, raw: string, trace: Trace | undefined): Reason {
   const domain = hostDomain(raw)
-  if (domain === undefined) return 'invalid_host'
-  if (matchHost(site.allowedHosts, domain) !== undefined) return 'host_allowed'
+  if (domain === undefined) {
+    if (trace)
+      trace.rule = `${JSON.stringify(raw)} is not name[:port] or [IPv6][:port] (Django's host syntax)`
+    return 'invalid_host'
+  }
+  const pattern = matchHost(site.allowedHosts, domain)
+  if (pattern !== undefined) {
+    if (trace) trace.rule = `allowedHosts "${pattern}" matches "${domain}"`
+    return 'host_allowed'
+  }
   if (site.allowedCidrNets.size > 0) {
     const ip = hostLiteralIp(domain)
-    if (ip && matchCidr(site.allowedCidrNets, ip)) return 'host_cidr'
+    if (ip && matchCidr(site.allowedCidrNets, ip)) {
+      if (trace)
+        trace.rule = `allowedCidrNets ${matchingRange(site.allowedCidrNets, ip)} holds "${domain}"`
+      return 'host_cidr'
+    }
   }
+  if (trace) trace.rule = `no allowedHosts pattern or allowedCidrNets range matches "${domain}"`
   return 'host_not_allowed'
 }
 
+const HOST_REASON_RANK: Partial<Record<Reason, number>> = {
+  host_allowed: 0,
+  host_cidr: 1,
+  host_not_allowed: 2,
+}
+
 /** Every host must pass; the worst reason wins (invalid syntax, then not allowed). */
-function hostsReason(site: CompiledSite, hosts: readonly string[]): Reason {
+function hostsReason(
+  site: CompiledSite,
+  hosts: readonly string[],
+  trace: Trace | undefined,
+): Reason {
   let result: Reason = 'host_allowed'
+  let rule: string | undefined
   for (const raw of hosts) {
-    const reason = hostReason(site, raw)
+    const reason = hostReason(site, raw, trace)
     if (reason === 'invalid_host') return reason
-    if (reason === 'host_not_allowed') result = reason
-    else if (reason === 'host_cidr' && result === 'host_allowed') result = reason
+    if ((HOST_REASON_RANK[reason] ?? 0) > (HOST_REASON_RANK[result] ?? 0) || rule === undefined) {
+      result = reason
+      rule = trace?.rule
+    }
   }
+  if (trace) trace.rule = rule
   return result
 }
 
@@ -115,30 +158,53 @@ function splitList(value: string): string[] {
  * 4. The hosts to check: from the trusted host header when the peer is a trusted proxy (then the
  * authority names the internal hop and is not checked), else the authority.
  */
-function hostStep(site: CompiledSite, http: HttpInput, client: Client): Reason {
+function hostStep(
+  site: CompiledSite,
+  http: HttpInput,
+  client: Client,
+  trace: Trace | undefined,
+): Reason {
   if (client.peerTrusted && site.hostHeader === 'x-forwarded-host') {
     const value = http.headers.get('x-forwarded-host')
-    if (value !== undefined) return hostsReason(site, splitList(value))
+    if (value !== undefined) return hostsReason(site, splitList(value), trace)
   } else if (client.peerTrusted && site.hostHeader === 'forwarded') {
     const value = http.headers.get('forwarded')
     if (value !== undefined) {
       const elements = parseForwarded(value)
       // Fail closed: a host= we cannot read may be the one that would not pass.
-      if (elements.some((e) => e.malformed)) return 'invalid_host'
+      if (elements.some((e) => e.malformed)) {
+        if (trace) trace.rule = 'the trusted forwarded header has a malformed element'
+        return 'invalid_host'
+      }
       const hosts = elements.flatMap((e) => (e.host === undefined ? [] : [e.host]))
-      if (hosts.length > 0) return hostsReason(site, hosts)
+      if (hosts.length > 0) return hostsReason(site, hosts, trace)
     }
   }
-  return http.authority === undefined ? 'invalid_host' : hostReason(site, http.authority)
+  if (http.authority === undefined) {
+    if (trace) trace.rule = 'the request has no Host (http.host, :authority or host)'
+    return 'invalid_host'
+  }
+  return hostReason(site, http.authority, trace)
 }
 
 /** Steps 2-4 for a known site; the client was resolved by `resolveClient`. */
-export function evaluate(site: CompiledSite, input: CheckInput, client: Client): Reason {
+export function evaluate(
+  site: CompiledSite,
+  input: CheckInput,
+  client: Client,
+  trace?: Trace,
+): Reason {
   const http = input.http
   if (http === undefined) {
     // No HTTP part: no host to vouch for, only the client lists can allow.
-    return clientReason(site, client) ?? (site.clientAllow ? 'tcp_client_allowed' : 'not_http')
+    const reason = clientReason(site, client, trace)
+    if (reason) return reason
+    if (trace)
+      trace.rule = site.clientAllow
+        ? 'clientCidrs.allow holds the peer'
+        : 'no HTTP part, and no clientCidrs.allow to vouch for the peer'
+    return site.clientAllow ? 'tcp_client_allowed' : 'not_http'
   }
-  if (isHealthCheck(site, http)) return 'health_check'
-  return clientReason(site, client) ?? hostStep(site, http, client)
+  if (isHealthCheck(site, http, trace)) return 'health_check'
+  return clientReason(site, client, trace) ?? hostStep(site, http, client, trace)
 }

@@ -59,3 +59,16 @@ export interface Decision {
   readonly status: number
   readonly mode: Mode
 }
+
+/**
+ * How a decision was reached, for `explain`: the same code fills it in when one is passed; the
+ * server passes none.
+ */
+export interface Trace {
+  /** The client-address header that was walked, if any. */
+  header: string | undefined
+  /** The addresses examined, from the peer leftwards, as written. */
+  readonly chain: string[]
+  /** The rule that decided, in words: `allowedHosts ".example.org"`, `clientCidrs.deny 10.0.0.0/8`. */
+  rule: string | undefined
+}

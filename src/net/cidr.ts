@@ -1,4 +1,4 @@
-import type { Ip } from './ip.js'
+import { formatIp, type Ip } from './ip.js'
 
 /** A range as written in a policy: an address and a prefix length (32 or 128 for one address). */
 export interface CidrRange {
@@ -13,6 +13,8 @@ export interface CidrRange {
  * also covers those IPv4 addresses (`::/0` is every address, as in proxy-addr).
  */
 export interface CidrMatcher {
+  /** The ranges as compiled, for `explain` to name the one that matched. */
+  readonly ranges: readonly CidrRange[]
   readonly size: number
   /** [start0, end0, start1, end1, …] */
   readonly v4: Float64Array
@@ -94,7 +96,7 @@ export function compileCidrs(ranges: readonly CidrRange[]): CidrMatcher {
     v6Words.set(toWords(start), i * 8)
     v6Words.set(toWords(end), i * 8 + 4)
   })
-  return { size: ranges.length, v4: Float64Array.from(mergedV4.flat()), v6: v6Words }
+  return { ranges, size: ranges.length, v4: Float64Array.from(mergedV4.flat()), v6: v6Words }
 }
 
 function inV4(table: Float64Array, value: number): boolean {
@@ -135,4 +137,10 @@ function inV6(table: Uint32Array, words: readonly number[]): boolean {
 
 export function matchCidr(matcher: CidrMatcher, ip: Ip): boolean {
   return ip.family === 4 ? inV4(matcher.v4, ip.value) : inV6(matcher.v6, ip.words)
+}
+
+/** The first listed range that holds `ip`, as text (slow: for `explain`, not for requests). */
+export function matchingRange(matcher: CidrMatcher, ip: Ip): string | undefined {
+  const range = matcher.ranges.find((r) => matchCidr(compileCidrs([r]), ip))
+  return range && `${formatIp(range.ip)}/${range.prefix}`
 }

@@ -2,7 +2,6 @@
 // grpc.health.v1.Health for Envoy's gRPC health checker and Kubernetes `grpc:` probes, and server
 // reflection for grpcurl.
 
-import { fileURLToPath } from 'node:url'
 import {
   Server,
   ServerCredentials,
@@ -18,6 +17,7 @@ import type { Logger } from 'pino'
 import { check } from '../check/check.js'
 import type { DecisionObserver } from '../check/observe.js'
 import type { PolicyStore } from '../policy/store.js'
+import { loadCheckProtos } from '../proto.js'
 
 const identity = (bytes: Buffer): Buffer => bytes
 
@@ -25,8 +25,6 @@ export const AUTHORIZATION_SERVICE_NAME = 'envoy.service.auth.v3.Authorization'
 export const CHECK_METHOD = `/${AUTHORIZATION_SERVICE_NAME}/Check`
 /** The health services: the whole server ("") and the Authorization service. */
 export const HEALTH_SERVICES = ['', AUTHORIZATION_SERVICE_NAME] as const
-
-const PROTO_DIR = fileURLToPath(new URL('../../proto', import.meta.url))
 
 const AUTHORIZATION_SERVICE: ServiceDefinition = {
   Check: {
@@ -74,14 +72,7 @@ export function checkHandler(store: PolicyStore, observer: DecisionObserver, log
 
 /** The message and service definitions reflection serves: hostguard's proto/ and health. */
 function reflectionDefinitions() {
-  const options = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true }
-  return {
-    ...loadSync('envoy/service/auth/v3/external_auth.proto', {
-      ...options,
-      includeDirs: [PROTO_DIR],
-    }),
-    ...loadSync(healthProtoPath, options),
-  }
+  return { ...loadCheckProtos(), ...loadSync(healthProtoPath) }
 }
 
 export function startGrpc(

@@ -1,0 +1,17 @@
+import { type ParseArgsConfig, parseArgs } from 'node:util'
+
+/** A usage error: main prints it with the usage text and exits 2. */
+export class UsageError extends Error {
+  override name = 'UsageError'
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>
+
+/** node:util parseArgs, strict, with its errors turned into UsageError. */
+export function parse<T extends Options>(args: string[], options: T, positionals: boolean) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: positionals })
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+}
