@@ -1,0 +1,23 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { compilePolicy } from '../../src/policy/compile.js'
+import { parsePolicy } from '../../src/policy/load.js'
+import { ROOT } from '../support/protos.js'
+
+const doc = readFileSync(join(ROOT, 'docs', 'policy.md'), 'utf8')
+const examples = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] ?? '')
+
+describe('docs/policy.md', () => {
+  it('has its worked examples', () => {
+    expect(examples.length).toBeGreaterThanOrEqual(7)
+  })
+
+  it.each(examples.map((text, i) => [i + 1, text]))('example %i is a valid policy', (_, text) => {
+    // Secret files named in the examples do not exist here: the file source is swapped for env.
+    const yaml = String(text).replace(/\{ file: [^}]+\}/, '{ env: DOC_SECRET }')
+    expect(() =>
+      compilePolicy(parsePolicy(yaml, 'docs/policy.md', { DOC_SECRET: 'x' })),
+    ).not.toThrow()
+  })
+})
