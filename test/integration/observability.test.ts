@@ -212,6 +212,26 @@ describe('decision logs', () => {
     expect(lines.some((l) => l.forged)).toBe(false)
   })
 
+  it('logs the start-up and the policy warnings', () => {
+    const lines = logs
+      .join('')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+    expect(lines.find((l) => l.msg === 'hostguard serving')).toMatchObject({
+      sites: ['shadow'],
+      grpcPort: running.grpcPort,
+      httpPort: running.httpPort,
+    })
+    const warnings = lines.find((l) => l.msg === 'policy warnings')
+    expect(warnings.level).toBe(40)
+    expect(warnings.warnings).toEqual([
+      expect.stringMatching(
+        /observability\.policy\.yaml:11:13 sites\.shadow\.dryRun: warning: .* \[POLICY_WARN_DRY_RUN\]$/,
+      ),
+    ])
+  })
+
   it('never writes the health-check secret to a log line or a metric', async () => {
     const ok = official.decodeResponse(
       await call(
