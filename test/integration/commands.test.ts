@@ -3,12 +3,12 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Client, credentials } from '@grpc/grpc-js'
-import { pino } from 'pino'
+import type { Client } from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type Running, serve } from '../../src/serve.js'
-import { CHECK_METHOD } from '../../src/server/grpc.js'
+import type { Running } from '../../src/serve.js'
+import { callCheck, checkClient } from '../support/grpc.js'
 import { FIXTURES, type Message, official, ROOT } from '../support/protos.js'
+import { startServer } from '../support/server.js'
 
 const MAIN = join(ROOT, 'dist', 'main.js')
 const EXAMPLE = join(ROOT, 'examples', 'policy.yaml')
@@ -117,31 +117,16 @@ describe('hostguard explain', () => {
   let running: Running
   let client: Client
   beforeAll(async () => {
-    running = await serve({
-      policyFile: EXAMPLE,
-      listen: '127.0.0.1',
-      grpcPort: 0,
-      httpPort: 0,
-      log: pino({ level: 'silent' }),
-      env: {},
-    })
-    client = new Client(`127.0.0.1:${running.grpcPort}`, credentials.createInsecure())
+    running = await startServer(EXAMPLE)
+    client = checkClient(running.grpcPort)
   })
   afterAll(async () => {
     client.close()
     await running.stop()
   })
 
-  function serverAnswer(bytes: Buffer): Promise<Message> {
-    return new Promise((resolve, reject) =>
-      client.makeUnaryRequest(
-        CHECK_METHOD,
-        (b: Buffer) => b,
-        (b: Buffer) => b,
-        bytes,
-        (err, res) => (err || !res ? reject(err) : resolve(official.decodeResponse(res))),
-      ),
-    )
+  async function serverAnswer(bytes: Buffer): Promise<Message> {
+    return official.decodeResponse(await callCheck(client, bytes))
   }
 
   it('agrees with the server on every shared fixture, from .bin and from .json', {

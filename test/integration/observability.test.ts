@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path'
 import { Writable } from 'node:stream'
 import { promisify } from 'node:util'
 import {
-  Client,
+  type Client,
   credentials,
   loadPackageDefinition,
   makeClientConstructor,
@@ -17,13 +17,12 @@ import { service as healthService } from 'grpc-health-check'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Running, serve } from '../../src/serve.js'
-import { CHECK_METHOD } from '../../src/server/grpc.js'
+import { callCheck, checkClient } from '../support/grpc.js'
 import { FIXTURES, type Message, official, ROOT } from '../support/protos.js'
 import { haveGrpcio, PYTHON, skipLoudly } from '../support/system.js'
 
 const SECRET = 'S3cr3t-hostguard-observability'
 const POLICY = join(ROOT, 'test', 'integration', 'observability.policy.yaml')
-const identity = (b: Buffer): Buffer => b
 
 /** A server with its log captured at debug level. */
 async function start(): Promise<{ running: Running; logs: string[] }> {
@@ -43,14 +42,6 @@ async function start(): Promise<{ running: Running; logs: string[] }> {
     env: { OBS_SECRET: SECRET },
   })
   return { running, logs }
-}
-
-function call(client: Client, bytes: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(CHECK_METHOD, identity, identity, bytes, (err, res) =>
-      err || !res ? reject(err) : resolve(res),
-    ),
-  )
 }
 
 function request(o: {
@@ -90,7 +81,7 @@ let client: Client
 
 beforeAll(async () => {
   ;({ running, logs } = await start())
-  client = new Client(`127.0.0.1:${running.grpcPort}`, credentials.createInsecure())
+  client = checkClient(running.grpcPort)
 })
 
 afterAll(async () => {
@@ -100,9 +91,9 @@ afterAll(async () => {
 
 describe('/metrics', () => {
   it("shows SPEC's metrics with their types, labels and buckets", async () => {
-    await call(client, request({ host: 'www.example.com' }))
-    await call(client, request({ host: 'evil.example' }))
-    await call(client, request({ host: 'evil.example', site: 'shadow' }))
+    await callCheck(client, request({ host: 'www.example.com' }))
+    await callCheck(client, request({ host: 'evil.example' }))
+    await callCheck(client, request({ host: 'evil.example', site: 'shadow' }))
     const text = await metricsText(running)
     for (const [name, type] of [
       ['hostguard_decisions_total', 'counter'],
@@ -166,7 +157,7 @@ describe('/metrics', () => {
       1000,
     )
     for (const r of requests) {
-      await call(
+      await callCheck(
         client,
         request({
           host: r.host,
@@ -190,7 +181,7 @@ describe('/metrics', () => {
 
 describe('decision logs', () => {
   it('logs denies at info and allows at debug, as JSON lines with escaped client values', async () => {
-    await call(
+    await callCheck(
       client,
       request({ host: 'evil.example\r\n{"forged":true}', headers: { 'x-request-id': 'abc-123' } }),
     )
@@ -234,17 +225,17 @@ describe('decision logs', () => {
 
   it('never writes the health-check secret to a log line or a metric', async () => {
     const ok = official.decodeResponse(
-      await call(
+      await callCheck(
         client,
         request({ host: '10.0.0.1:80', path: '/healthz', headers: { 'x-health': SECRET } }),
       ),
     )
     expect(ok.dynamic_metadata.fields.reason.stringValue).toBe('health_check')
-    await call(
+    await callCheck(
       client,
       request({ host: 'evil.example', headers: { 'x-health': `${SECRET},${SECRET}` } }),
     )
-    await call(
+    await callCheck(
       client,
       request({ host: 'evil.example', path: '/other', headers: { 'x-health': SECRET } }),
     )
@@ -357,7 +348,7 @@ describe('server reflection', () => {
 describe('the example fixtures still pass through the observed handler', () => {
   it('answers fixture 01', async () => {
     const answer = official.decodeResponse(
-      await call(client, readFileSync(join(FIXTURES, '01-ipv4-direct-host.bin'))),
+      await callCheck(client, readFileSync(join(FIXTURES, '01-ipv4-direct-host.bin'))),
     )
     expect(answer.ok_response).toBeDefined()
   })

@@ -4,12 +4,10 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Client, credentials } from '@grpc/grpc-js'
-import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
-import { serve } from '../../src/serve.js'
-import { CHECK_METHOD } from '../../src/server/grpc.js'
+import { callCheck, checkClient } from '../support/grpc.js'
 import { FIXTURES, ROOT } from '../support/protos.js'
+import { startServer } from '../support/server.js'
 import { havePrometheus, havePromtool, skipLoudly } from '../support/system.js'
 import { until } from '../support/wait.js'
 
@@ -120,14 +118,7 @@ describe('a real Prometheus scraping hostguard', () => {
     'counts exactly the Check calls sent',
     { timeout: 60_000 },
     async () => {
-      const running = await serve({
-        policyFile: join(ROOT, 'examples', 'policy.yaml'),
-        listen: '127.0.0.1',
-        grpcPort: 0,
-        httpPort: 0,
-        log: pino({ level: 'silent' }),
-        env: {},
-      })
+      const running = await startServer(join(ROOT, 'examples', 'policy.yaml'))
       const dir = mkdtempSync(join(tmpdir(), 'hostguard-prometheus-'))
       const port = await freePort()
       writeFileSync(
@@ -135,7 +126,7 @@ describe('a real Prometheus scraping hostguard', () => {
         `global: { scrape_interval: 1s, evaluation_interval: 1s }\nrule_files: [${JSON.stringify(RULES)}]\nscrape_configs:\n  - job_name: hostguard\n    static_configs: [{ targets: ['127.0.0.1:${running.httpPort}'] }]\n`,
       )
       let prometheus: ChildProcess | undefined
-      const client = new Client(`127.0.0.1:${running.grpcPort}`, credentials.createInsecure())
+      const client = checkClient(running.grpcPort)
       try {
         prometheus = spawn(
           'prometheus',
@@ -151,15 +142,7 @@ describe('a real Prometheus scraping hostguard', () => {
         const fixture = readFileSync(join(FIXTURES, '01-ipv4-direct-host.bin'))
         const N = 137
         for (let i = 0; i < N; i++) {
-          await new Promise((resolve, reject) =>
-            client.makeUnaryRequest(
-              CHECK_METHOD,
-              (b: Buffer) => b,
-              (b: Buffer) => b,
-              fixture,
-              (err, res) => (err ? reject(err) : resolve(res)),
-            ),
-          )
+          await callCheck(client, fixture)
         }
         await until(
           30_000,

@@ -1,13 +1,12 @@
-import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Client, credentials } from '@grpc/grpc-js'
-import { pino } from 'pino'
+import type { Client } from '@grpc/grpc-js'
 import { describe, expect, it } from 'vitest'
-import { type Running, serve } from '../../src/serve.js'
-import { CHECK_METHOD } from '../../src/server/grpc.js'
-import { type Message, official, ROOT } from '../support/protos.js'
+import type { Running } from '../../src/serve.js'
+import { callCheck, checkClient } from '../support/grpc.js'
+import { type Message, official } from '../support/protos.js'
+import { spawnServe, startServer } from '../support/server.js'
 import { until } from '../support/wait.js'
 
 // Two policies that answer every request differently: a mix of them (the new hosts with the
@@ -40,32 +39,13 @@ function answerOf(bytes: Buffer): string {
   return r.ok_response ? 'allow' : `deny ${r.denied_response.status.code}`
 }
 
-function check(client: Client, host: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(
-      CHECK_METHOD,
-      (b: Buffer) => b,
-      (b: Buffer) => b,
-      request(host),
-      (err, res) => (err || !res ? reject(err) : resolve(answerOf(res))),
-    ),
-  )
+async function check(client: Client, host: string): Promise<string> {
+  return answerOf(await callCheck(client, request(host)))
 }
 
 async function reloads(running: Running, result: 'success' | 'failure'): Promise<number> {
   const metric = await running.metrics.reloads.get()
   return metric.values.find((v) => v.labels['result'] === result)?.value ?? 0
-}
-
-async function start(policyFile: string, env: NodeJS.ProcessEnv = {}): Promise<Running> {
-  return serve({
-    policyFile,
-    listen: '127.0.0.1',
-    grpcPort: 0,
-    httpPort: 0,
-    log: pino({ level: 'silent' }),
-    env,
-  })
 }
 
 describe('hot reload', () => {
@@ -75,8 +55,8 @@ describe('hot reload', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hostguard-reload-'))
     const file = join(dir, 'policy.yaml')
     writeFileSync(file, OLD)
-    const running = await start(file)
-    const client = new Client(`127.0.0.1:${running.grpcPort}`, credentials.createInsecure())
+    const running = await startServer(file)
+    const client = checkClient(running.grpcPort)
     const calls: { host: string; startedAt: number; answer: string }[] = []
     let stop = false
     const errors: unknown[] = []
@@ -146,8 +126,8 @@ describe('hot reload', () => {
     writeFileSync(join(dir, '..2026_11_23_01', 'policy.yaml'), OLD)
     symlinkSync('..2026_11_23_01', join(dir, '..data'))
     symlinkSync('..data/policy.yaml', join(dir, 'policy.yaml'))
-    const running = await start(join(dir, 'policy.yaml'))
-    const client = new Client(`127.0.0.1:${running.grpcPort}`, credentials.createInsecure())
+    const running = await startServer(join(dir, 'policy.yaml'))
+    const client = checkClient(running.grpcPort)
     try {
       expect(await check(client, 'a.example')).toBe('allow')
       // The kubelet's update: a new timestamped directory, a ..data_tmp link renamed over ..data.
@@ -182,49 +162,23 @@ describe('hot reload', () => {
           },
         },
       })
-    const child = spawn(process.execPath, [
-      join(ROOT, 'dist', 'main.js'),
-      'serve',
-      '--policy',
-      join(dir, 'policy.yaml'),
-      '--grpc-port',
-      '0',
-      '--http-port',
-      '0',
-      '--listen',
-      '127.0.0.1',
-    ])
-    let out = ''
-    child.stdout.on('data', (d) => {
-      out += d
-    })
+    const server = spawnServe(join(dir, 'policy.yaml'))
     try {
-      await until(10_000, () => out.includes('hostguard serving'), 'start-up')
-      const { grpcPort } = JSON.parse(
-        out.split('\n').find((l) => l.includes('hostguard serving')) ?? '{}',
-      )
-      const client = new Client(`127.0.0.1:${grpcPort}`, credentials.createInsecure())
-      const send = (bytes: Buffer) =>
-        new Promise<string>((resolve, reject) =>
-          client.makeUnaryRequest(
-            CHECK_METHOD,
-            (b: Buffer) => b,
-            (b: Buffer) => b,
-            bytes,
-            (err, res) => (err || !res ? reject(err) : resolve(answerOf(res))),
-          ),
-        )
+      const { grpcPort } = await server.started()
+      const client = checkClient(grpcPort)
+      const send = async (bytes: Buffer): Promise<string> =>
+        answerOf(await callCheck(client, bytes))
       expect(await send(probe('first-secret'))).toBe('allow')
       // The secret lives outside the watched directory: only a reload re-reads it.
       writeFileSync(join(secrets, 'health'), 'second-secret\n')
-      child.kill('SIGHUP')
-      await until(5_000, () => out.includes('policy reloaded'), 'the SIGHUP reload')
-      expect(out).toContain('"trigger":"SIGHUP"')
+      server.child.kill('SIGHUP')
+      await until(5_000, () => server.output().includes('policy reloaded'), 'the SIGHUP reload')
+      expect(server.output()).toContain('"trigger":"SIGHUP"')
       expect(await send(probe('second-secret'))).toBe('allow')
       expect(await send(probe('first-secret'))).toBe('deny Forbidden')
       client.close()
     } finally {
-      child.kill('SIGTERM')
+      server.child.kill('SIGTERM')
     }
   })
 })

@@ -3,12 +3,12 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Client, credentials } from '@grpc/grpc-js'
-import { pino } from 'pino'
+import type { Client } from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type Running, serve } from '../../src/serve.js'
-import { CHECK_METHOD } from '../../src/server/grpc.js'
+import type { Running } from '../../src/serve.js'
+import { callCheck, checkClient } from '../support/grpc.js'
 import { FIXTURES, type Message, official, ROOT, SHARED_TOOLS } from '../support/protos.js'
+import { spawnServe, startServer } from '../support/server.js'
 
 const EXAMPLE = join(ROOT, 'examples', 'policy.yaml')
 const PYTHON = '/usr/bin/python3'
@@ -125,26 +125,11 @@ const NAMES = Object.keys(EXPECTED)
 
 let running: Running
 let client: Client
-const identity = (b: Buffer): Buffer => b
-
-function call(bytes: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(CHECK_METHOD, identity, identity, bytes, (err, res) =>
-      err || !res ? reject(err) : resolve(res),
-    ),
-  )
-}
+const call = (bytes: Buffer): Promise<Buffer> => callCheck(client, bytes)
 
 beforeAll(async () => {
-  running = await serve({
-    policyFile: EXAMPLE,
-    listen: '127.0.0.1',
-    grpcPort: 0,
-    httpPort: 0,
-    log: pino({ level: 'silent' }),
-    env: {},
-  })
-  client = new Client(`127.0.0.1:${running.grpcPort}`, credentials.createInsecure())
+  running = await startServer(EXAMPLE)
+  client = checkClient(running.grpcPort)
 })
 
 afterAll(async () => {
@@ -284,32 +269,13 @@ describe('the hostguard command', () => {
   })
 
   it('serves the example policy and reports ready', async () => {
-    const child = spawn(process.execPath, [
-      main,
-      'serve',
-      '--policy',
-      EXAMPLE,
-      '--grpc-port',
-      '0',
-      '--http-port',
-      '0',
-      '--listen',
-      '127.0.0.1',
-    ])
+    const server = spawnServe(EXAMPLE)
     try {
-      const started = await new Promise<{ httpPort: number }>((resolve, reject) => {
-        let out = ''
-        child.stdout.on('data', (d) => {
-          out += d
-          const line = out.split('\n').find((l) => l.includes('hostguard serving'))
-          if (line) resolve(JSON.parse(line))
-        })
-        child.on('close', (code) => reject(new Error(`exited with ${code}`)))
-      })
-      expect((await fetch(`http://127.0.0.1:${started.httpPort}/readyz`)).status).toBe(200)
+      const { httpPort } = await server.started()
+      expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).toBe(200)
     } finally {
-      const exited = new Promise((resolve) => child.on('close', resolve))
-      child.kill('SIGTERM')
+      const exited = new Promise((resolve) => server.child.on('close', resolve))
+      server.child.kill('SIGTERM')
       expect(await exited).toBe(0)
     }
   })

@@ -1,0 +1,61 @@
+// Servers for the integration tests: in-process (serve()) or as the built command.
+
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { type Running, serve } from '../../src/serve.js'
+import { ROOT } from './protos.js'
+import { until } from './wait.js'
+
+export const MAIN = join(ROOT, 'dist', 'main.js')
+
+/** serve() on 127.0.0.1 with free ports and a silent log. */
+export function startServer(policyFile: string, env: NodeJS.ProcessEnv = {}): Promise<Running> {
+  return serve({
+    policyFile,
+    listen: '127.0.0.1',
+    grpcPort: 0,
+    httpPort: 0,
+    log: pino({ level: 'silent' }),
+    env,
+  })
+}
+
+export interface ServeProcess {
+  readonly child: ChildProcessWithoutNullStreams
+  /** Everything the process wrote to stdout so far. */
+  output(): string
+  /** The ports from its start-up log line, once it is serving. */
+  started(): Promise<{ grpcPort: number; httpPort: number }>
+}
+
+/** `node dist/main.js serve --policy FILE` on 127.0.0.1 with free ports. */
+export function spawnServe(policyFile: string): ServeProcess {
+  const child = spawn(process.execPath, [
+    MAIN,
+    'serve',
+    '--policy',
+    policyFile,
+    '--grpc-port',
+    '0',
+    '--http-port',
+    '0',
+    '--listen',
+    '127.0.0.1',
+  ])
+  let out = ''
+  child.stdout.on('data', (d) => {
+    out += d
+  })
+  const startLine = () => out.split('\n').find((l) => l.includes('"hostguard serving"'))
+  return {
+    child,
+    output: () => out,
+    async started() {
+      await until(10_000, () => startLine() !== undefined || child.exitCode !== null, 'start-up')
+      const line = startLine()
+      if (line === undefined) throw new Error(`hostguard exited with ${child.exitCode}`)
+      return JSON.parse(line)
+    },
+  }
+}
