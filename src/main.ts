@@ -9,6 +9,8 @@ import { validateCommand } from './commands/validate.js'
 const USAGE = `usage:
   hostguard serve --policy FILE [--grpc-port 9000] [--http-port 9001] [--listen 0.0.0.0]
                   [--log-level info]            (LOG_LEVEL sets the default level)
+                  [--grace-period 10]           seconds to drain and finish calls on SIGTERM
+                  [--max-request-bytes 1048576] [--max-forwarded-hops 32] [--max-header-bytes 8192]
   hostguard validate [--format text|json] [--strict] FILE...
   hostguard explain --policy FILE [--json] REQUEST.bin|REQUEST.json
   hostguard explain --policy FILE [--json] [--authority HOST] [--peer IP] [--header NAME=VALUE]...

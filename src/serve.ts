@@ -2,7 +2,7 @@
 
 import type { Logger } from 'pino'
 import { DecisionObserver } from './check/observe.js'
-import type { CompiledPolicy } from './policy/compile.js'
+import { type CompiledPolicy, DEFAULT_LIMITS, type Limits } from './policy/compile.js'
 import { type PolicyError, PolicyLoadError } from './policy/errors.js'
 import { readPolicy } from './policy/read.js'
 import { PolicyStore } from './policy/store.js'
@@ -20,6 +20,10 @@ export interface ServeOptions {
   readonly env?: NodeJS.ProcessEnv
   /** Reload when the policy file's directory changes (on by default). */
   readonly watch?: boolean
+  /** Parsing bounds (defaults: DEFAULT_LIMITS). */
+  readonly limits?: Limits
+  /** Largest CheckRequest accepted, in bytes (default 1 MiB); a larger one gets RESOURCE_EXHAUSTED. */
+  readonly maxRequestBytes?: number
 }
 
 export interface Running {
@@ -29,8 +33,22 @@ export interface Running {
   readonly metrics: Metrics
   /** Reads, validates and compiles the policy file again and swaps it in if it is good. */
   reload(trigger: string): boolean
+  /**
+   * Graceful stop (SIGTERM): health NOT_SERVING and readiness 503 at once, so Envoy and
+   * Kubernetes take this instance out; calls are still answered until none came for
+   * QUIET_MS or the grace period is nearly over; then in-flight calls finish, cut at its end.
+   */
+  shutdown(graceMs: number): Promise<void>
+  /** Stops at once (tests). */
   stop(): Promise<void>
 }
+
+export const DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+
+/** A drain ends early once no call arrived for this long: the clients have moved away. */
+export const QUIET_MS = 1000
+/** Part of the grace period kept for in-flight calls to finish after the drain. */
+const FINISH_MS = 500
 
 function counts(policy: CompiledPolicy) {
   const top = policy.top
@@ -61,11 +79,19 @@ export async function serve(options: ServeOptions): Promise<Running> {
         'policy warnings',
       )
   }
-  const { policy, warnings } = readPolicy(options.policyFile, options.env)
+  const { policy, warnings } = readPolicy(
+    options.policyFile,
+    options.env,
+    options.limits ?? DEFAULT_LIMITS,
+  )
   install(policy)
   const reload = (trigger: string): boolean => {
     try {
-      const { policy: next, warnings: nextWarnings } = readPolicy(options.policyFile, options.env)
+      const { policy: next, warnings: nextWarnings } = readPolicy(
+        options.policyFile,
+        options.env,
+        options.limits ?? DEFAULT_LIMITS,
+      )
       install(next)
       metrics.reloads.labels('success').inc()
       logWarnings(nextWarnings)
@@ -97,12 +123,18 @@ export async function serve(options: ServeOptions): Promise<Running> {
     () => serving && store.current !== undefined,
     metrics.registry,
   )
-  const grpc = await startGrpc(store, observer, log, options.listen, options.grpcPort).catch(
-    async (err: unknown) => {
-      await stopHttp(http)
-      throw err
-    },
-  )
+  const grpc = await startGrpc(
+    store,
+    observer,
+    log,
+    options.listen,
+    options.grpcPort,
+    options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
+    () => metrics.internalErrors.inc(),
+  ).catch(async (err: unknown) => {
+    await stopHttp(http)
+    throw err
+  })
   serving = true
   grpc.setServing(true)
   const watcher =
@@ -135,6 +167,24 @@ export async function serve(options: ServeOptions): Promise<Running> {
     store,
     metrics,
     reload,
+    async shutdown(graceMs) {
+      const began = performance.now()
+      watcher?.close()
+      serving = false
+      grpc.setServing(false)
+      const drainUntil = began + Math.max(0, graceMs - FINISH_MS)
+      for (;;) {
+        const now = performance.now()
+        if (now >= drainUntil || now - Math.max(grpc.lastCallAt(), began) >= QUIET_MS) break
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      log.info(
+        { drainedMs: Math.round(performance.now() - began) },
+        'drained; finishing in-flight calls',
+      )
+      const left = Math.max(0, began + graceMs - performance.now())
+      await Promise.all([stopGrpc(grpc, left), stopHttp(http)])
+    },
     async stop() {
       watcher?.close()
       // Health and readiness go down first, so Envoy and Kubernetes stop sending new calls.

@@ -23,8 +23,10 @@ function walkForwardedFor(
   peer: Ip,
   trace: Trace | undefined,
 ): Ip | undefined {
+  if (value.length > site.limits.maxHeaderBytes) return undefined
   let leftmost = peer
   let end = value.length
+  let hops = 0
   for (;;) {
     const comma = end > 0 ? value.lastIndexOf(',', end - 1) : -1
     let start = comma + 1
@@ -32,6 +34,8 @@ function walkForwardedFor(
     while (start < stop && isOws(value.charCodeAt(start))) start++
     while (stop > start && isOws(value.charCodeAt(stop - 1))) stop--
     if (start < stop) {
+      // A chain longer than any real one is a client stuffing the header: client unknown.
+      if (++hops > site.limits.maxForwardedHops) return undefined
       trace?.chain.push(value.slice(start, stop))
       const ip = parseNode(value, start, stop, true)
       if (ip === undefined) return undefined
@@ -50,7 +54,9 @@ function walkForwarded(
   peer: Ip,
   trace: Trace | undefined,
 ): Ip | undefined {
+  if (value.length > site.limits.maxHeaderBytes) return undefined
   const elements = parseForwarded(value)
+  if (elements.length > site.limits.maxForwardedHops) return undefined
   let leftmost = peer
   for (let i = elements.length - 1; i >= 0; i--) {
     const element = elements[i]
@@ -67,11 +73,12 @@ function walkForwarded(
 
 /** x-real-ip / x-client-ip: one address; any list or non-address makes the client unknown. */
 function walkSingle(
-  _site: CompiledSite,
+  site: CompiledSite,
   value: string,
   peer: Ip,
   trace: Trace | undefined,
 ): Ip | undefined {
+  if (value.length > site.limits.maxHeaderBytes) return undefined
   let start = 0
   let stop = value.length
   while (start < stop && isOws(value.charCodeAt(start))) start++

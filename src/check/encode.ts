@@ -63,6 +63,11 @@ export interface SiteAnswers {
   readonly metadata: ReadonlyMap<Reason, Buffer>
   /** The complete denied_response field, by deny reason. */
   readonly denied: ReadonlyMap<Reason, Buffer>
+  /**
+   * The whole answer when deciding failed unexpectedly: a deny with the site's status (fail
+   * closed), without dynamic metadata, since no reason of SPEC's closed set applies.
+   */
+  readonly internalError: Buffer
 }
 
 export interface AnswerSettings {
@@ -91,6 +96,25 @@ function removals(
   return [encode(unknownClient), encode(withoutClientHeader)]
 }
 
+/** The denied_response field: the status, a text content type and a one-line body. */
+function deniedResponse(status: number, reason: Reason | undefined): Buffer {
+  const phrase = STATUS_CODES[status] ?? 'Denied'
+  return messageField(
+    RESPONSE_DENIED,
+    messageField(DENIED_STATUS, varintField(HTTP_STATUS_CODE, status)),
+    messageField(
+      DENIED_HEADERS,
+      messageField(
+        OPTION_HEADER,
+        stringField(HEADER_KEY, 'content-type'),
+        stringField(HEADER_VALUE, 'text/plain; charset=utf-8'),
+      ),
+      OVERWRITE,
+    ),
+    stringField(DENIED_BODY, reason ? `${phrase}: ${reason}\n` : `${phrase}\n`),
+  )
+}
+
 export function prepareAnswers(settings: AnswerSettings): SiteAnswers {
   const metadata = new Map<Reason, Buffer>()
   const denied = new Map<Reason, Buffer>()
@@ -107,25 +131,7 @@ export function prepareAnswers(settings: AnswerSettings): SiteAnswers {
     )
     if (allowed) continue
     const status = denyStatusFor(reason, settings.denyStatus)
-    const phrase = STATUS_CODES[status] ?? 'Denied'
-    const body = settings.showReason ? `${phrase}: ${reason}\n` : `${phrase}\n`
-    denied.set(
-      reason,
-      messageField(
-        RESPONSE_DENIED,
-        messageField(DENIED_STATUS, varintField(HTTP_STATUS_CODE, status)),
-        messageField(
-          DENIED_HEADERS,
-          messageField(
-            OPTION_HEADER,
-            stringField(HEADER_KEY, 'content-type'),
-            stringField(HEADER_VALUE, 'text/plain; charset=utf-8'),
-          ),
-          OVERWRITE,
-        ),
-        stringField(DENIED_BODY, body),
-      ),
-    )
+    denied.set(reason, deniedResponse(status, settings.showReason ? reason : undefined))
   }
   return {
     remove: [
@@ -137,6 +143,7 @@ export function prepareAnswers(settings: AnswerSettings): SiteAnswers {
       : undefined,
     metadata,
     denied,
+    internalError: Buffer.concat([STATUS_DENIED, deniedResponse(settings.denyStatus, undefined)]),
   }
 }
 

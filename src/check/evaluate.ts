@@ -85,10 +85,14 @@ function clientReason(
 
 /** 4, for one Host value: Django's split and match, then `allowedCidrNets` for IP literals. */
 function hostReason(site: CompiledSite, raw: string, trace: Trace | undefined): Reason {
-  const domain = hostDomain(raw)
+  const tooLong = raw.length > site.limits.maxHeaderBytes
+  const domain = tooLong ? undefined : hostDomain(raw)
   if (domain === undefined) {
-    if (trace)
-      trace.rule = `${JSON.stringify(raw)} is not name[:port] or [IPv6][:port] (Django's host syntax)`
+    if (trace) {
+      trace.rule = tooLong
+        ? `the Host is longer than ${site.limits.maxHeaderBytes} bytes (--max-header-bytes)`
+        : `${JSON.stringify(raw)} is not name[:port] or [IPv6][:port] (Django's host syntax)`
+    }
     return 'invalid_host'
   }
   const pattern = matchHost(site.allowedHosts, domain)
@@ -166,10 +170,14 @@ function hostStep(
 ): Reason {
   if (client.peerTrusted && site.hostHeader === 'x-forwarded-host') {
     const value = http.headers.get('x-forwarded-host')
-    if (value !== undefined) return hostsReason(site, splitList(value), trace)
+    if (value !== undefined) {
+      if (value.length > site.limits.maxHeaderBytes) return 'invalid_host'
+      return hostsReason(site, splitList(value), trace)
+    }
   } else if (client.peerTrusted && site.hostHeader === 'forwarded') {
     const value = http.headers.get('forwarded')
     if (value !== undefined) {
+      if (value.length > site.limits.maxHeaderBytes) return 'invalid_host'
       const elements = parseForwarded(value)
       // Fail closed: a host= we cannot read may be the one that would not pass.
       if (elements.some((e) => e.malformed)) {

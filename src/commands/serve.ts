@@ -1,15 +1,25 @@
-// `hostguard serve --policy FILE [--grpc-port 9000] [--http-port 9001] [--listen 0.0.0.0] [--log-level L]`
+// `hostguard serve --policy FILE [--grpc-port 9000] [--http-port 9001] [--listen 0.0.0.0] …`: see USAGE in main.ts
 
 import { pino } from 'pino'
+import { DEFAULT_LIMITS } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
-import { serve } from '../serve.js'
+import { DEFAULT_MAX_REQUEST_BYTES, serve } from '../serve.js'
 import { parse, UsageError } from './args.js'
 
-function port(value: string | undefined, fallback: number, flag: string): number {
+/** A whole number flag within [min, max]. */
+function whole(
+  value: string | undefined,
+  fallback: number,
+  flag: string,
+  min: number,
+  max: number,
+): number {
   if (value === undefined) return fallback
-  if (!/^[0-9]{1,5}$/.test(value) || Number(value) > 65535)
-    throw new UsageError(`${flag} wants a port number, got "${value}"`)
-  return Number(value)
+  const n = Number(value)
+  if (!/^[0-9]{1,10}$/.test(value) || n < min || n > max) {
+    throw new UsageError(`${flag} wants a whole number from ${min} to ${max}, got "${value}"`)
+  }
+  return n
 }
 
 /** Serves until SIGTERM or SIGINT; resolves with the exit code when start-up fails. */
@@ -22,6 +32,10 @@ export async function serveCommand(args: string[]): Promise<number | undefined> 
       'http-port': { type: 'string' },
       listen: { type: 'string' },
       'log-level': { type: 'string' },
+      'grace-period': { type: 'string' },
+      'max-request-bytes': { type: 'string' },
+      'max-forwarded-hops': { type: 'string' },
+      'max-header-bytes': { type: 'string' },
     },
     false,
   )
@@ -30,18 +44,42 @@ export async function serveCommand(args: string[]): Promise<number | undefined> 
   const level = values['log-level'] ?? process.env['LOG_LEVEL'] ?? 'info'
   if (!(level in pino.levels.values) && level !== 'silent')
     throw new UsageError(`unknown log level "${level}"`)
+  const graceMs = whole(values['grace-period'], 10, '--grace-period', 0, 3600) * 1000
   const log = pino({ level })
   try {
     const running = await serve({
       policyFile,
       listen: values.listen ?? '0.0.0.0',
-      grpcPort: port(values['grpc-port'], 9000, '--grpc-port'),
-      httpPort: port(values['http-port'], 9001, '--http-port'),
+      grpcPort: whole(values['grpc-port'], 9000, '--grpc-port', 0, 65535),
+      httpPort: whole(values['http-port'], 9001, '--http-port', 0, 65535),
       log,
+      maxRequestBytes: whole(
+        values['max-request-bytes'],
+        DEFAULT_MAX_REQUEST_BYTES,
+        '--max-request-bytes',
+        1024,
+        64 * 1024 * 1024,
+      ),
+      limits: {
+        maxForwardedHops: whole(
+          values['max-forwarded-hops'],
+          DEFAULT_LIMITS.maxForwardedHops,
+          '--max-forwarded-hops',
+          1,
+          1000,
+        ),
+        maxHeaderBytes: whole(
+          values['max-header-bytes'],
+          DEFAULT_LIMITS.maxHeaderBytes,
+          '--max-header-bytes',
+          256,
+          1024 * 1024,
+        ),
+      },
     })
     const stop = (signal: string): void => {
-      log.info({ signal }, 'shutting down')
-      void running.stop().then(() => process.exit(0))
+      log.info({ signal, gracePeriodMs: graceMs }, 'shutting down')
+      void running.shutdown(graceMs).then(() => process.exit(0))
     }
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)

@@ -24,8 +24,19 @@ export interface CompiledHealthCheck {
   readonly paths: ReadonlySet<string> | undefined
 }
 
+/** Bounds on what a request may make hostguard parse (flags of `serve`; docs/policy.md). */
+export interface Limits {
+  /** Forwarding-chain entries walked at most; a longer chain makes the client unknown. */
+  readonly maxForwardedHops: number
+  /** Longest Host or forwarding header value parsed; a longer one is invalid (fail closed). */
+  readonly maxHeaderBytes: number
+}
+
+export const DEFAULT_LIMITS: Limits = Object.freeze({ maxForwardedHops: 32, maxHeaderBytes: 8192 })
+
 export interface CompiledSite {
   readonly name: string
+  readonly limits: Limits
   readonly trustedProxies: CidrMatcher
   /** The trusted client-address header, if any. */
   readonly clientHeader: ClientAddressHeader | undefined
@@ -67,6 +78,7 @@ function compileSite(
   own: SiteSpec,
   top: SiteSpec,
   cidrs: (ranges: readonly CidrRange[]) => CidrMatcher,
+  limits: Limits,
 ): CompiledSite {
   const pick = <K extends keyof SiteSpec>(key: K): SiteSpec[K] =>
     own[key] !== undefined ? own[key] : top[key]
@@ -80,6 +92,7 @@ function compileSite(
   const trusted = new Set<string>(trustedHeaders)
   return {
     name,
+    limits,
     trustedProxies: cidrs(pick('trustedProxies') ?? []),
     clientHeader: CLIENT_ADDRESS_HEADERS.find((h) => trusted.has(h)),
     hostHeader: HOST_HEADERS.find((h) => trusted.has(h)),
@@ -120,11 +133,12 @@ function deepFreeze<T>(value: T): T {
   return Object.freeze(value)
 }
 
-export function compilePolicy(spec: PolicySpec): CompiledPolicy {
+export function compilePolicy(spec: PolicySpec, limits: Limits = DEFAULT_LIMITS): CompiledPolicy {
   const cidrs = cidrCompiler()
-  const top = compileSite(TOP_LEVEL_SITE, spec.top, spec.top, cidrs)
+  const top = compileSite(TOP_LEVEL_SITE, spec.top, spec.top, cidrs, limits)
   const sites = new Map<string, CompiledSite>()
-  for (const [name, site] of spec.sites) sites.set(name, compileSite(name, site, spec.top, cidrs))
+  for (const [name, site] of spec.sites)
+    sites.set(name, compileSite(name, site, spec.top, cidrs, limits))
   // x-request-id is read for the decision log only.
   const headerNames = new Set<string>([':authority', 'host', 'x-request-id', ...FORWARDING_HEADERS])
   for (const site of [top, ...sites.values()]) {

@@ -1,4 +1,4 @@
-import { type CompiledPolicy, compilePolicy } from './compile.js'
+import { type CompiledPolicy, compilePolicy, DEFAULT_LIMITS, type Limits } from './compile.js'
 import type { PolicyError } from './errors.js'
 import { loadPolicyFile } from './load.js'
 
@@ -9,7 +9,11 @@ export interface ReadPolicy {
 }
 
 /** Reads, validates and compiles a policy file; throws PolicyLoadError listing every error. */
-export function readPolicy(file: string, env: NodeJS.ProcessEnv = process.env): ReadPolicy {
+export function readPolicy(
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+  limits: Limits = DEFAULT_LIMITS,
+): ReadPolicy {
   const spec = loadPolicyFile(file, env)
-  return { policy: compilePolicy(spec), warnings: spec.warnings }
+  return { policy: compilePolicy(spec, limits), warnings: spec.warnings }
 }

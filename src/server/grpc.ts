@@ -43,12 +43,21 @@ export interface GrpcServer {
   readonly port: number
   /** SERVING or NOT_SERVING for every health service. */
   setServing(serving: boolean): void
+  /** performance.now() of the last Check call received. */
+  lastCallAt(): number
 }
 
 /** The Check handler. Synchronous on purpose: grpc-js catches a throw, not a rejected promise. */
-export function checkHandler(store: PolicyStore, observer: DecisionObserver, log: Logger) {
+export function checkHandler(
+  store: PolicyStore,
+  observer: DecisionObserver,
+  log: Logger,
+  onInternalError: () => void,
+  onCall: (at: number) => void = () => {},
+) {
   return (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void => {
     const started = performance.now()
+    onCall(started)
     const policy = store.current
     if (policy === undefined) {
       callback({ code: status.UNAVAILABLE, details: 'no policy loaded' })
@@ -58,10 +67,12 @@ export function checkHandler(store: PolicyStore, observer: DecisionObserver, log
     try {
       result = check(policy, call.request)
     } catch (err) {
-      // Last resort: the check path returns decisions, never throws; if it ever does, answer
-      // with an error (Envoy then applies failure_mode_allow / status_on_error) and go on.
-      log.error({ err }, 'check failed')
-      callback({ code: status.INTERNAL, details: 'internal error' })
+      // Last resort: the check path returns decisions and never throws. If it ever does, fail
+      // closed with the policy's deny status rather than a gRPC error, which Envoy would turn
+      // into an allow under failure_mode_allow; count it, log it, and serve the next request.
+      onInternalError()
+      log.error({ err }, 'check failed; answered deny')
+      callback(null, policy.top.answers.internalError)
       return
     }
     const seconds = (performance.now() - started) / 1000
@@ -81,9 +92,26 @@ export function startGrpc(
   log: Logger,
   host: string,
   port: number,
+  maxRequestBytes: number,
+  onInternalError: () => void,
 ): Promise<GrpcServer> {
-  const server = new Server()
-  server.addService(AUTHORIZATION_SERVICE, { Check: checkHandler(store, observer, log) })
+  const server = new Server({
+    // A CheckRequest is a few KiB, more with with_request_body; a larger one is refused with
+    // RESOURCE_EXHAUSTED before it is read (Envoy then applies failure_mode_allow/status_on_error).
+    'grpc.max_receive_message_length': maxRequestBytes,
+    // A few long-lived Envoy connections carry many streams: ping idle ones to notice a dead
+    // peer within a minute, and let Envoy's own keepalive pings through.
+    'grpc.keepalive_time_ms': 60_000,
+    'grpc.keepalive_timeout_ms': 20_000,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+  })
+  let lastCallAt = 0
+  server.addService(AUTHORIZATION_SERVICE, {
+    Check: checkHandler(store, observer, log, onInternalError, (at) => {
+      lastCallAt = at
+    }),
+  })
   const health = new HealthImplementation(
     Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING'])),
   )
@@ -97,6 +125,7 @@ export function startGrpc(
         resolve({
           server,
           port: bound,
+          lastCallAt: () => lastCallAt,
           setServing: (serving) => {
             for (const service of HEALTH_SERVICES)
               health.setStatus(service, serving ? 'SERVING' : 'NOT_SERVING')
@@ -106,6 +135,13 @@ export function startGrpc(
   })
 }
 
-export function stopGrpc(grpc: GrpcServer): Promise<void> {
-  return new Promise((resolve) => grpc.server.tryShutdown(() => resolve()))
+/** Lets in-flight calls finish; cuts them after `forceAfterMs`. */
+export function stopGrpc(grpc: GrpcServer, forceAfterMs = 0): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => grpc.server.forceShutdown(), forceAfterMs)
+    grpc.server.tryShutdown(() => {
+      clearTimeout(force)
+      resolve()
+    })
+  })
 }

@@ -13,6 +13,7 @@ export interface Metrics extends DecisionMetrics {
   readonly reloads: Counter<'result'>
   readonly loadedTimestamp: Gauge
   readonly dynamicAddresses: Gauge<'source'>
+  readonly internalErrors: Counter
 }
 
 export function createMetrics(): Metrics {
@@ -51,8 +52,14 @@ export function createMetrics(): Metrics {
     labelNames: ['source'] as const,
     registers: [registry],
   })
+  const internalErrors = new Counter({
+    name: 'hostguard_internal_errors_total',
+    help: 'Check calls that failed inside hostguard and were answered deny (fail closed).',
+    registers: [registry],
+  })
   return {
     registry,
+    internalErrors,
     reloads,
     loadedTimestamp,
     dynamicAddresses,
