@@ -29,8 +29,8 @@ export interface ServeProcess {
   started(): Promise<{ grpcPort: number; httpPort: number }>
 }
 
-/** `node dist/main.js serve --policy FILE` on 127.0.0.1 with free ports. */
-export function spawnServe(policyFile: string): ServeProcess {
+/** `node dist/main.js serve --policy FILE [extra flags]` on 127.0.0.1 with free ports. */
+export function spawnServe(policyFile: string, extra: readonly string[] = []): ServeProcess {
   const child = spawn(process.execPath, [
     MAIN,
     'serve',
@@ -42,6 +42,7 @@ export function spawnServe(policyFile: string): ServeProcess {
     '0',
     '--listen',
     '127.0.0.1',
+    ...extra,
   ])
   let out = ''
   child.stdout.on('data', (d) => {

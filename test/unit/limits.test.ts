@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest'
+import { resolveClient } from '../../src/check/client.js'
+import { evaluate } from '../../src/check/evaluate.js'
+import type { CheckInput } from '../../src/check/types.js'
+import { formatIp } from '../../src/net/ip.js'
+import { compilePolicy } from '../../src/policy/compile.js'
+import { parsePolicy } from '../../src/policy/load.js'
+import { headers } from '../support/policy.js'
+
+const LIMITS = { maxForwardedHops: 4, maxHeaderBytes: 300 }
+const POLICY = compilePolicy(
+  parsePolicy(
+    'version: 1\nallowedHosts: [".example.com"]\ntrustedProxies: [10.0.0.0/8]\ntrustedHeaders: [x-forwarded-for, x-forwarded-host]\nsites:\n  fwd: { trustedHeaders: [forwarded] }\n',
+    'p.yaml',
+    {},
+  ),
+  LIMITS,
+)
+
+function input(
+  h: Record<string, string>,
+  authority = 'www.example.com',
+  site?: string,
+): CheckInput {
+  return { peer: '10.0.0.2', site, http: { authority, path: '/', headers: headers(h) } }
+}
+
+function clientOf(h: Record<string, string>, site?: string): string | undefined {
+  const s = site ? POLICY.sites.get(site) : POLICY.top
+  if (!s) throw new Error('no site')
+  const ip = resolveClient(s, input(h, 'www.example.com', site)).ip
+  return ip && formatIp(ip)
+}
+
+describe('--max-forwarded-hops', () => {
+  it('walks a chain of that many entries', () => {
+    expect(clientOf({ 'x-forwarded-for': '10.0.0.4, 10.0.0.3, 10.0.0.2, 10.0.0.1' })).toBe(
+      '10.0.0.4',
+    )
+  })
+
+  it('makes the client unknown when a chain is longer, rather than scanning it all', () => {
+    expect(
+      clientOf({ 'x-forwarded-for': '10.0.0.5, 10.0.0.4, 10.0.0.3, 10.0.0.2, 10.0.0.1' }),
+    ).toBeUndefined()
+    expect(
+      clientOf(
+        { forwarded: 'for=10.0.0.5,for=10.0.0.4,for=10.0.0.3,for=10.0.0.2,for=10.0.0.1' },
+        'fwd',
+      ),
+    ).toBeUndefined()
+  })
+
+  it('stops at an untrusted hop before counting the rest', () => {
+    const stuffed = `${Array(50).fill('10.9.9.9').join(',')}, 203.0.113.7, 10.0.0.1`
+    expect(clientOf({ 'x-forwarded-for': stuffed.slice(-100) })).toBe('203.0.113.7')
+  })
+})
+
+describe('--max-header-bytes', () => {
+  const long = `203.0.113.7${' '.repeat(300)}`
+  it('makes the client unknown for a longer forwarding header', () => {
+    expect(clientOf({ 'x-forwarded-for': long })).toBeUndefined()
+    expect(clientOf({ 'x-real-ip': long })).toBe('10.0.0.2') // x-real-ip is not trusted here
+  })
+
+  it('treats a longer Host or x-forwarded-host as invalid', () => {
+    const site = POLICY.top
+    const longHost = `${'a'.repeat(300)}.example.com`
+    const direct = input({}, longHost)
+    expect(evaluate(site, direct, resolveClient(site, direct))).toBe('invalid_host')
+    const viaProxy = input({ 'x-forwarded-host': longHost }, 'internal')
+    expect(evaluate(site, viaProxy, resolveClient(site, viaProxy))).toBe('invalid_host')
+    const short = input({}, `${'a'.repeat(250)}.example.com`)
+    expect(evaluate(site, short, resolveClient(site, short))).toBe('host_allowed')
+  })
+})
