@@ -124,18 +124,18 @@ function hostsReason(
   hosts: readonly string[],
   trace: Trace | undefined,
 ): Reason {
-  let result: Reason = 'host_allowed'
+  let result: Reason | undefined
   let rule: string | undefined
   for (const raw of hosts) {
     const reason = hostReason(site, raw, trace)
     if (reason === 'invalid_host') return reason
-    if ((HOST_REASON_RANK[reason] ?? 0) > (HOST_REASON_RANK[result] ?? 0) || rule === undefined) {
+    if (result === undefined || (HOST_REASON_RANK[reason] ?? 0) > (HOST_REASON_RANK[result] ?? 0)) {
       result = reason
       rule = trace?.rule
     }
   }
   if (trace) trace.rule = rule
-  return result
+  return result ?? 'host_allowed'
 }
 
 function isOws(c: number): boolean {

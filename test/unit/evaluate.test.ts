@@ -121,6 +121,11 @@ describe('trusted host headers', () => {
       'host_not_allowed',
     )
     expect(viaProxy({ 'x-forwarded-host': 'www.example.com, 10.0.0.9' })).toBe('host_cidr')
+    // The worst element decides wherever it stands (found by the differential fuzzer).
+    expect(viaProxy({ 'x-forwarded-host': 'evil.example, www.example.com' })).toBe(
+      'host_not_allowed',
+    )
+    expect(viaProxy({ 'x-forwarded-host': '10.0.0.9, www.example.com' })).toBe('host_cidr')
   })
   it('treats an empty x-forwarded-host element as an invalid host', () => {
     expect(viaProxy({ 'x-forwarded-host': 'www.example.com,' })).toBe('invalid_host')
