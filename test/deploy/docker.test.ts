@@ -1,0 +1,94 @@
+import { execFile, spawn } from 'node:child_process'
+import { cpSync, existsSync, mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+import { ROOT } from '../support/protos.js'
+import { until } from '../support/wait.js'
+
+// No Docker engine runs here: check what the Dockerfile relies on, and run the production
+// install it makes.
+const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
+const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+  .split('\n')
+  .filter((l) => l && !l.startsWith('#'))
+const copies = [...dockerfile.matchAll(/^COPY (?!--from)(.+) (\S+)$/gm)].flatMap((m) =>
+  (m[1] ?? '').split(' '),
+)
+const runtime = dockerfile.slice(dockerfile.lastIndexOf('FROM '))
+
+describe('Dockerfile', () => {
+  it('copies only paths that exist and that .dockerignore lets through', () => {
+    expect(copies.sort()).toEqual(
+      [
+        'examples',
+        'package-lock.json',
+        'package-lock.json',
+        'package.json',
+        'package.json',
+        'proto',
+        'src',
+        'tsconfig.json',
+      ].sort(),
+    )
+    for (const path of copies) {
+      expect(existsSync(join(ROOT, path)), path).toBe(true)
+      expect(ignored, path).not.toContain(path)
+    }
+  })
+
+  it('runs, as a non-root user, a command that exists after npm run build', () => {
+    expect(runtime).toMatch(/^USER 10001:10001$/m)
+    expect(runtime).toContain('COPY --from=build /src/dist ./dist')
+    expect(runtime).toContain('npm ci --omit=dev --ignore-scripts')
+    expect(runtime).toContain('ENTRYPOINT ["node", "dist/main.js"]')
+    expect(existsSync(join(ROOT, 'dist', 'main.js'))).toBe(true)
+    const cmd = JSON.parse(/^CMD (.+)$/m.exec(runtime)?.[1] ?? '[]') as string[]
+    expect(cmd.slice(0, 2)).toEqual(['serve', '--policy'])
+    expect(existsSync(join(ROOT, cmd[2] ?? ''))).toBe(true)
+  })
+
+  it('its production install (no dev dependencies) starts the server', {
+    timeout: 180_000,
+  }, async () => {
+    const app = mkdtempSync(join(tmpdir(), 'hostguard-image-'))
+    for (const path of ['package.json', 'package-lock.json', 'dist', 'proto', 'examples'])
+      cpSync(join(ROOT, path), join(app, path), { recursive: true })
+    await promisify(execFile)(
+      'npm',
+      ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'],
+      { cwd: app, env: { ...process.env, NODE_ENV: 'production' } },
+    )
+    expect(existsSync(join(app, 'node_modules', 'typescript'))).toBe(false)
+    const child = spawn(
+      process.execPath,
+      [
+        'dist/main.js',
+        'serve',
+        '--policy',
+        'examples/policy.yaml',
+        '--grpc-port',
+        '0',
+        '--http-port',
+        '0',
+        '--listen',
+        '127.0.0.1',
+      ],
+      { cwd: app },
+    )
+    let out = ''
+    child.stdout.on('data', (d) => {
+      out += d
+    })
+    try {
+      await until(15_000, () => out.includes('"hostguard serving"'), 'start-up')
+      const { httpPort } = JSON.parse(
+        out.split('\n').find((l) => l.includes('"hostguard serving"')) ?? '{}',
+      )
+      expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).toBe(200)
+    } finally {
+      child.kill('SIGTERM')
+    }
+  })
+})
