@@ -94,7 +94,10 @@ export function message(
 ): void {
   const name = type.fullName
   const wrapped = WRAPPERS[name]
-  if (wrapped) return scalar(wrapped, v, path, errors)
+  if (wrapped) {
+    scalar(wrapped, v, path, errors)
+    return
+  }
   if (name === '.google.protobuf.Duration') {
     if (!(typeof v === 'string' && /^-?\d+(\.\d{1,9})?s$/.test(v)))
       errors.push(`${path}: expected a duration such as "0.25s", got ${JSON.stringify(v)}`)
@@ -124,7 +127,8 @@ export function message(
       return
     }
     const { '@type': _type, ...rest } = v
-    return message(root, inner, rest, `${path}<${inner.name}>`, errors)
+    message(root, inner, rest, `${path}<${inner.name}>`, errors)
+    return
   }
   const setOneofs = new Map<string, string>()
   for (const [key, fieldValue] of Object.entries(v)) {
@@ -147,7 +151,9 @@ export function message(
           value(root, field, item, `${at}.${k}`, errors)
     } else if (field.repeated) {
       if (!Array.isArray(fieldValue)) errors.push(`${at}: expected a list`)
-      else fieldValue.forEach((item, i) => value(root, field, item, `${at}[${i}]`, errors))
+      else
+        for (const [i, item] of fieldValue.entries())
+          value(root, field, item, `${at}[${i}]`, errors)
     } else {
       value(root, field, fieldValue, at, errors)
     }
