@@ -1,6 +1,6 @@
 // Why the request path has its own wire reader: it is raced here against proto-loader
 // (protobufjs) decoding the same fixture with hostguard's own proto/, in one process.
-// Run: npm run bench -- bench/decode.bench.ts
+// Run: npm run bench:micro -- bench/decode.bench.ts
 
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'

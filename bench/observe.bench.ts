@@ -2,7 +2,7 @@
 // observe() with prom-client metrics and a pino logger (info level, synchronous writes to
 // /dev/null, as `hostguard serve` writes to stdout), in one process.
 // Fixture 01 is allowed (metrics only: allows log at debug), fixture 10 denied (metrics and a
-// log line). Run: npm run bench -- bench/observe.bench.ts
+// log line). Run: npm run bench:micro -- bench/observe.bench.ts
 
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'

@@ -1,6 +1,6 @@
 // How long a reload takes (read, parse, validate, compile, then the swap) for policies of 10,
 // 1,000 and 10,000 host patterns and as many CIDRs (v4 and v6), side by side in one process.
-// Run: npm run bench -- bench/reload.bench.ts
+// Run: npm run bench:micro -- bench/reload.bench.ts
 
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'

@@ -40,6 +40,7 @@ export interface CheckCodec {
   decodeRequest(bytes: Buffer): Message
   encodeRequest(message: Message): Buffer
   decodeResponse(bytes: Buffer): Message
+  encodeResponse(message: Message): Buffer
 }
 
 function codec(includeDirs: string[]): CheckCodec {
@@ -57,6 +58,7 @@ function codec(includeDirs: string[]): CheckCodec {
     decodeRequest: (bytes) => check.requestDeserialize(bytes),
     encodeRequest: (message) => check.requestSerialize(message),
     decodeResponse: (bytes) => check.responseDeserialize(bytes),
+    encodeResponse: (message) => check.responseSerialize(message),
   }
 }
 

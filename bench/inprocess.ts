@@ -1,0 +1,188 @@
+// In-process figures: check() per shared fixture against a naive pipeline on the same bytes, and
+// decision time against policy size. tinybench times batches of BATCH calls, so that the timer's
+// own cost does not swamp a call of a few microseconds.
+
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import ipaddr from 'ipaddr.js'
+import proxyAddr from 'proxy-addr'
+import { Bench } from 'tinybench'
+import { parse as parseYaml } from 'yaml'
+import { check } from '../src/check/check.js'
+import { type CompiledPolicy, compilePolicy } from '../src/policy/compile.js'
+import { parsePolicy } from '../src/policy/load.js'
+import { FIXTURES, type Message, ours, ROOT } from '../test/support/protos.js'
+
+const BATCH = 100
+
+export interface Row {
+  readonly name: string
+  /** Median time per call, in nanoseconds. */
+  readonly nsPerOp: number
+  readonly opsPerSecond: number
+  /** Bytes allocated on the V8 heap per call. */
+  readonly heapBytesPerOp: number
+}
+
+declare const gc: (() => void) | undefined
+
+/** Heap bytes one call allocates: a run of calls between two full collections. */
+function heapPerOp(fn: () => void, calls: number): number {
+  if (typeof gc !== 'function') return Number.NaN
+  gc()
+  const before = process.memoryUsage().heapUsed
+  for (let i = 0; i < calls; i++) fn()
+  const after = process.memoryUsage().heapUsed
+  gc()
+  return Math.max(0, (after - before) / calls)
+}
+
+async function measure(tasks: Record<string, () => void>, timeMs: number): Promise<Row[]> {
+  const bench = new Bench({ time: timeMs, warmupTime: Math.min(200, timeMs / 2) })
+  for (const [name, fn] of Object.entries(tasks)) {
+    bench.add(name, () => {
+      for (let i = 0; i < BATCH; i++) fn()
+    })
+  }
+  await bench.run()
+  return bench.tasks.map((task) => {
+    // biome-ignore lint/suspicious/noExplicitAny: tinybench's result type is a union by state
+    const result = task.result as any
+    const nsPerOp = (result.latency.p50 * 1e6) / BATCH
+    const fn = tasks[task.name] ?? (() => {})
+    return {
+      name: task.name,
+      nsPerOp,
+      opsPerSecond: 1e9 / nsPerOp,
+      heapBytesPerOp: heapPerOp(fn, 20_000),
+    }
+  })
+}
+
+/**
+ * What a straightforward service would do per request: decode to objects with proto-loader,
+ * proxy-addr for the client, ipaddr.js parsing and matching, patterns looped over, an answer
+ * built as an object and serialized.
+ */
+function naivePipeline(policyText: string): (bytes: Buffer) => Buffer {
+  const policy = parseYaml(policyText)
+  const trust = proxyAddr.compile(policy.trustedProxies)
+  return (bytes) => {
+    const request: Message = ours.decodeRequest(bytes)
+    const http = request.attributes?.request?.http ?? {}
+    const headers: Record<string, string> = http.headers ?? {}
+    const peer = request.attributes?.source?.address?.socket_address?.address ?? ''
+    const client = proxyAddr({ connection: { remoteAddress: peer }, headers } as never, trust)
+    const host = String(http.host || headers[':authority'] || '')
+      .toLowerCase()
+      .replace(/:\d+$/, '')
+    let allowed = (policy.allowedHosts as string[]).some(
+      (p) => p === host || (p.startsWith('.') && (host.endsWith(p) || host === p.slice(1))),
+    )
+    if (!allowed && ipaddr.isValid(host)) {
+      const ip = ipaddr.parse(host)
+      allowed = (policy.allowedCidrNets as string[]).some((c) => {
+        const [net, bits] = ipaddr.parseCIDR(c)
+        return ip.kind() === net.kind() && ip.match(net, bits)
+      })
+    }
+    const fields = { decision: allowed ? 'allow' : 'deny', client, site: 'default' }
+    const metadata = {
+      fields: Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, { string_value: v }])),
+    }
+    return ours.encodeResponse(
+      allowed
+        ? {
+            status: { code: 0 },
+            ok_response: {
+              headers: [
+                {
+                  header: { key: 'x-real-ip', value: client },
+                  append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+                },
+              ],
+              headers_to_remove: ['forwarded'],
+            },
+            dynamic_metadata: metadata,
+          }
+        : {
+            status: { code: 7 },
+            denied_response: { status: { code: 'Forbidden' }, body: 'Forbidden\n' },
+            dynamic_metadata: metadata,
+          },
+    )
+  }
+}
+
+export interface FixtureRows {
+  readonly fixture: string
+  readonly hostguard: Row
+  readonly naive: Row
+}
+
+export async function fixturesBench(timeMs: number): Promise<FixtureRows[]> {
+  const text = readFileSync(join(ROOT, 'examples', 'policy.yaml'), 'utf8')
+  const policy = compilePolicy(parsePolicy(text, 'examples/policy.yaml', {}))
+  const naive = naivePipeline(text)
+  const out: FixtureRows[] = []
+  for (const file of readdirSync(FIXTURES).filter((f) => f.endsWith('.bin'))) {
+    const bytes = readFileSync(join(FIXTURES, file))
+    const [hostguard, baseline] = await measure(
+      { hostguard: () => check(policy, bytes), naive: () => naive(bytes) },
+      timeMs,
+    )
+    if (hostguard && baseline)
+      out.push({ fixture: file.replace(/\.bin$/, ''), hostguard, naive: baseline })
+  }
+  return out
+}
+
+/** A policy of n host patterns (half `.suffix`) and n CIDRs (half IPv6). */
+export function policyOfSize(n: number): string {
+  const hosts: string[] = ['www.example.com']
+  const cidrs: string[] = ['10.0.0.0/16']
+  for (let i = 1; i < n; i++) {
+    hosts.push(i % 2 === 0 ? `app-${i}.example.com` : `.tenant-${i}.example.net`)
+    cidrs.push(
+      i % 2 === 0
+        ? `172.${16 + ((i >> 16) & 15)}.${(i >> 8) & 255}.${i & 255}/32`
+        : `2001:db8:${(i >> 4).toString(16)}:${(i & 15).toString(16)}00::/56`,
+    )
+  }
+  return `version: 1\ntrustedProxies: [10.1.0.0/16]\nallowedHosts:\n${hosts.map((h) => `  - "${h}"`).join('\n')}\nallowedCidrNets:\n${cidrs.map((c) => `  - "${c}"`).join('\n')}\n`
+}
+
+export interface ScaleRow {
+  readonly entries: number
+  readonly decision: Row
+  /** parse + validate + compile, in milliseconds (median of a few). */
+  readonly compileMs: number
+}
+
+export async function scaleBench(timeMs: number, sizes: readonly number[]): Promise<ScaleRow[]> {
+  const requests = [
+    '01-ipv4-direct-host',
+    '04-elb-healthcheck-node-ip-host',
+    '10-istio-mtls-principal',
+  ].map((f) => readFileSync(join(FIXTURES, `${f}.bin`)))
+  const out: ScaleRow[] = []
+  for (const n of sizes) {
+    const text = policyOfSize(n)
+    const times: number[] = []
+    let policy: CompiledPolicy | undefined
+    for (let i = 0; i < 5; i++) {
+      const started = performance.now()
+      policy = compilePolicy(parsePolicy(text, `policy-${n}.yaml`, {}))
+      times.push(performance.now() - started)
+    }
+    times.sort((a, b) => a - b)
+    const compiled = policy as CompiledPolicy
+    let k = 0
+    const [decision] = await measure(
+      { [`${n} entries`]: () => check(compiled, requests[k++ % requests.length] as Buffer) },
+      timeMs,
+    )
+    if (decision) out.push({ entries: n, decision, compileMs: times[2] ?? Number.NaN })
+  }
+  return out
+}

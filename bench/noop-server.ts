@@ -1,0 +1,45 @@
+// The ceiling for any grpc-js Check service on this machine: identity serializers and one
+// pre-encoded allow answer, no decoding and no decision. node build/tools/bench/noop-server.js PORT
+
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Server, ServerCredentials } from '@grpc/grpc-js'
+import { check } from '../src/check/check.js'
+import { compilePolicy } from '../src/policy/compile.js'
+import { parsePolicy } from '../src/policy/load.js'
+import { FIXTURES, ROOT } from '../test/support/protos.js'
+
+const policy = compilePolicy(
+  parsePolicy(
+    readFileSync(join(ROOT, 'examples', 'policy.yaml'), 'utf8'),
+    'examples/policy.yaml',
+    {},
+  ),
+)
+const answer = check(policy, readFileSync(join(FIXTURES, '01-ipv4-direct-host.bin'))).response
+const identity = (b: Buffer): Buffer => b
+const server = new Server()
+server.addService(
+  {
+    Check: {
+      path: '/envoy.service.auth.v3.Authorization/Check',
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      responseDeserialize: identity,
+    },
+  },
+  {
+    Check: (_call: unknown, callback: (err: null, value: Buffer) => void) => callback(null, answer),
+  },
+)
+server.bindAsync(
+  `127.0.0.1:${process.argv[2] ?? '0'}`,
+  ServerCredentials.createInsecure(),
+  (err, port) => {
+    if (err) throw err
+    process.stdout.write(`${JSON.stringify({ msg: 'noop serving', grpcPort: port })}\n`)
+  },
+)

@@ -1,0 +1,110 @@
+// npm run bench [-- --quick]: in-process, policy-scale and end-to-end figures in one run, as
+// ratios measured side by side. Prints the tables and writes them to bench/RESULTS.md.
+// The end-to-end part needs h2load (apt-get install -y nghttp2-client) and is skipped, with a
+// message, without it.
+
+import { writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { ROOT } from '../test/support/protos.js'
+import { e2eBench, haveH2load, type LoadResult } from './e2e.js'
+import { fixturesBench, scaleBench } from './inprocess.js'
+
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } })
+const quick = values.quick
+const lines: string[] = []
+const say = (line = ''): void => {
+  console.log(line)
+  lines.push(line)
+}
+const f = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : '-')
+const median = (xs: number[]): number =>
+  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
+
+const command = `npm run bench${quick ? ' -- --quick' : ''}`
+say(`# hostguard benchmark${quick ? ' (quick)' : ''}`)
+say()
+say(`- command: \`${command}\``)
+say(
+  `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${f(totalmem() / 2 ** 30)} GiB`,
+)
+say(`- Node.js ${process.version}, ${new Date().toISOString().slice(0, 10)}`)
+say()
+
+say('## In process: check() against a naive pipeline, per shared fixture')
+say()
+say(
+  '| fixture | hostguard ns/op | ops/s | heap B/op | naive ns/op | heap B/op | naive / hostguard |',
+)
+say('|---|---|---|---|---|---|---|')
+const fixtures = await fixturesBench(quick ? 100 : 1000)
+for (const r of fixtures) {
+  say(
+    `| ${r.fixture} | ${f(r.hostguard.nsPerOp)} | ${f(r.hostguard.opsPerSecond)} | ${f(r.hostguard.heapBytesPerOp)} | ${f(r.naive.nsPerOp)} | ${f(r.naive.heapBytesPerOp)} | ${f(r.naive.nsPerOp / r.hostguard.nsPerOp, 2)}× |`,
+  )
+}
+const medianNs = median(fixtures.map((r) => r.hostguard.nsPerOp))
+const medianRatio = median(fixtures.map((r) => r.naive.nsPerOp / r.hostguard.nsPerOp))
+say()
+say(
+  `Median over the fixtures: ${f(medianNs)} ns per decision (target ≤ 2,000), ${f(medianRatio, 2)}× the naive pipeline (target ≥ 5×).`,
+)
+say()
+
+say('## Policy scale')
+say()
+say('| entries (hosts + CIDRs each) | decision ns/op | vs 10 entries | parse + compile ms |')
+say('|---|---|---|---|')
+const scale = await scaleBench(quick ? 100 : 1000, [10, 1_000, 10_000])
+const base = scale[0]?.decision.nsPerOp ?? Number.NaN
+for (const r of scale)
+  say(
+    `| ${r.entries} | ${f(r.decision.nsPerOp)} | ${f(r.decision.nsPerOp / base, 2)}× | ${f(r.compileMs, 1)} |`,
+  )
+say()
+say('Targets: 10,000 entries within 1.5× of 10; reload (parse, compile, swap) under 200 ms.')
+say()
+
+say('## End to end over gRPC (h2load)')
+say()
+if (!haveH2load) {
+  say('Skipped: h2load is missing (apt-get install -y nghttp2-client).')
+} else {
+  const results = await e2eBench(
+    quick
+      ? { rounds: 1, closedRequests: 5_000, openRate: 5_000, openSeconds: 2 }
+      : { rounds: 3, closedRequests: 60_000, openRate: 5_000, openSeconds: 10 },
+  )
+  say(
+    'Server pinned to core 0, h2load to core 1 (taskset); fixture 01; rounds alternate the order.',
+  )
+  say()
+  say(
+    '| server | load | req/s | ok | failed | p50 ms | p99 ms | p99.9 ms | server CPU | peak RSS MiB |',
+  )
+  say('|---|---|---|---|---|---|---|---|---|---|')
+  for (const r of results) {
+    say(
+      `| ${r.server} | ${r.mode} | ${f(r.rps)} | ${r.succeeded} | ${r.failed} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} | ${f(r.p999Ms, 3)} | ${f(r.cpu, 2)} | ${f(r.rssMiB, 1)} |`,
+    )
+  }
+  const pick = (server: string, mode: string, key: keyof LoadResult) =>
+    median(
+      results
+        .filter((r) => r.server === server && r.mode.startsWith(mode))
+        .map((r) => Number(r[key])),
+    )
+  say()
+  say(
+    `Closed loop: hostguard ${f(pick('hostguard', 'closed', 'rps'))} req/s = ${f(pick('hostguard', 'closed', 'rps') / pick('noop', 'closed', 'rps'), 2)}× the no-op (target ≥ 0.90×).`,
+  )
+  say(
+    `Open loop: hostguard p99 ${f(pick('hostguard', 'open', 'p99Ms'), 3)} ms = ${f(pick('hostguard', 'open', 'p99Ms') / pick('noop', 'open', 'p99Ms'), 2)}× the no-op's (targets ≤ 1 ms and ≤ 1.2×).`,
+  )
+  say(
+    `Peak RSS under load: ${f(Math.max(...results.filter((r) => r.server === 'hostguard').map((r) => r.rssMiB)), 1)} MiB (target ≤ 100).`,
+  )
+}
+writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), `${lines.join('\n')}\n`)
+console.log('\nwritten to bench/RESULTS.md')
