@@ -62,9 +62,10 @@ function matchName(
   const group = names.byLength[end - start]
   if (group === undefined) return undefined
   for (const [bytes, name] of group) {
-    let i = 0
-    while (i < bytes.length && bytes[i] === buf[start + i]) i++
-    if (i === bytes.length) return name
+    // From the end: names of one length share prefixes (x-forwarded-…), rarely suffixes.
+    let i = bytes.length - 1
+    while (i >= 0 && bytes[i] === buf[start + i]) i--
+    if (i < 0) return name
   }
   return undefined
 }

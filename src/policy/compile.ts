@@ -140,9 +140,12 @@ export function compilePolicy(spec: PolicySpec, limits: Limits = DEFAULT_LIMITS)
   for (const [name, site] of spec.sites)
     sites.set(name, compileSite(name, site, spec.top, cidrs, limits))
   // x-request-id is read for the decision log only.
-  const headerNames = new Set<string>([':authority', 'host', 'x-request-id', ...FORWARDING_HEADERS])
+  // Only what some site reads: the forwarding headers are removed by name, without reading them.
+  const headerNames = new Set<string>([':authority', 'host', 'x-request-id'])
   for (const site of [top, ...sites.values()]) {
     if (site.healthCheck) headerNames.add(site.healthCheck.header)
+    if (site.clientHeader) headerNames.add(site.clientHeader)
+    if (site.hostHeader) headerNames.add(site.hostHeader)
   }
   return deepFreeze({ top, sites, headerNames: compileHeaderNames(headerNames) })
 }
