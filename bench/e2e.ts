@@ -5,11 +5,11 @@
 
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { FIXTURES, ROOT } from '../test/support/protos.js'
+import { freePort } from '../test/support/server.js'
 import { until } from '../test/support/wait.js'
 
 export const haveH2load = spawnSync('h2load', ['--version']).status === 0
@@ -27,17 +27,6 @@ export interface LoadResult {
   /** Server CPU seconds per wall second during the run (1 = one core). */
   readonly cpu: number
   readonly rssMiB: number
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 function pinned(core: number, command: string, args: string[]): [string, string[]] {

@@ -1,5 +1,7 @@
 // The ceiling for any grpc-js Check service on this machine: identity serializers and one
 // pre-encoded allow answer, no decoding and no decision. node build/tools/bench/noop-server.js PORT
+// It defines its service itself rather than importing src/server/grpc.ts, which would load
+// health, reflection and proto-loader into the process whose memory it stands for.
 
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'

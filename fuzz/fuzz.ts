@@ -9,6 +9,7 @@ import { check } from '../src/check/check.js'
 import { compileHeaderNames, decode } from '../src/check/decode.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
+import { FORWARDING_HEADERS } from '../src/policy/schema.js'
 import { FIXTURES, type Message, official } from '../test/support/protos.js'
 import { type ReferenceAnswer, ReferenceEvaluator } from './reference.js'
 
@@ -377,21 +378,12 @@ export interface FuzzResult {
   }[]
 }
 
-const WANTED = [
+const WANTED: readonly string[] = [
   ':authority',
   'host',
   'x-request-id',
   'x-health',
-  'x-forwarded-for',
-  'x-forwarded-host',
-  'x-forwarded-proto',
-  'x-forwarded-port',
-  'x-forwarded-scheme',
-  'forwarded',
-  'x-real-ip',
-  'x-client-ip',
-  'true-client-ip',
-  'cf-connecting-ip',
+  ...FORWARDING_HEADERS,
 ]
 const wantedNames = compileHeaderNames(WANTED)
 

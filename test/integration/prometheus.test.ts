@@ -1,13 +1,12 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { callCheck, checkClient } from '../support/grpc.js'
 import { FIXTURES, ROOT } from '../support/protos.js'
-import { startServer } from '../support/server.js'
+import { freePort, startServer } from '../support/server.js'
 import { havePrometheus, havePromtool, skipLoudly } from '../support/system.js'
 import { until } from '../support/wait.js'
 
@@ -89,17 +88,6 @@ describe('Prometheus rules (promtool)', () => {
     expect(stdout).toContain(`SUCCESS: ${targets.length} rules found`)
   })
 })
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 async function query(base: string, promql: string): Promise<number | undefined> {
   const res = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(promql)}`)

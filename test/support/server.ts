@@ -1,6 +1,7 @@
 // Servers for the integration tests: in-process (serve()) or as the built command.
 
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { type Running, serve } from '../../src/serve.js'
@@ -59,4 +60,16 @@ export function spawnServe(policyFile: string, extra: readonly string[] = []): S
       return JSON.parse(line)
     },
   }
+}
+
+/** A TCP port free on 127.0.0.1 now (for programs that must be told their port). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => resolve(port))
+    })
+  })
 }
