@@ -96,6 +96,8 @@ export class DecisionObserver {
         reason: decision.reason,
         site: decision.site.name,
         mode: decision.mode,
+        // The HTTP status the deny carries (0 for an allow), as Envoy answers it unless dry run.
+        status: decision.status,
         client: result.client,
         host: loggable(http?.authority),
         requestId: loggable(http?.headers.get('x-request-id')),

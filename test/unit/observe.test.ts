@@ -80,6 +80,7 @@ describe('DecisionObserver', () => {
           reason: 'invalid_host',
           site: 'default',
           mode: 'enforce',
+          status: 400,
           client: '198.51.100.7',
           host: 'evil.example\\u000d\\u000ax',
           requestId: 'req-1\\u000aforged',
