@@ -31,6 +31,20 @@ export class WireReader {
 
   /** Reads a varint of up to 53 bits; -1 when truncated or longer than ten bytes. */
   varint(): number {
+    // Field keys below 16 and lengths below 128 (nearly every one in a CheckRequest) are one
+    // byte: read them without the loop, so that this small method inlines.
+    const pos = this.pos
+    if (pos < this.end) {
+      const b = this.buf[pos] ?? 0x80
+      if (b < 0x80) {
+        this.pos = pos + 1
+        return b
+      }
+    }
+    return this.longVarint()
+  }
+
+  private longVarint(): number {
     let result = 0
     let scale = 1
     for (let i = 0; i < 10; i++) {
@@ -47,8 +61,10 @@ export class WireReader {
   field(): boolean {
     const key = this.varint()
     if (key < 8) return false
-    this.fieldNumber = Math.floor(key / 8)
-    this.wireType = key % 8
+    // A key fits 32 bits for any field number protobuf allows; larger is not a CheckRequest.
+    if (key > 0xffffffff) return false
+    this.fieldNumber = key >>> 3
+    this.wireType = key & 7
     return this.wireType <= FIXED32
   }
 

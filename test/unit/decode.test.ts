@@ -122,6 +122,7 @@ describe('decode', () => {
     ['field number 0', Buffer.from([0x02, 0x00])],
     ['wire type 6', Buffer.from([0x0e])],
     ['a varint longer than ten bytes', Buffer.from([0x08, ...Array(11).fill(0xff)])],
+    ['a field key past 32 bits', Buffer.from([0x80, 0x80, 0x80, 0x80, 0x10, 0x00])],
     ['an unterminated group', Buffer.from([0x0b, 0x08, 0x01])],
     ['a group closed with another field number', Buffer.from([0x0b, 0x14])],
   ])('gives undefined for %s', (_, bytes) => {
