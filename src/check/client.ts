@@ -2,15 +2,11 @@
 // believed only from a trusted peer, and only the one client-address header the site trusts.
 
 import { matchCidr } from '../net/cidr.js'
-import { parseForwarded, parseNode } from '../net/forwarding.js'
+import { owsEnd, owsStart, parseForwarded, parseNode } from '../net/forwarding.js'
 import { type Ip, parseIp } from '../net/ip.js'
 import type { CompiledSite } from '../policy/compile.js'
 import type { ClientAddressHeader } from '../policy/schema.js'
 import type { CheckInput, Client, Trace } from './types.js'
-
-function isOws(c: number): boolean {
-  return c === 0x20 || c === 0x09
-}
 
 /**
  * Walks an x-forwarded-for value from the right (the hop nearest the peer) and returns the first
@@ -29,10 +25,8 @@ function walkForwardedFor(
   let hops = 0
   for (;;) {
     const comma = end > 0 ? value.lastIndexOf(',', end - 1) : -1
-    let start = comma + 1
-    let stop = end
-    while (start < stop && isOws(value.charCodeAt(start))) start++
-    while (stop > start && isOws(value.charCodeAt(stop - 1))) stop--
+    const start = owsStart(value, comma + 1, end)
+    const stop = owsEnd(value, start, end)
     if (start < stop) {
       // A chain longer than any real one is a client stuffing the header: client unknown.
       if (++hops > site.limits.maxForwardedHops) return undefined
@@ -79,10 +73,8 @@ function walkSingle(
   trace: Trace | undefined,
 ): Ip | undefined {
   if (value.length > site.limits.maxHeaderBytes) return undefined
-  let start = 0
-  let stop = value.length
-  while (start < stop && isOws(value.charCodeAt(start))) start++
-  while (stop > start && isOws(value.charCodeAt(stop - 1))) stop--
+  const start = owsStart(value, 0, value.length)
+  const stop = owsEnd(value, start, value.length)
   if (start === stop) return peer
   trace?.chain.push(value.slice(start, stop))
   // Trusted or not, the one address is the client: it is the whole chain left of the peer.

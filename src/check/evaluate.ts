@@ -2,7 +2,7 @@
 
 import { timingSafeEqual } from 'node:crypto'
 import { matchCidr, matchingRange } from '../net/cidr.js'
-import { parseForwarded } from '../net/forwarding.js'
+import { owsEnd, owsStart, parseForwarded } from '../net/forwarding.js'
 import { hostDomain, hostLiteralIp, matchHost } from '../net/host.js'
 import type { CompiledPolicy, CompiledSite } from '../policy/compile.js'
 import type { CheckInput, Client, Decision, HttpInput, Mode, Reason, Trace } from './types.js'
@@ -138,21 +138,15 @@ function hostsReason(
   return result ?? 'host_allowed'
 }
 
-function isOws(c: number): boolean {
-  return c === 0x20 || c === 0x09
-}
-
 /** x-forwarded-host elements, trimmed; an empty element stays empty and is an invalid host. */
 function splitList(value: string): string[] {
   const out: string[] = []
   let start = 0
   for (;;) {
     const comma = value.indexOf(',', start)
-    let s = start
-    let e = comma < 0 ? value.length : comma
-    while (s < e && isOws(value.charCodeAt(s))) s++
-    while (e > s && isOws(value.charCodeAt(e - 1))) e--
-    out.push(value.slice(s, e))
+    const end = comma < 0 ? value.length : comma
+    const s = owsStart(value, start, end)
+    out.push(value.slice(s, owsEnd(value, s, end)))
     if (comma < 0) return out
     start = comma + 1
   }

@@ -74,6 +74,20 @@ function isOws(c: number): boolean {
   return c === 0x20 || c === 0x09
 }
 
+/** The first index in text[start, end) that is not a space or tab (HTTP's OWS). */
+export function owsStart(text: string, start: number, end: number): number {
+  let i = start
+  while (i < end && isOws(text.charCodeAt(i))) i++
+  return i
+}
+
+/** One past the last index in text[start, end) that is not a space or tab. */
+export function owsEnd(text: string, start: number, end: number): number {
+  let i = end
+  while (i > start && isOws(text.charCodeAt(i - 1))) i--
+  return i
+}
+
 /** Reads a token at pos; returns its end (pos when there is none). */
 function tokenEnd(text: string, pos: number): number {
   let i = pos
