@@ -1,11 +1,11 @@
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { ROOT } from '../support/protos.js'
-import { until } from '../support/wait.js'
+import { spawnServe } from '../support/server.js'
 
 // No Docker engine runs here: check what the Dockerfile relies on, and run the production
 // install it makes.
@@ -61,34 +61,16 @@ describe('Dockerfile', () => {
       { cwd: app, env: { ...process.env, NODE_ENV: 'production' } },
     )
     expect(existsSync(join(app, 'node_modules', 'typescript'))).toBe(false)
-    const child = spawn(
-      process.execPath,
-      [
-        'dist/main.js',
-        'serve',
-        '--policy',
-        'examples/policy.yaml',
-        '--grpc-port',
-        '0',
-        '--http-port',
-        '0',
-        '--listen',
-        '127.0.0.1',
-      ],
-      { cwd: app },
+    const server = spawnServe(
+      join(app, 'examples', 'policy.yaml'),
+      [],
+      join(app, 'dist', 'main.js'),
     )
-    let out = ''
-    child.stdout.on('data', (d) => {
-      out += d
-    })
     try {
-      await until(15_000, () => out.includes('"hostguard serving"'), 'start-up')
-      const { httpPort } = JSON.parse(
-        out.split('\n').find((l) => l.includes('"hostguard serving"')) ?? '{}',
-      )
+      const { httpPort } = await server.started()
       expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).toBe(200)
     } finally {
-      child.kill('SIGTERM')
+      server.child.kill('SIGTERM')
     }
   })
 })

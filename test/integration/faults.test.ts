@@ -132,10 +132,9 @@ describe('graceful shutdown (SIGTERM)', () => {
     return join(dir, 'policy.yaml')
   }
 
-  it('goes NOT_SERVING at once, keeps answering while calls come, and exits 0 once they stop', {
-    timeout: 20_000,
-  }, async () => {
-    const server = spawnServe(policyFile(), ['--grace-period', '8'])
+  /** The built server with --grace-period `seconds`, under continuous calls, sent SIGTERM. */
+  async function sigtermUnderLoad(seconds: number) {
+    const server = spawnServe(policyFile(), ['--grace-period', String(seconds)])
     const { grpcPort, httpPort } = await server.started()
     const client = checkClient(grpcPort)
     const load = traffic(client)
@@ -143,6 +142,13 @@ describe('graceful shutdown (SIGTERM)', () => {
     const exited = new Promise<number | null>((resolve) => server.child.on('exit', resolve))
     const sigterm = performance.now()
     server.child.kill('SIGTERM')
+    return { grpcPort, httpPort, client, load, exited, sigterm }
+  }
+
+  it('goes NOT_SERVING at once, keeps answering while calls come, and exits 0 once they stop', {
+    timeout: 20_000,
+  }, async () => {
+    const { grpcPort, httpPort, client, load, exited, sigterm } = await sigtermUnderLoad(8)
     await until(2_000, async () => (await healthOf(grpcPort)) === 'NOT_SERVING', 'NOT_SERVING')
     expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).toBe(503)
     const atNotServing = load.outcomes.length
@@ -162,14 +168,7 @@ describe('graceful shutdown (SIGTERM)', () => {
   it('answers every call until the grace period ends when calls never stop, then exits 0', {
     timeout: 20_000,
   }, async () => {
-    const server = spawnServe(policyFile(), ['--grace-period', '3'])
-    const { grpcPort } = await server.started()
-    const client = checkClient(grpcPort)
-    const load = traffic(client)
-    await until(5_000, () => load.outcomes.length > 50, 'traffic')
-    const exited = new Promise<number | null>((resolve) => server.child.on('exit', resolve))
-    const sigterm = performance.now()
-    server.child.kill('SIGTERM')
+    const { client, load, exited, sigterm } = await sigtermUnderLoad(3)
     expect(await exited).toBe(0)
     const took = performance.now() - sigterm
     await load.stop()

@@ -30,10 +30,17 @@ export interface ServeProcess {
   started(): Promise<{ grpcPort: number; httpPort: number }>
 }
 
-/** `node dist/main.js serve --policy FILE [extra flags]` on 127.0.0.1 with free ports. */
-export function spawnServe(policyFile: string, extra: readonly string[] = []): ServeProcess {
+/**
+ * `node dist/main.js serve --policy FILE [extra flags]` on 127.0.0.1 with free ports; `main`
+ * names another build (the image's production install).
+ */
+export function spawnServe(
+  policyFile: string,
+  extra: readonly string[] = [],
+  main = MAIN,
+): ServeProcess {
   const child = spawn(process.execPath, [
-    MAIN,
+    main,
     'serve',
     '--policy',
     policyFile,
