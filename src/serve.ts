@@ -2,9 +2,16 @@
 
 import type { Logger } from 'pino'
 import { DecisionObserver } from './check/observe.js'
-import { type CompiledPolicy, DEFAULT_LIMITS, type Limits } from './policy/compile.js'
+import { type Backoff, DEFAULT_BACKOFF, DynamicSources } from './dynamic/sources.js'
+import {
+  type CompiledPolicy,
+  compilePolicy,
+  DEFAULT_LIMITS,
+  type Limits,
+} from './policy/compile.js'
 import { type PolicyError, PolicyLoadError } from './policy/errors.js'
-import { readPolicy } from './policy/read.js'
+import { loadPolicyFile } from './policy/load.js'
+import type { PolicySpec } from './policy/schema.js'
 import { PolicyStore } from './policy/store.js'
 import { watchPolicy } from './policy/watch.js'
 import { startGrpc, stopGrpc } from './server/grpc.js'
@@ -24,13 +31,24 @@ export interface ServeOptions {
   readonly limits?: Limits
   /** Largest CheckRequest accepted, in bytes (default 1 MiB); a larger one gets RESOURCE_EXHAUSTED. */
   readonly maxRequestBytes?: number
+  /** Kubeconfig file for `k8s:` sources; default KUBECONFIG, ~/.kube/config or in-cluster. */
+  readonly kubeconfig?: string
+  /** Where the last known addresses of `k8s:` sources are kept across restarts. */
+  readonly cacheDir?: string
+  /** How long readiness waits for a new dynamic source's first addresses (DEFAULT_SYNC_WAIT_MS). */
+  readonly syncWaitMs?: number
+  /** Retry delays of a failed Kubernetes list or watch. */
+  readonly backoff?: Backoff
 }
+
+export const DEFAULT_SYNC_WAIT_MS = 30_000
 
 export interface Running {
   readonly grpcPort: number
   readonly httpPort: number
   readonly store: PolicyStore
   readonly metrics: Metrics
+  readonly dynamic: DynamicSources
   /** Reads, validates and compiles the policy file again and swaps it in if it is good. */
   reload(trigger: string): boolean
   /**
@@ -79,28 +97,49 @@ export async function serve(options: ServeOptions): Promise<Running> {
         'policy warnings',
       )
   }
-  const { policy, warnings } = readPolicy(
-    options.policyFile,
-    options.env,
-    options.limits ?? DEFAULT_LIMITS,
-  )
+  const limits = options.limits ?? DEFAULT_LIMITS
+  let spec: PolicySpec
+  let serving = false
+  let grpcServing: ((serving: boolean) => void) | undefined
+  const ready = (): boolean => serving && store.current !== undefined && dynamic.ready()
+  const dynamic = new DynamicSources({
+    log,
+    metrics: metrics.dynamicSources,
+    kubeconfig: options.kubeconfig,
+    cacheDir: options.cacheDir,
+    syncWaitMs: options.syncWaitMs ?? DEFAULT_SYNC_WAIT_MS,
+    backoff: options.backoff ?? DEFAULT_BACKOFF,
+    // Recompiled from the spec in force, as a reload would; only the changed lists are rebuilt.
+    onChange: () => install(compilePolicy(spec, limits, dynamic.addresses())),
+    onReadinessChange: () => grpcServing?.(ready()),
+  })
+  metrics.readDynamicSyncTimes(() => dynamic.currentTimes())
+  /** The policy file, with its dynamic sources started (a bad address file fails the load). */
+  const load = (): { policy: CompiledPolicy; spec: PolicySpec } => {
+    const next = loadPolicyFile(options.policyFile, options.env)
+    dynamic.update(next)
+    return { spec: next, policy: compilePolicy(next, limits, dynamic.addresses()) }
+  }
+  const first = load()
+  spec = first.spec
+  const { policy } = first
+  const { warnings } = spec
   install(policy)
   const reload = (trigger: string): boolean => {
     try {
-      const { policy: next, warnings: nextWarnings } = readPolicy(
-        options.policyFile,
-        options.env,
-        options.limits ?? DEFAULT_LIMITS,
-      )
-      install(next)
+      const next = load()
+      spec = next.spec
+      install(next.policy)
+      grpcServing?.(ready())
+      const nextWarnings = spec.warnings
       metrics.reloads.labels('success').inc()
       logWarnings(nextWarnings)
       log.info(
         {
           trigger,
           policy: options.policyFile,
-          sites: [...next.sites.keys()],
-          topLevel: counts(next),
+          sites: [...next.policy.sites.keys()],
+          topLevel: counts(next.policy),
         },
         'policy reloaded',
       )
@@ -116,12 +155,11 @@ export async function serve(options: ServeOptions): Promise<Running> {
       return false
     }
   }
-  let serving = false
-  const http = await startHttp(
-    options.listen,
-    options.httpPort,
-    () => serving && store.current !== undefined,
-    metrics.registry,
+  const http = await startHttp(options.listen, options.httpPort, ready, metrics.registry).catch(
+    (err: unknown) => {
+      dynamic.stop()
+      throw err
+    },
   )
   const grpc = await startGrpc(
     store,
@@ -132,11 +170,13 @@ export async function serve(options: ServeOptions): Promise<Running> {
     options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
     () => metrics.internalErrors.inc(),
   ).catch(async (err: unknown) => {
+    dynamic.stop()
     await stopHttp(http)
     throw err
   })
   serving = true
-  grpc.setServing(true)
+  grpcServing = grpc.setServing
+  grpc.setServing(ready())
   const watcher =
     options.watch === false
       ? undefined
@@ -154,6 +194,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
       policy: options.policyFile,
       sites: [...policy.sites.keys()],
       topLevel: counts(policy),
+      dynamicSources: [...dynamic.currentTimes().keys()],
       listen: options.listen,
       grpcPort: grpc.port,
       httpPort: http.port,
@@ -166,10 +207,12 @@ export async function serve(options: ServeOptions): Promise<Running> {
     httpPort: http.port,
     store,
     metrics,
+    dynamic,
     reload,
     async shutdown(graceMs) {
       const began = performance.now()
       watcher?.close()
+      dynamic.stop()
       serving = false
       grpc.setServing(false)
       const drainUntil = began + Math.max(0, graceMs - FINISH_MS)
@@ -187,6 +230,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
     },
     async stop() {
       watcher?.close()
+      dynamic.stop()
       // Health and readiness go down first, so Envoy and Kubernetes stop sending new calls.
       serving = false
       grpc.setServing(false)

@@ -15,3 +15,19 @@ export function parse<T extends Options>(args: string[], options: T, positionals
     throw new UsageError((err as Error).message)
   }
 }
+
+/** A whole number flag within [min, max]. */
+export function whole(
+  value: string | undefined,
+  fallback: number,
+  flag: string,
+  min: number,
+  max: number,
+): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!/^[0-9]{1,10}$/.test(value) || n < min || n > max) {
+    throw new UsageError(`${flag} wants a whole number from ${min} to ${max}, got "${value}"`)
+  }
+  return n
+}

@@ -3,12 +3,15 @@
 // and the answer as Envoy would read it.
 
 import { readFileSync } from 'node:fs'
+import { pino } from 'pino'
 import { check } from '../check/check.js'
 import type { Trace } from '../check/types.js'
+import { DEFAULT_BACKOFF, DynamicSources, sourcesOf } from '../dynamic/sources.js'
+import { compilePolicy } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
-import { readPolicy } from '../policy/read.js'
+import { loadPolicyFile } from '../policy/load.js'
 import { checkCodec } from '../proto.js'
-import { parse, UsageError } from './args.js'
+import { parse, UsageError, whole } from './args.js'
 
 export interface Explanation {
   readonly decision: 'allow' | 'deny'
@@ -24,6 +27,15 @@ export interface Explanation {
   readonly status: number | null
   readonly set: readonly { readonly name: string; readonly value: string }[]
   readonly remove: readonly string[]
+  /** The policy's dynamic sources and their address counts; null: no addresses in time. */
+  readonly sources: readonly { readonly name: string; readonly addresses: number | null }[]
+}
+
+export interface DynamicOptions {
+  readonly kubeconfig?: string
+  readonly cacheDir?: string
+  /** How long to wait for every dynamic source's addresses. */
+  readonly syncWaitMs: number
 }
 
 type Json = Record<string, unknown>
@@ -69,13 +81,39 @@ function text(value: unknown): string {
   return typeof value === 'string' ? value : ''
 }
 
-/** Decides one CheckRequest with the server's code and describes the result. */
-export function explain(
+/**
+ * Decides one CheckRequest with the server's code and describes the result. Dynamic sources are
+ * started as `serve` starts them, and waited for; one without addresses in time is empty.
+ */
+export async function explain(
   policyFile: string,
   request: Buffer,
+  dynamicOptions: DynamicOptions,
   env: NodeJS.ProcessEnv = process.env,
-): Explanation {
-  const { policy } = readPolicy(policyFile, env)
+): Promise<Explanation> {
+  const spec = loadPolicyFile(policyFile, env)
+  const dynamic = new DynamicSources({
+    // Its warnings (an unreachable API) go to stderr: stdout holds the explanation.
+    log: pino({ level: 'warn' }, pino.destination(2)),
+    metrics: { setAddresses() {}, countError() {}, forget() {} },
+    kubeconfig: dynamicOptions.kubeconfig,
+    cacheDir: dynamicOptions.cacheDir,
+    syncWaitMs: dynamicOptions.syncWaitMs,
+    backoff: DEFAULT_BACKOFF,
+    onChange() {},
+    onReadinessChange() {},
+  })
+  let addresses: ReturnType<DynamicSources['addresses']>
+  try {
+    dynamic.update(spec)
+    const until = Date.now() + dynamicOptions.syncWaitMs
+    while (!dynamic.synced() && Date.now() < until)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    addresses = dynamic.addresses()
+  } finally {
+    dynamic.stop()
+  }
+  const policy = compilePolicy(spec, undefined, addresses)
   const trace: Trace = { header: undefined, chain: [], rule: undefined }
   const { decision, response, client } = check(policy, request, trace)
   const answer = checkCodec().decodeResponse(response)
@@ -96,6 +134,10 @@ export function explain(
     status: denied ? (typeof status === 'number' ? status : 403) : null,
     set: headers.map((h) => ({ name: text(h['key']), value: text(h['value']) })),
     remove: ((ok?.['headers_to_remove'] as string[] | undefined) ?? []).map(text),
+    sources: [...sourcesOf(spec).keys()].map((name) => ({
+      name,
+      addresses: addresses.get(name)?.length ?? null,
+    })),
   }
 }
 
@@ -120,11 +162,18 @@ function humanText(e: Explanation): string {
     ['set', e.set.map((h) => `${h.name}: ${h.value}`).join(', ') || '-'],
     ['remove', e.remove.join(', ') || '-'],
   ]
+  if (e.sources.length > 0) {
+    const sources = e.sources.map(
+      (s) =>
+        `${s.name} (${s.addresses === null ? 'no addresses in time' : `${s.addresses} addresses`})`,
+    )
+    lines.push(['sources', sources.join(', ')])
+  }
   return `${lines.map(([k, v]) => `${k.padEnd(9)}${v}`).join('\n')}\n`
 }
 
 /** Exit code 0 when the request was explained (allow or deny), 1 when the policy is bad. */
-export function explainCommand(args: string[]): number {
+export async function explainCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(
     args,
     {
@@ -136,6 +185,9 @@ export function explainCommand(args: string[]): number {
       path: { type: 'string' },
       method: { type: 'string' },
       site: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'cache-dir': { type: 'string' },
+      'sync-wait': { type: 'string' },
     },
     true,
   )
@@ -160,7 +212,11 @@ export function explainCommand(args: string[]): number {
     request = readFileSync(file)
   }
   try {
-    const explanation = explain(values.policy, request)
+    const explanation = await explain(values.policy, request, {
+      ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
+      ...(values['cache-dir'] === undefined ? {} : { cacheDir: values['cache-dir'] }),
+      syncWaitMs: whole(values['sync-wait'], 10, '--sync-wait', 0, 3600) * 1000,
+    })
     process.stdout.write(
       values.json ? `${JSON.stringify(explanation, null, 2)}\n` : humanText(explanation),
     )

@@ -3,24 +3,8 @@
 import { pino } from 'pino'
 import { DEFAULT_LIMITS } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
-import { DEFAULT_MAX_REQUEST_BYTES, serve } from '../serve.js'
-import { parse, UsageError } from './args.js'
-
-/** A whole number flag within [min, max]. */
-function whole(
-  value: string | undefined,
-  fallback: number,
-  flag: string,
-  min: number,
-  max: number,
-): number {
-  if (value === undefined) return fallback
-  const n = Number(value)
-  if (!/^[0-9]{1,10}$/.test(value) || n < min || n > max) {
-    throw new UsageError(`${flag} wants a whole number from ${min} to ${max}, got "${value}"`)
-  }
-  return n
-}
+import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SYNC_WAIT_MS, serve } from '../serve.js'
+import { parse, UsageError, whole } from './args.js'
 
 /** Serves until SIGTERM or SIGINT; resolves with the exit code when start-up fails. */
 export async function serveCommand(args: string[]): Promise<number | undefined> {
@@ -36,6 +20,9 @@ export async function serveCommand(args: string[]): Promise<number | undefined> 
       'max-request-bytes': { type: 'string' },
       'max-forwarded-hops': { type: 'string' },
       'max-header-bytes': { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'cache-dir': { type: 'string' },
+      'sync-wait': { type: 'string' },
     },
     false,
   )
@@ -60,6 +47,10 @@ export async function serveCommand(args: string[]): Promise<number | undefined> 
         1024,
         64 * 1024 * 1024,
       ),
+      ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
+      ...(values['cache-dir'] === undefined ? {} : { cacheDir: values['cache-dir'] }),
+      syncWaitMs:
+        whole(values['sync-wait'], DEFAULT_SYNC_WAIT_MS / 1000, '--sync-wait', 0, 3600) * 1000,
       limits: {
         maxForwardedHops: whole(
           values['max-forwarded-hops'],

@@ -1,6 +1,8 @@
 // `hostguard validate [--format text|json] [--strict] FILE…`: the same loader and compiler as
 // serve, for CI pipelines and pre-commit hooks.
 
+import { readAddressFile } from '../dynamic/address-file.js'
+import { sourcesOf } from '../dynamic/sources.js'
 import { compilePolicy } from '../policy/compile.js'
 import { type PolicyError, PolicyLoadError } from '../policy/errors.js'
 import { loadPolicyFile } from '../policy/load.js'
@@ -16,6 +18,18 @@ interface FileResult {
 function validateFile(file: string, strict: boolean): FileResult {
   try {
     const spec = loadPolicyFile(file)
+    // Address files are read as serve reads them; Kubernetes sources are not contacted.
+    const errors: PolicyError[] = []
+    for (const { source } of sourcesOf(spec).values()) {
+      if (source.kind !== 'file') continue
+      try {
+        readAddressFile(source.path, source.name)
+      } catch (err) {
+        if (!(err instanceof PolicyLoadError)) throw err
+        errors.push(...err.errors)
+      }
+    }
+    if (errors.length > 0) throw new PolicyLoadError(errors)
     compilePolicy(spec)
     return {
       file,

@@ -4,6 +4,8 @@ import { formatIp, type Ip } from './ip.js'
 export interface CidrRange {
   readonly ip: Ip
   readonly prefix: number
+  /** Where a dynamic source's range came from, for `explain` (`k8s:nodes → node ip-10-0-12-34`). */
+  readonly origin?: string
 }
 
 /**
@@ -142,5 +144,7 @@ export function matchCidr(matcher: CidrMatcher, ip: Ip): boolean {
 /** The first listed range that holds `ip`, as text (slow: for `explain`, not for requests). */
 export function matchingRange(matcher: CidrMatcher, ip: Ip): string | undefined {
   const range = matcher.ranges.find((r) => matchCidr(compileCidrs([r]), ip))
-  return range && `${formatIp(range.ip)}/${range.prefix}`
+  if (!range) return undefined
+  const cidr = `${formatIp(range.ip)}/${range.prefix}`
+  return range.origin ? `${range.origin} (${cidr})` : cidr
 }

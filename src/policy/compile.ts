@@ -6,6 +6,7 @@ import { prepareAnswers, type SiteAnswers } from '../check/encode.js'
 import { type CidrMatcher, type CidrRange, compileCidrs } from '../net/cidr.js'
 import { compileHosts, type HostMatcher } from '../net/host.js'
 import {
+  type AddressList,
   CLIENT_ADDRESS_HEADERS,
   type ClientAddressHeader,
   DEFAULT_DENY_STATUS,
@@ -60,24 +61,51 @@ export interface CompiledPolicy {
   readonly headerNames: HeaderNames
 }
 
-/** Compiles a range list once and reuses it for every site that inherits the same list. */
-function cidrCompiler(): (ranges: readonly CidrRange[]) => CidrMatcher {
-  const cache = new Map<readonly CidrRange[], CidrMatcher>()
-  return (ranges) => {
-    let matcher = cache.get(ranges)
-    if (!matcher) {
-      matcher = compileCidrs(ranges)
-      cache.set(ranges, matcher)
-    }
-    return matcher
-  }
+/**
+ * The current addresses of each dynamic source, by source name (AddressSource.name); a source
+ * with no addresses yet is absent.
+ */
+export type DynamicAddresses = ReadonlyMap<string, readonly CidrRange[]>
+
+export const NO_DYNAMIC_ADDRESSES: DynamicAddresses = new Map()
+
+// A list is compiled once per policy load and per change of one of its sources: a site that
+// inherits a list shares its matcher, and a change of one source recompiles only the lists that
+// hold it. Keyed by the spec's objects, so the entries go with the spec.
+const compiledLists = new WeakMap<
+  AddressList,
+  { sources: readonly (readonly CidrRange[] | undefined)[]; matcher: CidrMatcher }
+>()
+const compiledHosts = new WeakMap<readonly string[], HostMatcher>()
+
+function compileList(list: AddressList, dynamic: DynamicAddresses): CidrMatcher {
+  const sources = list.sources.map((source) => dynamic.get(source.name))
+  const cached = compiledLists.get(list)
+  if (cached?.sources.every((ranges, i) => ranges === sources[i])) return cached.matcher
+  const ranges =
+    sources.length === 0 ? list.ranges : [...list.ranges, ...sources.flatMap((r) => r ?? [])]
+  const matcher = compileCidrs(ranges)
+  compiledLists.set(list, { sources, matcher })
+  return matcher
 }
+
+function compileHostList(patterns: readonly string[]): HostMatcher {
+  let matcher = compiledHosts.get(patterns)
+  if (!matcher) {
+    matcher = compileHosts(patterns)
+    compiledHosts.set(patterns, matcher)
+  }
+  return matcher
+}
+
+const EMPTY_LIST: AddressList = { ranges: [], sources: [] }
+const NO_HOSTS: readonly string[] = []
 
 function compileSite(
   name: string,
   own: SiteSpec,
   top: SiteSpec,
-  cidrs: (ranges: readonly CidrRange[]) => CidrMatcher,
+  dynamic: DynamicAddresses,
   limits: Limits,
 ): CompiledSite {
   const pick = <K extends keyof SiteSpec>(key: K): SiteSpec[K] =>
@@ -93,13 +121,13 @@ function compileSite(
   return {
     name,
     limits,
-    trustedProxies: cidrs(pick('trustedProxies') ?? []),
+    trustedProxies: compileList(pick('trustedProxies') ?? EMPTY_LIST, dynamic),
     clientHeader: CLIENT_ADDRESS_HEADERS.find((h) => trusted.has(h)),
     hostHeader: HOST_HEADERS.find((h) => trusted.has(h)),
-    allowedHosts: compileHosts(pick('allowedHosts') ?? []),
-    allowedCidrNets: cidrs(pick('allowedCidrNets') ?? []),
-    clientAllow: clientCidrs?.allow ? cidrs(clientCidrs.allow) : undefined,
-    clientDeny: clientCidrs?.deny ? cidrs(clientCidrs.deny) : undefined,
+    allowedHosts: compileHostList(pick('allowedHosts') ?? NO_HOSTS),
+    allowedCidrNets: compileList(pick('allowedCidrNets') ?? EMPTY_LIST, dynamic),
+    clientAllow: clientCidrs?.allow ? compileList(clientCidrs.allow, dynamic) : undefined,
+    clientDeny: clientCidrs?.deny ? compileList(clientCidrs.deny, dynamic) : undefined,
     healthCheck: healthCheck && {
       header: healthCheck.header,
       secret: healthCheck.secret,
@@ -133,12 +161,16 @@ function deepFreeze<T>(value: T): T {
   return Object.freeze(value)
 }
 
-export function compilePolicy(spec: PolicySpec, limits: Limits = DEFAULT_LIMITS): CompiledPolicy {
-  const cidrs = cidrCompiler()
-  const top = compileSite(TOP_LEVEL_SITE, spec.top, spec.top, cidrs, limits)
+/** Compiles `spec` with the current addresses of its dynamic sources. */
+export function compilePolicy(
+  spec: PolicySpec,
+  limits: Limits = DEFAULT_LIMITS,
+  dynamic: DynamicAddresses = NO_DYNAMIC_ADDRESSES,
+): CompiledPolicy {
+  const top = compileSite(TOP_LEVEL_SITE, spec.top, spec.top, dynamic, limits)
   const sites = new Map<string, CompiledSite>()
   for (const [name, site] of spec.sites)
-    sites.set(name, compileSite(name, site, spec.top, cidrs, limits))
+    sites.set(name, compileSite(name, site, spec.top, dynamic, limits))
   // x-request-id is read for the decision log only.
   // Only what some site reads: the forwarding headers are removed by name, without reading them.
   const headerNames = new Set<string>([':authority', 'host', 'x-request-id'])

@@ -8,6 +8,8 @@ import { type CidrRange, networkAddress } from '../net/cidr.js'
 import { formatIp, parseIp } from '../net/ip.js'
 import { PolicyError, type PolicyErrorCode, PolicyLoadError, type SourcePos } from './errors.js'
 import {
+  type AddressList,
+  type AddressSource,
   CLIENT_ADDRESS_HEADERS,
   type ClientCidrsSpec,
   DEFAULT_DENY_STATUS,
@@ -15,6 +17,8 @@ import {
   type DenySpec,
   type HealthCheckSpec,
   HOST_HEADERS,
+  NODE_ADDRESS_TYPES,
+  type NodeAddressType,
   type PolicySpec,
   type SiteSpec,
   TOP_LEVEL_SITE,
@@ -169,12 +173,6 @@ type CidrResult = { range: CidrRange } | { code: PolicyErrorCode; detail: string
  * as the request path, so that the policy and the request agree on what an address is.
  */
 export function parseCidrEntry(text: string): CidrResult {
-  if (text.startsWith('k8s:')) {
-    return {
-      code: 'POLICY_CIDR_INVALID',
-      detail: `"${text}" is a dynamic source; this version accepts only IP addresses and CIDRs`,
-    }
-  }
   const slash = text.indexOf('/')
   const address = slash < 0 ? text : text.slice(0, slash)
   const ip = parseIp(address)
@@ -216,27 +214,166 @@ export function parseCidrEntry(text: string): CidrResult {
   return { range }
 }
 
-function cidrs(
+/** The shorthand for `{k8s: nodes}`: every Node's InternalIP addresses. */
+export const K8S_NODES = 'k8s:nodes'
+
+// Kubernetes label selector syntax (apimachinery labels.Parse): requirements joined by commas,
+// each `key`, `!key`, `key=v`, `key==v`, `key!=v`, `key in (v, …)`, `key notin (v, …)`, `key>N`, `key<N`.
+const LABEL_NAME = '[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?'
+const LABEL_KEY = `([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?${LABEL_NAME}`
+const LABEL_VALUE = `(${LABEL_NAME})?`
+const REQUIREMENT = new RegExp(
+  `^\\s*(!?\\s*${LABEL_KEY}|${LABEL_KEY}\\s*(==?|!=)\\s*${LABEL_VALUE}|${LABEL_KEY}\\s+(in|notin)\\s*\\(\\s*${LABEL_VALUE}(\\s*,\\s*${LABEL_VALUE})*\\s*\\)|${LABEL_KEY}\\s*[<>]\\s*-?[0-9]+)\\s*$`,
+)
+
+/** Whether `selector` is a label selector the API server accepts; "" selects every Node. */
+export function isLabelSelector(selector: string): boolean {
+  if (selector.trim() === '') return true
+  // Commas inside `in (…)` belong to the value list, not to the requirement list.
+  const requirements = selector.match(/([^,(]|\([^)]*\))+/g) ?? []
+  const rejoined = requirements.join(',')
+  return rejoined === selector && requirements.every((r) => REQUIREMENT.test(r))
+}
+
+function nodesSource(
+  labelSelector: string,
+  addressTypes: readonly NodeAddressType[],
+): AddressSource {
+  const types = NODE_ADDRESS_TYPES.filter((t) => addressTypes.includes(t))
+  const query: string[] = []
+  if (labelSelector !== '') query.push(`labelSelector=${labelSelector}`)
+  if (types.join() !== 'InternalIP') query.push(`addressTypes=${types.join(',')}`)
+  const name = query.length > 0 ? `${K8S_NODES}?${query.join('&')}` : K8S_NODES
+  return { kind: 'k8s-nodes', name, labelSelector, addressTypes: types }
+}
+
+/** `{k8s: nodes, labelSelector?, addressTypes?}` or `{file: PATH}`. */
+function addressSource(ctx: Ctx, node: Value, field: string): AddressSource | undefined {
+  const fields = entries(ctx, node, field, ['k8s', 'labelSelector', 'addressTypes', 'file'])
+  if (!fields) return undefined
+  const k8s = fields.get('k8s')
+  const file = fields.get('file')
+  if ((k8s === undefined) === (file === undefined)) {
+    report(
+      ctx,
+      'POLICY_SOURCE_INVALID',
+      node,
+      field,
+      'a dynamic source is {k8s: nodes, labelSelector: "...", addressTypes: [InternalIP]} or {file: PATH}',
+    )
+    return undefined
+  }
+  if (file) {
+    const extra = ['labelSelector', 'addressTypes'].find((key) => fields.has(key))
+    if (extra) {
+      report(ctx, 'POLICY_SOURCE_INVALID', node, `${field}.${extra}`, `${extra} is for k8s: nodes`)
+      return undefined
+    }
+    const path = string(ctx, file.value, `${field}.file`)
+    if (path === undefined) return undefined
+    if (path.trim() === '') {
+      report(ctx, 'POLICY_SOURCE_INVALID', file.value, `${field}.file`, 'the path is empty')
+      return undefined
+    }
+    return { kind: 'file', name: `file:${path}`, path: resolve(ctx.baseDir, path) }
+  }
+  const kind = k8s && string(ctx, k8s.value, `${field}.k8s`)
+  if (kind === undefined) return undefined
+  if (kind !== 'nodes') {
+    report(
+      ctx,
+      'POLICY_SOURCE_INVALID',
+      k8s?.value ?? node,
+      `${field}.k8s`,
+      `unknown Kubernetes source "${kind}" (known: nodes)`,
+    )
+    return undefined
+  }
+  let labelSelector = ''
+  const selectorEntry = fields.get('labelSelector')
+  if (selectorEntry) {
+    const text = string(ctx, selectorEntry.value, `${field}.labelSelector`)
+    if (text === undefined) return undefined
+    if (!isLabelSelector(text)) {
+      report(
+        ctx,
+        'POLICY_SOURCE_INVALID',
+        selectorEntry.value,
+        `${field}.labelSelector`,
+        `"${text}" is not a Kubernetes label selector (e.g. "node-role.kubernetes.io/edge" or "pool in (a, b),zone!=x")`,
+      )
+      return undefined
+    }
+    labelSelector = text.trim()
+  }
+  let addressTypes: NodeAddressType[] = ['InternalIP']
+  const typesEntry = fields.get('addressTypes')
+  if (typesEntry) {
+    const given = strings(ctx, typesEntry.value, `${field}.addressTypes`)
+    const known = given.filter((t) => {
+      if ((NODE_ADDRESS_TYPES as readonly string[]).includes(t.text)) return true
+      report(
+        ctx,
+        'POLICY_SOURCE_INVALID',
+        t.node,
+        t.field,
+        `"${t.text}" is not an IP address type of a Node (known: ${NODE_ADDRESS_TYPES.join(', ')})`,
+      )
+      return false
+    })
+    if (known.length !== given.length || !isSeq(typesEntry.value)) return undefined
+    if (known.length === 0) {
+      report(
+        ctx,
+        'POLICY_SOURCE_INVALID',
+        typesEntry.value,
+        `${field}.addressTypes`,
+        'list at least one address type',
+      )
+      return undefined
+    }
+    addressTypes = known.map((t) => t.text as NodeAddressType)
+  }
+  return nodesSource(labelSelector, addressTypes)
+}
+
+/** An IP/CIDR list: literal entries, and dynamic sources as `k8s:nodes` or a mapping. */
+function addressList(
   ctx: Ctx,
   node: Value,
   field: string,
   onRange?: (range: CidrRange, node: Value, field: string) => void,
-): CidrRange[] | undefined {
-  if (!isSeq(node)) {
-    list(ctx, node, field)
-    return undefined
-  }
-  const out: CidrRange[] = []
-  for (const item of strings(ctx, node, field)) {
-    const result = parseCidrEntry(item.text.trim())
-    if ('range' in result) {
-      out.push(result.range)
-      onRange?.(result.range, item.node, item.field)
-    } else {
-      report(ctx, result.code, item.node, item.field, result.detail)
+): AddressList | undefined {
+  const items = list(ctx, node, field)
+  if (!items) return undefined
+  const ranges: CidrRange[] = []
+  const sources = new Map<string, AddressSource>()
+  items.forEach((item, i) => {
+    const itemField = `${field}[${i}]`
+    if (isMap(item)) {
+      const source = addressSource(ctx, item, itemField)
+      if (source) sources.set(source.name, source)
+      return
     }
-  }
-  return out
+    const text = string(ctx, item, itemField)?.trim()
+    if (text === undefined) return
+    if (text === K8S_NODES) {
+      const source = nodesSource('', ['InternalIP'])
+      sources.set(source.name, source)
+      return
+    }
+    const result = parseCidrEntry(text)
+    if ('range' in result) {
+      ranges.push(result.range)
+      onRange?.(result.range, item, itemField)
+    } else {
+      const hint = text.startsWith('k8s:')
+        ? ' (dynamic sources: k8s:nodes, {k8s: nodes, labelSelector: ..., addressTypes: [...]}, {file: PATH})'
+        : ''
+      report(ctx, result.code, item, itemField, result.detail + hint)
+    }
+  })
+  return { ranges, sources: [...sources.values()] }
 }
 
 /** One `allowedHosts` pattern, lower-cased; undefined (reported) when it can never match. */
@@ -470,8 +607,8 @@ function clientCidrs(ctx: Ctx, node: Value, field: string): ClientCidrsSpec | un
   const allow = fields.get('allow')
   const deny = fields.get('deny')
   return {
-    allow: allow ? cidrs(ctx, allow.value, `${field}.allow`) : undefined,
-    deny: deny ? cidrs(ctx, deny.value, `${field}.deny`) : undefined,
+    allow: allow ? addressList(ctx, allow.value, `${field}.allow`) : undefined,
+    deny: deny ? addressList(ctx, deny.value, `${field}.deny`) : undefined,
   }
 }
 
@@ -517,7 +654,7 @@ function siteSpec(
       (key === 'clientCidrs' || key === 'healthCheck' || key === 'clientIpHeader')
     switch (key) {
       case 'trustedProxies': {
-        const v = cidrs(ctx, value, field, (range, node, itemField) => {
+        const v = addressList(ctx, value, field, (range, node, itemField) => {
           if (range.prefix === 0) {
             warn(
               ctx,
@@ -548,7 +685,7 @@ function siteSpec(
         break
       }
       case 'allowedCidrNets': {
-        const v = cidrs(ctx, value, field)
+        const v = addressList(ctx, value, field)
         if (v) spec.allowedCidrNets = v
         break
       }
@@ -618,7 +755,8 @@ function checkAllowsSomething(
 ): void {
   const hosts = site.allowedHosts ?? top.allowedHosts
   const nets = site.allowedCidrNets ?? top.allowedCidrNets
-  if (hosts !== undefined && hosts.length === 0 && (nets === undefined || nets.length === 0)) {
+  const noNets = nets === undefined || nets.ranges.length + nets.sources.length === 0
+  if (hosts !== undefined && hosts.length === 0 && noNets) {
     report(
       ctx,
       'POLICY_SITE_ALLOWS_NOTHING',

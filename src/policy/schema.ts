@@ -58,9 +58,32 @@ export interface HealthCheckSpec {
   readonly paths: readonly string[] | undefined
 }
 
+/** The Node address types that hold IP addresses (the DNS and Hostname types do not). */
+export const NODE_ADDRESS_TYPES = ['InternalIP', 'ExternalIP'] as const
+export type NodeAddressType = (typeof NODE_ADDRESS_TYPES)[number]
+
+/**
+ * A set of addresses that changes while hostguard runs. `name` identifies it in metrics, logs and
+ * the cache: derived from the policy text only, so equal entries anywhere share one source.
+ */
+export type AddressSource =
+  | {
+      readonly kind: 'k8s-nodes'
+      readonly name: string
+      readonly labelSelector: string
+      readonly addressTypes: readonly NodeAddressType[]
+    }
+  | { readonly kind: 'file'; readonly name: string; readonly path: string }
+
+/** An IP/CIDR list of the policy: literal ranges and dynamic sources side by side. */
+export interface AddressList {
+  readonly ranges: readonly CidrRange[]
+  readonly sources: readonly AddressSource[]
+}
+
 export interface ClientCidrsSpec {
-  readonly allow: readonly CidrRange[] | undefined
-  readonly deny: readonly CidrRange[] | undefined
+  readonly allow: AddressList | undefined
+  readonly deny: AddressList | undefined
 }
 
 export interface DenySpec {
@@ -73,10 +96,10 @@ export interface DenySpec {
  * top level; null, allowed for the optional blocks, switches an inherited one off in a site.
  */
 export interface SiteSpec {
-  readonly trustedProxies?: readonly CidrRange[]
+  readonly trustedProxies?: AddressList
   readonly trustedHeaders?: readonly TrustableHeader[]
   readonly allowedHosts?: readonly string[]
-  readonly allowedCidrNets?: readonly CidrRange[]
+  readonly allowedCidrNets?: AddressList
   readonly clientCidrs?: ClientCidrsSpec | null
   readonly healthCheck?: HealthCheckSpec | null
   readonly clientIpHeader?: string | null

@@ -2,6 +2,7 @@
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { DecisionMetrics } from '../check/observe.js'
+import type { SourceMetrics } from '../dynamic/sources.js'
 
 /** 10 µs to 100 ms: a decision takes microseconds; Envoy's default ext_authz timeout is 200 ms. */
 export const DURATION_BUCKETS = [
@@ -12,7 +13,9 @@ export interface Metrics extends DecisionMetrics {
   readonly registry: Registry
   readonly reloads: Counter<'result'>
   readonly loadedTimestamp: Gauge
-  readonly dynamicAddresses: Gauge<'source'>
+  readonly dynamicSources: SourceMetrics
+  /** Where the scrape reads each source's last sync time (Date.now() values) from. */
+  readDynamicSyncTimes(read: () => ReadonlyMap<string, number>): void
   readonly internalErrors: Counter
 }
 
@@ -52,6 +55,24 @@ export function createMetrics(): Metrics {
     labelNames: ['source'] as const,
     registers: [registry],
   })
+  const dynamicErrors = new Counter({
+    name: 'hostguard_dynamic_source_errors_total',
+    help: 'Failed syncs of each dynamic address source (API errors, broken watches, rejected files); the last known addresses are kept.',
+    labelNames: ['source'] as const,
+    registers: [registry],
+  })
+  let syncTimes: () => ReadonlyMap<string, number> = () => new Map()
+  new Gauge({
+    name: 'hostguard_dynamic_source_last_sync_timestamp_seconds',
+    help: 'Unix time at which each dynamic address source was last known current (now while its watch is open; 0 before its first sync).',
+    labelNames: ['source'] as const,
+    registers: [registry],
+    // Read at scrape time: "now while the watch is open" cannot be pushed.
+    collect() {
+      this.reset()
+      for (const [source, at] of syncTimes()) this.labels(source).set(at / 1000)
+    },
+  })
   const internalErrors = new Counter({
     name: 'hostguard_internal_errors_total',
     help: 'Check calls that failed inside hostguard and were answered deny (fail closed).',
@@ -62,7 +83,21 @@ export function createMetrics(): Metrics {
     internalErrors,
     reloads,
     loadedTimestamp,
-    dynamicAddresses,
+    dynamicSources: {
+      setAddresses: (source, count) => {
+        dynamicAddresses.labels(source).set(count)
+        // Exported at zero beside it, so that rate() sees a zero before the first error.
+        dynamicErrors.labels(source).inc(0)
+      },
+      countError: (source) => dynamicErrors.labels(source).inc(),
+      forget: (source) => {
+        dynamicAddresses.remove(source)
+        dynamicErrors.remove(source)
+      },
+    },
+    readDynamicSyncTimes: (read) => {
+      syncTimes = read
+    },
     // Children are made when a policy is prepared and exported at zero from then on: the series
     // are a closed set known up front, and rate() sees a zero before the first event.
     decisions: (site, decision, reason, mode) => {

@@ -34,6 +34,12 @@ const CASES: [string, string, string, string][] = [
   ['POLICY_TYPE', 'version: 1\nallowedHosts: ["*"]\ndryRun: "yes"\n', '3:9', 'dryRun'],
   ['POLICY_REQUIRED', 'version: 1\ndryRun: false\n', '1:1', 'allowedHosts'],
   [
+    'POLICY_SOURCE_INVALID',
+    'version: 1\nallowedHosts: ["*"]\nallowedCidrNets: [{ k8s: pods }]\n',
+    '3:26',
+    'allowedCidrNets[0].k8s',
+  ],
+  [
     'POLICY_CIDR_INVALID',
     'version: 1\nallowedHosts: ["*"]\ntrustedProxies: [010.0.0.1]\n',
     '3:18',
@@ -144,9 +150,12 @@ const CASES: [string, string, string, string][] = [
 ]
 
 describe('policy errors', () => {
-  it('has one case below for every error code but the unreadable file', () => {
+  it('has one case below for every error code but the unreadable files', () => {
     const covered = new Set(CASES.map(([code]) => code))
-    expect(POLICY_ERROR_CODES.filter((c) => !covered.has(c))).toEqual(['POLICY_FILE_UNREADABLE'])
+    expect(POLICY_ERROR_CODES.filter((c) => !covered.has(c))).toEqual([
+      'POLICY_FILE_UNREADABLE',
+      'POLICY_ADDRESS_FILE_UNREADABLE',
+    ])
   })
 
   it.each(CASES)('%s points at the line, column and field', (code, yaml, lineCol, field) => {
@@ -188,7 +197,7 @@ describe('policy errors', () => {
     '10.0.0.0/33',
     '::/129',
     '10.0.0.0/08',
-    'k8s:nodes',
+    'k8s:pods',
   ])('rejects %s as an address or range', (entry) => {
     const errors = errorsOf(
       `version: 1\nallowedHosts: ["*"]\nclientCidrs: { deny: ["${entry}"] }\n`,
@@ -294,7 +303,7 @@ describe('policy loading', () => {
       'p.yaml',
       {},
     )
-    expect(spec.top.trustedProxies?.map((r) => r.prefix)).toEqual([0, 0])
+    expect(spec.top.trustedProxies?.ranges.map((r) => r.prefix)).toEqual([0, 0])
   })
 
   it('reads a JSON policy', () => {

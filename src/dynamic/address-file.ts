@@ -1,0 +1,48 @@
+// A file of addresses and ranges, one per line, `#` starting a comment: published ranges (a CDN's,
+// a cloud load balancer's) that a CronJob syncs into a ConfigMap. Entries use the policy's syntax.
+
+import { readFileSync } from 'node:fs'
+import type { CidrRange } from '../net/cidr.js'
+import { PolicyError, PolicyLoadError } from '../policy/errors.js'
+import { parseCidrEntry } from '../policy/load.js'
+
+/** The ranges of an address file's text; throws PolicyLoadError naming every bad line. */
+export function parseAddressFile(text: string, file: string, sourceName: string): CidrRange[] {
+  const ranges: CidrRange[] = []
+  const errors: PolicyError[] = []
+  text.split('\n').forEach((raw, i) => {
+    const hash = raw.indexOf('#')
+    const content = hash < 0 ? raw : raw.slice(0, hash)
+    const entry = content.trim()
+    if (entry === '') return
+    const line = i + 1
+    const result = parseCidrEntry(entry)
+    if ('range' in result) {
+      ranges.push({ ...result.range, origin: `${sourceName} line ${line}` })
+    } else {
+      const at = { file, line, col: content.indexOf(entry) + 1, field: '(address file)' }
+      errors.push(new PolicyError(result.code, at, result.detail))
+    }
+  })
+  if (errors.length > 0) throw new PolicyLoadError(errors)
+  return ranges
+}
+
+/** Reads and parses an address file; throws PolicyLoadError when it is unreadable or bad. */
+export function readAddressFile(file: string, sourceName: string): CidrRange[] {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
+    const at = { file, line: 1, col: 1, field: '(address file)' }
+    throw new PolicyLoadError([
+      new PolicyError(
+        'POLICY_ADDRESS_FILE_UNREADABLE',
+        at,
+        `cannot read the address file of ${sourceName} (${reason})`,
+      ),
+    ])
+  }
+  return parseAddressFile(text, file, sourceName)
+}
