@@ -223,7 +223,7 @@ const LABEL_NAME = '[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?'
 const LABEL_KEY = `([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?${LABEL_NAME}`
 const LABEL_VALUE = `(${LABEL_NAME})?`
 const REQUIREMENT = new RegExp(
-  `^\\s*(!?\\s*${LABEL_KEY}|${LABEL_KEY}\\s*(==?|!=)\\s*${LABEL_VALUE}|${LABEL_KEY}\\s+(in|notin)\\s*\\(\\s*${LABEL_VALUE}(\\s*,\\s*${LABEL_VALUE})*\\s*\\)|${LABEL_KEY}\\s*[<>]\\s*-?[0-9]+)\\s*$`,
+  `^\\s*(!?\\s*${LABEL_KEY}|${LABEL_KEY}\\s*(==?|!=)\\s*${LABEL_VALUE}|${LABEL_KEY}\\s+(in|notin)\\s*\\(\\s*${LABEL_NAME}(\\s*,\\s*${LABEL_NAME})*\\s*\\)|${LABEL_KEY}\\s*[<>]\\s*-?[0-9]+)\\s*$`,
 )
 
 /** Whether `selector` is a label selector the API server accepts; "" selects every Node. */

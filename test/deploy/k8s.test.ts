@@ -165,6 +165,21 @@ describe('k8s/base (kubectl kustomize)', () => {
       const podSpec = one(overlay, 'Deployment', 'hostguard').spec.template.spec
       expect(podSpec.serviceAccountName).toBe(sa.metadata.name)
       expect(podSpec.automountServiceAccountToken).toBe(true)
+      // Its policy follows the Nodes, and their last known addresses go to a mounted cache dir.
+      const config = one(overlay, 'ConfigMap', 'hostguard-policy')
+      const dir = mkdtempSync(join(tmpdir(), 'hostguard-k8s-'))
+      writeFileSync(join(dir, 'health-check'), 'x')
+      const local = config.data['policy.yaml'].replace(
+        '/etc/hostguard/secrets/health-check',
+        join(dir, 'health-check'),
+      )
+      const spec = parsePolicy(local, 'policy.yaml', {})
+      expect(spec.top.allowedCidrNets?.sources.map((source) => source.name)).toEqual(['k8s:nodes'])
+      const container = podSpec.containers[0]
+      const cacheDir = flag(container, 'cache-dir')
+      const mount = container.volumeMounts.find((m: Obj) => m.mountPath === cacheDir)
+      expect(podSpec.volumes.find((v: Obj) => v.name === mount.name).emptyDir).toBeDefined()
+      expect(flag(container, 'policy')).toBe('/etc/hostguard/policy/policy.yaml')
     },
   )
 

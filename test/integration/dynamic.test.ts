@@ -332,6 +332,27 @@ describe('address file source', () => {
   })
 })
 
+describe('validate', () => {
+  it('reads address files and names their bad lines, without contacting Kubernetes', async () => {
+    const file = join(dir, 'policy.yaml')
+    writeFileSync(
+      file,
+      'version: 1\nallowedHosts: [www.example.com]\nallowedCidrNets: [k8s:nodes, { file: ranges.txt }]\n',
+    )
+    writeFileSync(join(dir, 'ranges.txt'), '192.0.2.0/24\n192.0.2.1/24\n')
+    const run = promisify(execFile)
+    const failed = await run(process.execPath, [MAIN, 'validate', file]).catch((err) => err)
+    expect(failed.code).toBe(1)
+    expect(failed.stdout).toBe(
+      `${join(dir, 'ranges.txt')}:2:1 (address file): "192.0.2.1/24" has host bits set; did you mean 192.0.2.0/24? [POLICY_CIDR_HOST_BITS]\n`,
+    )
+    writeFileSync(join(dir, 'ranges.txt'), '192.0.2.0/24\n')
+    const ok = await run(process.execPath, [MAIN, 'validate', file])
+    expect(ok.stderr).toBe(`${file}: valid\n`)
+    expect(api.requests).toEqual([])
+  })
+})
+
 describe('explain', () => {
   it('names the node whose address matched', async () => {
     api.set(NODE_A)

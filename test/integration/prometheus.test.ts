@@ -41,6 +41,8 @@ describe('Grafana dashboard', () => {
       'hostguard_policy_reloads_total',
       'hostguard_policy_loaded_timestamp_seconds',
       'hostguard_dynamic_addresses',
+      'hostguard_dynamic_source_errors_total',
+      'hostguard_dynamic_source_last_sync_timestamp_seconds',
       'process_cpu_seconds_total',
       'process_resident_memory_bytes',
     ]) {
