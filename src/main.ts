@@ -11,10 +11,12 @@ const USAGE = `usage:
                   [--log-level info]            (LOG_LEVEL sets the default level)
                   [--grace-period 10]           seconds to drain and finish calls on SIGTERM
                   [--max-request-bytes 1048576] [--max-forwarded-hops 32] [--max-header-bytes 8192]
+                  [--kubeconfig FILE] [--cache-dir DIR] [--sync-wait 30]   for k8s: address sources
   hostguard validate [--format text|json] [--strict] FILE...
   hostguard explain --policy FILE [--json] REQUEST.bin|REQUEST.json
   hostguard explain --policy FILE [--json] [--authority HOST] [--peer IP] [--header NAME=VALUE]...
                     [--path PATH] [--method METHOD] [--site NAME]
+                    [--kubeconfig FILE] [--cache-dir DIR] [--sync-wait 10]
 `
 
 async function main(argv: string[]): Promise<number | undefined> {

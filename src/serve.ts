@@ -2,7 +2,7 @@
 
 import type { Logger } from 'pino'
 import { DecisionObserver } from './check/observe.js'
-import { type Backoff, DEFAULT_BACKOFF, DynamicSources } from './dynamic/sources.js'
+import { DEFAULT_KUBE_TIMINGS, DynamicSources, type KubeTimings } from './dynamic/sources.js'
 import {
   type CompiledPolicy,
   compilePolicy,
@@ -37,8 +37,8 @@ export interface ServeOptions {
   readonly cacheDir?: string
   /** How long readiness waits for a new dynamic source's first addresses (DEFAULT_SYNC_WAIT_MS). */
   readonly syncWaitMs?: number
-  /** Retry delays of a failed Kubernetes list or watch. */
-  readonly backoff?: Backoff
+  /** Kubernetes call timeouts and retry delays (DEFAULT_KUBE_TIMINGS). */
+  readonly kubeTimings?: KubeTimings
 }
 
 export const DEFAULT_SYNC_WAIT_MS = 30_000
@@ -108,7 +108,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
     kubeconfig: options.kubeconfig,
     cacheDir: options.cacheDir,
     syncWaitMs: options.syncWaitMs ?? DEFAULT_SYNC_WAIT_MS,
-    backoff: options.backoff ?? DEFAULT_BACKOFF,
+    timings: options.kubeTimings ?? DEFAULT_KUBE_TIMINGS,
     // Recompiled from the spec in force, as a reload would; only the changed lists are rebuilt.
     onChange: () => install(compilePolicy(spec, limits, dynamic.addresses())),
     onReadinessChange: () => grpcServing?.(ready()),

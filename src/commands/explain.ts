@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs'
 import { pino } from 'pino'
 import { check } from '../check/check.js'
 import type { Trace } from '../check/types.js'
-import { DEFAULT_BACKOFF, DynamicSources, sourcesOf } from '../dynamic/sources.js'
+import { DEFAULT_KUBE_TIMINGS, DynamicSources, sourcesOf } from '../dynamic/sources.js'
 import { compilePolicy } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import { loadPolicyFile } from '../policy/load.js'
@@ -99,7 +99,7 @@ export async function explain(
     kubeconfig: dynamicOptions.kubeconfig,
     cacheDir: dynamicOptions.cacheDir,
     syncWaitMs: dynamicOptions.syncWaitMs,
-    backoff: DEFAULT_BACKOFF,
+    timings: DEFAULT_KUBE_TIMINGS,
     onChange() {},
     onReadinessChange() {},
   })

@@ -12,7 +12,7 @@ import {
   type V1NodeList,
   Watch,
 } from '@kubernetes/client-node'
-import type { Backoff } from './sources.js'
+import { type KubeTimings, WATCH_TIMEOUT_SECONDS } from './sources.js'
 
 /** `--kubeconfig FILE`, else KUBECONFIG, ~/.kube/config or the Pod's ServiceAccount. */
 export function loadKubeConfig(file: string | undefined): KubeConfig {
@@ -22,10 +22,18 @@ export function loadKubeConfig(file: string | undefined): KubeConfig {
   return config
 }
 
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
 export interface NodeWatchOptions {
   readonly config: KubeConfig
   readonly labelSelector: string
-  readonly backoff: Backoff
+  readonly timings: KubeTimings
   /** After a (re)list or a watch event: read `nodes()` again. Called once per burst. */
   readonly onChange: () => void
   /** A list or watch failed; the last known nodes are kept and it retries in `retryMs`. */
@@ -49,7 +57,11 @@ export class NodeWatch {
     const api = options.config.makeApiClient(CoreV1Api)
     const selector = options.labelSelector === '' ? undefined : options.labelSelector
     const list = async (): Promise<V1NodeList> => {
-      const nodes = await api.listNode(selector === undefined ? {} : { labelSelector: selector })
+      const nodes = await withTimeout(
+        api.listNode(selector === undefined ? {} : { labelSelector: selector }),
+        options.timings.listTimeoutMs,
+        'the node list',
+      )
       // The informer applies the list after this resolves, synchronously: a change scheduled
       // now runs after it, even when the list is empty and no add event fires.
       this.#listed = true
@@ -59,18 +71,35 @@ export class NodeWatch {
     }
     const watch = new Watch(options.config)
     const open = watch.watch.bind(watch)
-    // Wrapped to know whether a watch is open: while it is, the nodes are current.
+    // Wrapped to know whether a watch is open (while it is, the nodes are current), to have the
+    // API server end it in time, and to give up one that went silent past that.
     watch.watch = async (path, query, callback, done) => {
       let ended = false
-      const controller = await open(path, query, callback, (err: unknown) => {
-        ended = true
-        if (this.#watching) this.#currentAt = Date.now()
-        this.#watching = false
-        done(err)
-      })
+      let idle: NodeJS.Timeout | undefined
+      let controller: AbortController | undefined
+      const arm = (): void => {
+        clearTimeout(idle)
+        idle = setTimeout(() => controller?.abort(), options.timings.watchIdleMs)
+      }
+      controller = await open(
+        path,
+        { ...query, allowWatchBookmarks: true, timeoutSeconds: WATCH_TIMEOUT_SECONDS },
+        (phase: string, object: unknown, event: unknown) => {
+          arm()
+          callback(phase, object, event)
+        },
+        (err: unknown) => {
+          ended = true
+          clearTimeout(idle)
+          if (this.#watching) this.#currentAt = Date.now()
+          this.#watching = false
+          done(err)
+        },
+      )
       if (!ended && !this.#stopped) {
         this.#watching = true
         this.#failures = 0
+        arm()
       }
       return controller
     }
@@ -110,10 +139,8 @@ export class NodeWatch {
 
   #failed(err: unknown): void {
     if (this.#stopped) return
-    const delay = Math.min(
-      this.#options.backoff.maxMs,
-      this.#options.backoff.initialMs * 2 ** Math.min(this.#failures, 20),
-    )
+    const { retryInitialMs, retryMaxMs } = this.#options.timings
+    const delay = Math.min(retryMaxMs, retryInitialMs * 2 ** Math.min(this.#failures, 20))
     this.#failures++
     // ±20 % so that many replicas do not retry in step after an API outage.
     const retryMs = Math.round(delay * (0.8 + 0.4 * Math.random()))

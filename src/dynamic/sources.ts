@@ -14,13 +14,29 @@ import { loadCache, saveCache } from './cache.js'
 import type { NodeWatch } from './k8s-nodes.js'
 import { nodeRanges } from './node-addresses.js'
 
-/** Retry delays of a failed Kubernetes list or watch: doubling from initialMs up to maxMs. */
-export interface Backoff {
-  readonly initialMs: number
-  readonly maxMs: number
+/** How long Kubernetes calls may take, and how retries back off. */
+export interface KubeTimings {
+  /** The first retry delay after a failed list or watch; it doubles up to retryMaxMs. */
+  readonly retryInitialMs: number
+  readonly retryMaxMs: number
+  /** A list that has not answered by then failed (a hung or unreachable API server). */
+  readonly listTimeoutMs: number
+  /**
+   * A watch silent for this long is given up and counts as failed: the API server is asked to
+   * end every watch within WATCH_TIMEOUT_SECONDS, so silence past it means a dead connection.
+   */
+  readonly watchIdleMs: number
 }
 
-export const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 30_000 }
+/** Asked of the API server for every watch; it then ends it cleanly and the watch resumes. */
+export const WATCH_TIMEOUT_SECONDS = 300
+
+export const DEFAULT_KUBE_TIMINGS: KubeTimings = {
+  retryInitialMs: 500,
+  retryMaxMs: 30_000,
+  listTimeoutMs: 30_000,
+  watchIdleMs: (WATCH_TIMEOUT_SECONDS + 60) * 1000,
+}
 
 export interface SourceMetrics {
   /** Sets `hostguard_dynamic_addresses{source}`. */
@@ -40,7 +56,7 @@ export interface DynamicSourcesOptions {
   readonly cacheDir: string | undefined
   /** How long a new source may go without addresses before readiness stops waiting for it. */
   readonly syncWaitMs: number
-  readonly backoff: Backoff
+  readonly timings: KubeTimings
   /** The addresses of some source changed: recompile with `addresses()`. */
   readonly onChange: () => void
   /** `ready()` may have changed. */
@@ -297,7 +313,7 @@ export class DynamicSources {
   #shareNodes(labelSelector: string): SharedNodeWatch {
     const existing = this.#nodeWatches.get(labelSelector)
     if (existing) return existing
-    const { log, metrics, backoff } = this.#options
+    const { log, metrics, timings } = this.#options
     const shared: SharedNodeWatch = { current: undefined, users: new Set() }
     const failed = (err: Error, retryMs?: number): void => {
       for (const state of shared.users) metrics.countError(state.source.name)
@@ -319,7 +335,7 @@ export class DynamicSources {
           const watch: NodeWatch = new NodeWatch({
             config: loadKubeConfig(this.#options.kubeconfig),
             labelSelector,
-            backoff,
+            timings,
             onChange: () => {
               for (const state of shared.users) this.#nodesChanged(watch, state)
             },

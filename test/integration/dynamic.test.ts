@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import type { Client } from '@grpc/grpc-js'
 import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { KubeTimings } from '../../src/dynamic/sources.js'
 import { type Running, serve } from '../../src/serve.js'
 import { FakeKubeApi } from '../support/fake-kube-api.js'
 import { callCheck, checkClient } from '../support/grpc.js'
@@ -47,7 +48,7 @@ interface Started {
 
 async function start(
   policy: string,
-  options: { cacheDir?: string; syncWaitMs?: number } = {},
+  options: { cacheDir?: string; syncWaitMs?: number; timings?: Partial<KubeTimings> } = {},
 ): Promise<Started> {
   const file = join(dir, 'policy.yaml')
   writeFileSync(file, policy)
@@ -60,7 +61,13 @@ async function start(
     log: pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line)) }),
     env: {},
     kubeconfig: api.writeKubeconfig(dir),
-    backoff: { initialMs: 50, maxMs: 400 },
+    kubeTimings: {
+      retryInitialMs: 50,
+      retryMaxMs: 400,
+      listTimeoutMs: 1000,
+      watchIdleMs: 2000,
+      ...options.timings,
+    },
     syncWaitMs: options.syncWaitMs ?? 5000,
     ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }),
   })
@@ -218,6 +225,40 @@ describe('k8s:nodes', () => {
     await api.up()
     await allowedWithin(client, '10.0.7.1', 3000)
     expect(await answer(client, '10.0.12.34')).toBe('allow')
+  })
+
+  it('gives up a watch that went silent (a dead connection) and resumes; bookmarks keep one alive', async () => {
+    api.set(NODE_A)
+    const { running, client } = await start(NODES_ONLY, { timings: { watchIdleMs: 300 } })
+    await allowedWithin(client, '10.0.12.34')
+    const errors = () => metric(running, 'hostguard_dynamic_source_errors_total', 'k8s:nodes')
+    // Bookmarks every 100 ms: the watch is alive.
+    const bookmarks = setInterval(() => api.bookmark(), 100)
+    await new Promise((r) => setTimeout(r, 800))
+    clearInterval(bookmarks)
+    expect(await errors()).toBe(0)
+    // Silence: abandoned after 300 ms, counted, resumed from its resourceVersion.
+    await until(3000, async () => ((await errors()) ?? 0) >= 2, 'silent watches given up')
+    expect(api.requests.filter((r) => r === 'list')).toHaveLength(1)
+    expect(await answer(client, '10.0.12.34')).toBe('allow')
+    api.set(NODE_B)
+    await allowedWithin(client, '10.0.7.1')
+  })
+
+  it('gives up a list that never answers and retries it', async () => {
+    api.hangLists = true
+    api.set(NODE_A)
+    const { running, client } = await start(NODES_ONLY, { timings: { listTimeoutMs: 200 } })
+    await until(
+      3000,
+      async () =>
+        ((await metric(running, 'hostguard_dynamic_source_errors_total', 'k8s:nodes')) ?? 0) >= 2,
+      'hung lists given up',
+    )
+    expect(await readyz(running)).toBe(503)
+    api.hangLists = false
+    await allowedWithin(client, '10.0.12.34', 3000)
+    expect(await readyz(running)).toBe(200)
   })
 
   it('starts from the cache when the API is down at start', async () => {

@@ -61,6 +61,8 @@ export class FakeKubeApi {
   /** Watches from a resourceVersion older than this get 410 Gone (etcd compaction). */
   #compactedBefore = 0
   #port = 0
+  /** While true, lists are accepted and never answered (a hung API server). */
+  hangLists = false
   /** Requests seen, as "list" or "watch@RV", in order. */
   readonly requests: string[] = []
 
@@ -193,6 +195,7 @@ export class FakeKubeApi {
     const selector = url.searchParams.get('labelSelector') ?? ''
     if (url.searchParams.get('watch') !== 'true') {
       this.requests.push('list')
+      if (this.hangLists) return
       const items = [...this.#nodes.values()]
         .filter(({ node }) => matches(node, selector))
         .map(({ node, rv }) => nodeObject(node, rv))
