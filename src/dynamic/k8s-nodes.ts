@@ -74,6 +74,8 @@ export class NodeWatch {
     // Wrapped to know whether a watch is open (while it is, the nodes are current), to have the
     // API server end it in time, and to give up one that went silent past that.
     watch.watch = async (path, query, callback, done) => {
+      // The informer opens a watch after a list without asking whether it was stopped meanwhile.
+      if (this.#stopped) return new AbortController()
       let ended = false
       let idle: NodeJS.Timeout | undefined
       let controller: AbortController | undefined
@@ -96,7 +98,8 @@ export class NodeWatch {
           done(err)
         },
       )
-      if (!ended && !this.#stopped) {
+      if (this.#stopped) controller.abort()
+      else if (!ended) {
         this.#watching = true
         this.#failures = 0
         arm()

@@ -315,6 +315,17 @@ describe('k8s:nodes', () => {
     await until(3000, async () => (await readyz(running)) === 200, 'ready after the first sync')
   })
 
+  it('closes a watch whose response comes after it was stopped', async () => {
+    api.watchDelayMs = 300
+    api.set(NODE_A)
+    const { running, client } = await start(NODES_ONLY)
+    await allowedWithin(client, '10.0.12.34')
+    await running.stop()
+    await new Promise((r) => setTimeout(r, 600))
+    expect(api.requests.filter((r) => r.startsWith('watch@'))).toHaveLength(1)
+    expect(api.openWatches).toBe(0)
+  })
+
   it('stops the watch and drops the series of a source a reload removes', async () => {
     api.set(NODE_A)
     const { running, client } = await start(NODES_ONLY)

@@ -63,6 +63,8 @@ export class FakeKubeApi {
   #port = 0
   /** While true, lists are accepted and never answered (a hung API server). */
   hangLists = false
+  /** Delay before a watch's response starts (a slow API server). */
+  watchDelayMs = 0
   /** Requests seen, as "list" or "watch@RV", in order. */
   readonly requests: string[] = []
 
@@ -215,6 +217,13 @@ export class FakeKubeApi {
       res.end(JSON.stringify({ kind: 'Status', code: 410, reason: 'Expired' }))
       return
     }
+    if (this.watchDelayMs > 0)
+      setTimeout(() => this.#startWatch(res, selector, from), this.watchDelayMs)
+    else this.#startWatch(res, selector, from)
+  }
+
+  #startWatch(res: ServerResponse, selector: string, from: number): void {
+    if (res.destroyed) return
     res.writeHead(200, { 'content-type': 'application/json' })
     res.flushHeaders()
     const watcher = { res, selector }
