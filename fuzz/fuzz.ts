@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { check } from '../src/check/check.js'
-import { compileHeaderNames, decode } from '../src/check/decode.js'
+import { compileHeaderNames, decode, HeaderValues } from '../src/check/decode.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
 import { FORWARDING_HEADERS } from '../src/policy/schema.js'
@@ -469,5 +469,6 @@ export function runFuzz(
 }
 
 function mapReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof HeaderValues) return Object.fromEntries(value.entries().sort())
   return value instanceof Map ? Object.fromEntries([...value.entries()].sort()) : value
 }

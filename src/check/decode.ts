@@ -33,6 +33,7 @@ const HEADER_RAW_VALUE = 3
 // map<string, string> entries; HeaderValue's key is field 1 too
 const MAP_KEY = 1
 const MAP_VALUE = 2
+const KEY_TAG = MAP_KEY * 8 + LEN
 
 /** Header names to keep, as bytes grouped by length, so a key is matched without a string. */
 export interface HeaderNames {
@@ -51,6 +52,61 @@ export function compileHeaderNames(names: Iterable<string>): HeaderNames {
 }
 
 const SITE = compileHeaderNames(['site'])
+
+/**
+ * The wanted headers of one request, kept as offsets into its bytes: a value becomes a string only
+ * when something reads it (most requests never read x-request-id, nor :authority and host when
+ * `http.host` is set). A handful of names, so a scan beats a Map; the names are the policy's
+ * own strings.
+ */
+export class HeaderValues {
+  readonly #buf: Buffer
+  readonly #names: string[] = []
+  readonly #starts: number[] = []
+  readonly #ends: number[] = []
+  readonly #values: (string | undefined)[] = []
+
+  constructor(buf: Buffer) {
+    this.#buf = buf
+  }
+
+  /** The value of `name` (lower case), repeated headers joined with `,`. */
+  get(name: string): string | undefined {
+    const i = this.#names.indexOf(name)
+    if (i < 0) return undefined
+    let value = this.#values[i]
+    if (value === undefined) {
+      // Invalid UTF-8 becomes U+FFFD, which no host, address or secret check accepts.
+      value = this.#buf.toString('utf8', this.#starts[i], this.#ends[i])
+      this.#values[i] = value
+    }
+    return value
+  }
+
+  has(name: string): boolean {
+    return this.#names.includes(name)
+  }
+
+  /** Every kept header and its value (for comparisons in tests and the fuzzer). */
+  entries(): [string, string][] {
+    return this.#names.map((name) => [name, this.get(name) as string])
+  }
+
+  /** A later entry of the same name replaces an earlier one, as in a protobuf map. */
+  setSpan(name: string, start: number, end: number): void {
+    let i = this.#names.indexOf(name)
+    if (i < 0) i = this.#names.push(name) - 1
+    this.#starts[i] = start
+    this.#ends[i] = end
+    this.#values[i] = undefined
+  }
+
+  setValue(name: string, value: string): void {
+    let i = this.#names.indexOf(name)
+    if (i < 0) i = this.#names.push(name) - 1
+    this.#values[i] = value
+  }
+}
 
 /** The name in `names` that buf[start, end) spells, if any. */
 function matchName(
@@ -93,17 +149,19 @@ class Decoder {
   hasHttp = false
   host = ''
   path = ''
-  readonly headers = new Map<string, string>()
+  readonly headers: HeaderValues
   lines: Map<string, string[]> | undefined = undefined
-  /** Set by `entry()`: the wanted name and its value. */
+  /** Set by `entry()`: the wanted name and where its value is. */
   entryName = ''
-  entryValue = ''
+  entryStart = 0
+  entryEnd = 0
   readonly r: WireReader
   readonly names: HeaderNames
 
   constructor(bytes: Buffer, names: HeaderNames) {
     this.r = new WireReader(bytes, 0, bytes.length)
     this.names = names
+    this.headers = new HeaderValues(bytes)
   }
 
   /**
@@ -254,16 +312,36 @@ class Decoder {
 
   /**
    * A map<string, string> entry or a HeaderValue: reads the key and the value (raw_value when
-   * `rawField` occurs) without making a string of an unwanted key. 1 with `entryName` and
-   * `entryValue` set when the key is wanted, 0 when it is not, -1 when malformed.
+   * `rawField` occurs) without making a string of an unwanted key. 1 with `entryName`,
+   * `entryStart` and `entryEnd` set when the key is wanted, 0 when it is not, -1 when malformed.
    */
   entry(end: number, names: HeaderNames, valueField: number, rawField: number): number {
     const r = this.r
+    const buf = r.buf
     let keyStart = 0
     let keyEnd = 0
     let valueStart = 0
     let valueEnd = 0
     let haveRaw = false
+    // Fast path for what Envoy writes: the key, then one value, each shorter than 128 bytes.
+    const start = r.pos
+    const keyLength = buf[start + 1] ?? 0x80
+    if (buf[start] === KEY_TAG && keyLength < 0x80 && start + 2 + keyLength < end) {
+      const at = start + 2 + keyLength
+      const tag = buf[at]
+      const valueLength = buf[at + 1] ?? 0x80
+      if (
+        (tag === valueField * 8 + LEN || tag === rawField * 8 + LEN) &&
+        valueLength < 0x80 &&
+        at + 2 + valueLength === end
+      ) {
+        keyStart = start + 2
+        keyEnd = at
+        valueStart = at + 2
+        valueEnd = end
+        r.pos = end
+      }
+    }
     while (r.pos < end) {
       const kind = this.next(end)
       if (kind < 0) return -1
@@ -284,13 +362,14 @@ class Decoder {
     const name = matchName(names, r.buf, keyStart, keyEnd)
     if (name === undefined) return 0
     this.entryName = name
-    this.entryValue = r.buf.toString('utf8', valueStart, valueEnd)
+    this.entryStart = valueStart
+    this.entryEnd = valueEnd
     return 1
   }
 
   headerEntry(end: number): boolean {
     const found = this.entry(end, this.names, MAP_VALUE, 0)
-    if (found > 0) this.headers.set(this.entryName, this.entryValue)
+    if (found > 0) this.headers.setSpan(this.entryName, this.entryStart, this.entryEnd)
     return found >= 0
   }
 
@@ -298,23 +377,24 @@ class Decoder {
     const found = this.entry(end, this.names, HEADER_VALUE, HEADER_RAW_VALUE)
     if (found > 0) {
       this.lines ??= new Map()
+      const value = this.r.buf.toString('utf8', this.entryStart, this.entryEnd)
       const lines = this.lines.get(this.entryName)
-      if (lines) lines.push(this.entryValue)
-      else this.lines.set(this.entryName, [this.entryValue])
+      if (lines) lines.push(value)
+      else this.lines.set(this.entryName, [value])
     }
     return found >= 0
   }
 
   contextExtension(end: number): boolean {
     const found = this.entry(end, SITE, MAP_VALUE, 0)
-    if (found > 0) this.site = this.entryValue
+    if (found > 0) this.site = this.r.buf.toString('utf8', this.entryStart, this.entryEnd)
     return found >= 0
   }
 
   httpInput(): HttpInput {
     // Envoy sends either `headers` or `header_map`; a request with both keeps `headers` values.
     for (const [key, lines] of this.lines ?? []) {
-      if (!this.headers.has(key)) this.headers.set(key, lines.join(','))
+      if (!this.headers.has(key)) this.headers.setValue(key, lines.join(','))
     }
     const query = this.path.indexOf('?')
     return {

@@ -20,6 +20,12 @@ export type Reason = (typeof REASONS)[number]
 export const MODES = ['enforce', 'dry_run'] as const
 export type Mode = (typeof MODES)[number]
 
+/** Header values by lower-case name (decode's HeaderValues; a Map in tests). */
+export interface HeaderLookup {
+  get(name: string): string | undefined
+  has(name: string): boolean
+}
+
 /** The HTTP part of a CheckRequest, as far as hostguard reads it. */
 export interface HttpInput {
   /** `http.host`, else the `:authority` header, else `host`; undefined when none is set. */
@@ -27,7 +33,7 @@ export interface HttpInput {
   /** `http.path` without its query string. */
   readonly path: string
   /** Only the headers the policy reads, lower-case keys; repeated headers joined with `,`. */
-  readonly headers: ReadonlyMap<string, string>
+  readonly headers: HeaderLookup
 }
 
 /** What `decode` takes from a CheckRequest: plain values, no proto objects. */

@@ -79,6 +79,22 @@ describe('the answer', () => {
     })
   })
 
+  it('writes each client into its answer, also where one answer shape serves many clients', () => {
+    // Same site, reason and address length: one template, two answers.
+    for (const client of ['198.51.100.23', '203.0.113.77', '2001:db8::1', '2001:db8::ff']) {
+      const a = answer(request(client, 'www.example.com'))
+      expect(a.set).toEqual([['x-real-ip', client, 'OVERWRITE_IF_EXISTS_OR_ADD']])
+      expect(a.meta['client']).toBe(client)
+      const denied = answer(request(client, 'nope.example.com'))
+      expect([denied.httpStatus, denied.meta['client']]).toEqual(['NotFound', client])
+    }
+    // The longest address text there is.
+    const mapped = 'ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255'
+    expect(answer(request(mapped, 'www.example.com')).meta['client']).toBe(
+      'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+    )
+  })
+
   it('keeps the trusted forwarding headers when the peer is a trusted proxy', () => {
     const a = answer(request('10.1.2.3', 'www.example.com', { 'x-forwarded-for': '203.0.113.7' }))
     expect(a.remove).toEqual([
