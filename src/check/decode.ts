@@ -34,6 +34,7 @@ const HEADER_RAW_VALUE = 3
 const MAP_KEY = 1
 const MAP_VALUE = 2
 const KEY_TAG = MAP_KEY * 8 + LEN
+const HEADERS_TAG = HTTP_HEADERS * 8 + LEN
 
 /** Header names to keep, as bytes grouped by length, so a key is matched without a string. */
 export interface HeaderNames {
@@ -284,7 +285,17 @@ class Decoder {
   http(end: number): boolean {
     this.hasHttp = true
     const r = this.r
+    const buf = r.buf
     while (r.pos < end) {
+      // Fast path for the 10-20 header entries, each under 128 bytes: no generic field read.
+      const at = r.pos
+      const length = buf[at + 1] ?? 0x80
+      if (buf[at] === HEADERS_TAG && length < 0x80 && at + 2 + length <= end) {
+        const entryEnd = at + 2 + length
+        r.pos = at + 2
+        if (!this.headerEntry(entryEnd) || r.pos !== entryEnd) return false
+        continue
+      }
       const kind = this.next(end)
       if (kind < 0) return false
       if (kind === 0) continue
