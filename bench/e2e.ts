@@ -26,6 +26,8 @@ export interface LoadResult {
   readonly p999Ms: number
   /** Server CPU seconds per wall second during the run (1 = one core). */
   readonly cpu: number
+  /** Server CPU microseconds per answered call: the cost, less exposed to a noisy machine than req/s. */
+  readonly cpuUsPerCall: number
   readonly rssMiB: number
 }
 
@@ -159,6 +161,7 @@ export async function e2eBench(o: E2eOptions): Promise<LoadResult[]> {
             o.openSeconds,
           )
           const wall = (performance.now() - started) / 1000
+          const cpuUsed = cpuSeconds(server.pid) - cpuBefore
           results.push({
             server: kind,
             mode: mode === 'closed' ? 'closed 2x32' : `open ${o.openRate}/s`,
@@ -168,7 +171,8 @@ export async function e2eBench(o: E2eOptions): Promise<LoadResult[]> {
             p50Ms: percentile(r.times, 0.5),
             p99Ms: percentile(r.times, 0.99),
             p999Ms: percentile(r.times, 0.999),
-            cpu: (cpuSeconds(server.pid) - cpuBefore) / wall,
+            cpu: cpuUsed / wall,
+            cpuUsPerCall: (cpuUsed * 1e6) / Math.max(1, r.succeeded),
             rssMiB: rssMiB(server.pid),
           })
         }

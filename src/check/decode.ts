@@ -6,7 +6,7 @@
 // Malformed bytes give undefined, never a throw; unknown fields are skipped, and a message field
 // that occurs twice is merged, as protobuf requires.
 
-import { LEN, WireReader } from './protobuf.js'
+import { LEN, utf8Text, WireReader } from './protobuf.js'
 import type { CheckInput, HttpInput } from './types.js'
 
 // envoy.service.auth.v3.CheckRequest
@@ -38,17 +38,21 @@ const HEADERS_TAG = HTTP_HEADERS * 8 + LEN
 
 /** Header names to keep, as bytes grouped by length, so a key is matched without a string. */
 export interface HeaderNames {
-  readonly byLength: readonly (readonly (readonly [Uint8Array, string])[] | undefined)[]
+  /** Dense, indexed by length (an empty group where no name has that length). */
+  readonly byLength: readonly (readonly HeaderName[])[]
+}
+
+interface HeaderName {
+  readonly bytes: Uint8Array
+  readonly name: string
 }
 
 export function compileHeaderNames(names: Iterable<string>): HeaderNames {
-  const byLength: [Uint8Array, string][][] = []
-  for (const name of names) {
-    const bytes = Buffer.from(name, 'latin1')
-    const group = byLength[bytes.length] ?? []
-    group.push([bytes, name])
-    byLength[bytes.length] = group
-  }
+  const all = [...names].map((name) => ({ bytes: Buffer.from(name, 'latin1'), name }))
+  const longest = Math.max(0, ...all.map((n) => n.bytes.length))
+  // Dense, so that a lookup never reads a hole or past the end (both slow paths in V8).
+  const byLength: HeaderName[][] = Array.from({ length: longest + 1 }, () => [])
+  for (const n of all) byLength[n.bytes.length]?.push(n)
   return { byLength }
 }
 
@@ -78,7 +82,7 @@ export class HeaderValues {
     let value = this.#values[i]
     if (value === undefined) {
       // Invalid UTF-8 becomes U+FFFD, which no host, address or secret check accepts.
-      value = this.#buf.toString('utf8', this.#starts[i], this.#ends[i])
+      value = utf8Text(this.#buf, this.#starts[i] as number, this.#ends[i] as number)
       this.#values[i] = value
     }
     return value
@@ -116,11 +120,13 @@ function matchName(
   start: number,
   end: number,
 ): string | undefined {
-  const group = names.byLength[end - start]
-  if (group === undefined) return undefined
-  for (const [bytes, name] of group) {
+  const length = end - start
+  if (length >= names.byLength.length) return undefined
+  const group = names.byLength[length] as readonly HeaderName[]
+  for (let g = 0; g < group.length; g++) {
+    const { bytes, name } = group[g] as HeaderName
     // From the end: names of one length share prefixes (x-forwarded-…), rarely suffixes.
-    let i = bytes.length - 1
+    let i = length - 1
     while (i >= 0 && bytes[i] === buf[start + i]) i--
     if (i < 0) return name
   }
@@ -180,7 +186,7 @@ class Decoder {
   string(): string {
     const r = this.r
     // Invalid UTF-8 becomes U+FFFD, which no host, address or secret check accepts.
-    const value = r.buf.toString('utf8', r.pos, r.valueEnd)
+    const value = utf8Text(r.buf, r.pos, r.valueEnd)
     r.pos = r.valueEnd
     return value
   }
@@ -388,7 +394,7 @@ class Decoder {
     const found = this.entry(end, this.names, HEADER_VALUE, HEADER_RAW_VALUE)
     if (found > 0) {
       this.lines ??= new Map()
-      const value = this.r.buf.toString('utf8', this.entryStart, this.entryEnd)
+      const value = utf8Text(this.r.buf, this.entryStart, this.entryEnd)
       const lines = this.lines.get(this.entryName)
       if (lines) lines.push(value)
       else this.lines.set(this.entryName, [value])
@@ -398,7 +404,7 @@ class Decoder {
 
   contextExtension(end: number): boolean {
     const found = this.entry(end, SITE, MAP_VALUE, 0)
-    if (found > 0) this.site = this.r.buf.toString('utf8', this.entryStart, this.entryEnd)
+    if (found > 0) this.site = utf8Text(this.r.buf, this.entryStart, this.entryEnd)
     return found >= 0
   }
 

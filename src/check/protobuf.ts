@@ -9,6 +9,18 @@ export const START_GROUP = 3
 export const END_GROUP = 4
 export const FIXED32 = 5
 
+/**
+ * bytes[start, end) as UTF-8 text; invalid sequences become U+FFFD. Node's own `utf8Slice`, which
+ * `Buffer.toString('utf8', …)` calls after its argument handling: ~85 ns instead of ~145 for the
+ * short values of a request (it is on Buffer.prototype in every Node release, but untyped;
+ * toString stands in if a release ever drops it).
+ */
+export const utf8Text: (bytes: Buffer, start: number, end: number) => string =
+  typeof (Buffer.prototype as { utf8Slice?: unknown }).utf8Slice === 'function'
+    ? (bytes, start, end) =>
+        (bytes as Buffer & { utf8Slice(start: number, end: number): string }).utf8Slice(start, end)
+    : (bytes, start, end) => bytes.toString('utf8', start, end)
+
 /** Nested groups deeper than this are treated as malformed rather than followed. */
 const MAX_GROUP_DEPTH = 32
 
