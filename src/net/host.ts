@@ -1,10 +1,38 @@
 import { type Ip, parseIpRange, parseIpV6Range } from './ip.js'
 
-// Django's `host_validation_re`, matched against the whole value (Django's `$` also lets a
-// trailing newline through; a guard should not). It is matched before lower-casing, unlike
-// Django: Unicode lower-casing turns U+212A KELVIN SIGN into an ASCII "k", and the backend would
-// see another name than the one checked.
-const HOST_SYNTAX = /^(?:[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::[0-9]+)?$/i
+// Django's `host_validation_re`, /^([a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(:\d+)?$/i, matched
+// against the whole value (Django's `$` also lets a trailing newline through; a guard should not)
+// by the scanner below, which finds the port in the same pass (the regex is its test oracle in
+// test/property/net.test.ts). It is checked before lower-casing, unlike Django: Unicode
+// lower-casing turns U+212A KELVIN SIGN into an ASCII "k", and the backend would see another
+// name than the one checked.
+
+const CHAR_NAME = 1 // [a-z0-9.-], either case
+const CHAR_HEX = 2 // [a-f0-9], either case
+const CHAR_UPPER = 4
+/** Character classes of ASCII, by code. */
+const CLASS = new Uint8Array(128)
+for (let c = 0; c < 128; c++) {
+  const ch = String.fromCharCode(c)
+  if (/[a-z0-9.-]/i.test(ch)) CLASS[c] = (CLASS[c] ?? 0) | CHAR_NAME
+  if (/[a-f0-9]/i.test(ch)) CLASS[c] = (CLASS[c] ?? 0) | CHAR_HEX
+  if (/[A-Z]/.test(ch)) CLASS[c] = (CLASS[c] ?? 0) | CHAR_UPPER
+}
+
+function charClass(raw: string, i: number): number {
+  const c = raw.charCodeAt(i)
+  return c < 128 ? (CLASS[c] as number) : 0
+}
+
+/** Whether raw[from, raw.length) is `:` and one or more digits. */
+function isPort(raw: string, from: number): boolean {
+  if (from + 1 >= raw.length || raw.charCodeAt(from) !== 0x3a /* : */) return false
+  for (let i = from + 1; i < raw.length; i++) {
+    const c = raw.charCodeAt(i)
+    if (c < 0x30 || c > 0x39) return false
+  }
+  return true
+}
 
 /**
  * Django's `split_domain_port`: the domain of a Host value, lower-cased, without its port and
@@ -12,15 +40,36 @@ const HOST_SYNTAX = /^(?:[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::[0-9]+)?$/i
  * invalid or the domain is empty, which Django answers with 400.
  */
 export function hostDomain(raw: string): string | undefined {
-  if (!HOST_SYNTAX.test(raw)) return undefined
-  const host = raw.toLowerCase()
-  let end = host.length
-  if (host.charCodeAt(end - 1) !== 0x5d /* ] */) {
-    const colon = host.lastIndexOf(':')
-    if (colon >= 0) end = colon
-    if (end > 0 && host.charCodeAt(end - 1) === 0x2e /* . */) end--
+  let upper = false
+  let end: number
+  if (raw.charCodeAt(0) === 0x5b /* [ */) {
+    const close = raw.indexOf(']')
+    if (close < 0) return undefined
+    // [a-f0-9]* : [a-f0-9.:]+
+    let i = 1
+    while (i < close && (charClass(raw, i) & CHAR_HEX) !== 0) i++
+    if (i >= close - 1 || raw.charCodeAt(i) !== 0x3a /* : */) return undefined
+    for (i++; i < close; i++) {
+      const c = raw.charCodeAt(i)
+      if ((charClass(raw, i) & CHAR_HEX) === 0 && c !== 0x2e && c !== 0x3a) return undefined
+    }
+    for (let k = 1; k < close; k++) if ((charClass(raw, k) & CHAR_UPPER) !== 0) upper = true
+    end = close + 1
+    if (end < raw.length && !isPort(raw, end)) return undefined
+  } else {
+    let i = 0
+    for (; i < raw.length; i++) {
+      const cls = charClass(raw, i)
+      if ((cls & CHAR_NAME) === 0) break
+      if ((cls & CHAR_UPPER) !== 0) upper = true
+    }
+    if (i === 0 || (i < raw.length && !isPort(raw, i))) return undefined
+    end = i
+    if (raw.charCodeAt(end - 1) === 0x2e /* . */) end--
   }
-  return end === 0 ? undefined : host.slice(0, end)
+  if (end === 0) return undefined
+  const domain = end === raw.length ? raw : raw.slice(0, end)
+  return upper ? domain.toLowerCase() : domain
 }
 
 /** The address a domain names when it is an IP literal (`10.0.12.34`, `[2001:db8::1]`). */

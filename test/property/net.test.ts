@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import ipaddr from 'ipaddr.js'
 import { describe, expect } from 'vitest'
 import { compileCidrs, matchCidr } from '../../src/net/cidr.js'
-import { compileHosts, matchHost } from '../../src/net/host.js'
+import { compileHosts, hostDomain, matchHost } from '../../src/net/host.js'
 import { formatIp, parseIp } from '../../src/net/ip.js'
 import { parseCidrEntry } from '../../src/policy/load.js'
 import { prop } from '../support/prop.js'
@@ -144,5 +144,32 @@ describe('compiled host matcher', () => {
         djangoMatches(patterns, host),
       )
     },
+  )
+})
+
+// Django's host_validation_re with split_domain_port, as the oracle of the hand-written scanner.
+const DJANGO_HOST = /^(?:[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::[0-9]+)?$/i
+
+function djangoDomain(raw: string): string | undefined {
+  if (!DJANGO_HOST.test(raw)) return undefined
+  const host = raw.toLowerCase()
+  let end = host.length
+  if (!host.endsWith(']')) {
+    const colon = host.lastIndexOf(':')
+    if (colon >= 0) end = colon
+    if (end > 0 && host[end - 1] === '.') end--
+  }
+  return end === 0 ? undefined : host.slice(0, end)
+}
+
+describe('hostDomain', () => {
+  const hostChars = fc.constantFrom(...'aAfFgGzZ09.-:[]\u212a\n _'.split(''))
+  prop(
+    "agrees with Django's host regex and split on strings of host characters",
+    [fc.array(hostChars, { maxLength: 24 }).map((chars) => chars.join(''))],
+    (raw) => {
+      expect(hostDomain(raw)).toBe(djangoDomain(raw))
+    },
+    20_000,
   )
 })
