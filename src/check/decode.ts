@@ -67,9 +67,10 @@ const SITE = compileHeaderNames(['site'])
 export class HeaderValues {
   readonly #buf: Buffer
   readonly #names: string[] = []
-  readonly #starts: number[] = []
-  readonly #ends: number[] = []
-  readonly #values: (string | undefined)[] = []
+  /** [start0, end0, start1, end1, …]: where each value is in #buf. */
+  readonly #spans: number[] = []
+  /** The values made so far (or set whole), created when the first one is. */
+  #values: (string | undefined)[] | undefined
 
   constructor(buf: Buffer) {
     this.#buf = buf
@@ -79,10 +80,11 @@ export class HeaderValues {
   get(name: string): string | undefined {
     const i = this.#names.indexOf(name)
     if (i < 0) return undefined
+    this.#values ??= []
     let value = this.#values[i]
     if (value === undefined) {
       // Invalid UTF-8 becomes U+FFFD, which no host, address or secret check accepts.
-      value = utf8Text(this.#buf, this.#starts[i] as number, this.#ends[i] as number)
+      value = utf8Text(this.#buf, this.#spans[i * 2] as number, this.#spans[i * 2 + 1] as number)
       this.#values[i] = value
     }
     return value
@@ -101,14 +103,17 @@ export class HeaderValues {
   setSpan(name: string, start: number, end: number): void {
     let i = this.#names.indexOf(name)
     if (i < 0) i = this.#names.push(name) - 1
-    this.#starts[i] = start
-    this.#ends[i] = end
-    this.#values[i] = undefined
+    this.#spans[i * 2] = start
+    this.#spans[i * 2 + 1] = end
+    if (this.#values) this.#values[i] = undefined
   }
 
   setValue(name: string, value: string): void {
     let i = this.#names.indexOf(name)
     if (i < 0) i = this.#names.push(name) - 1
+    this.#spans[i * 2] = 0
+    this.#spans[i * 2 + 1] = 0
+    this.#values ??= []
     this.#values[i] = value
   }
 }
@@ -150,7 +155,7 @@ const CONTEXT_EXTENSION = 9
  * One decode. Fields accumulate across the whole message, so repeated message fields merge;
  * `lines` keeps header_map values, one per header line, joined at the end like Envoy's map.
  */
-class Decoder {
+class Decoder extends WireReader {
   peer = ''
   site: string | undefined = undefined
   hasHttp = false
@@ -162,11 +167,11 @@ class Decoder {
   entryName = ''
   entryStart = 0
   entryEnd = 0
-  readonly r: WireReader
   readonly names: HeaderNames
 
+  // The reader itself, not a reader it holds: one object a request fewer.
   constructor(bytes: Buffer, names: HeaderNames) {
-    this.r = new WireReader(bytes, 0, bytes.length)
+    super(bytes, 0, bytes.length)
     this.names = names
     this.headers = new HeaderValues(bytes)
   }
@@ -176,24 +181,22 @@ class Decoder {
    * 0 for another wire type (already skipped), -1 when malformed or running past `end`.
    */
   next(end: number): number {
-    const r = this.r
-    if (!r.field() || r.pos > end) return -1
-    if (r.wireType !== LEN) return r.skip() && r.pos <= end ? 0 : -1
-    return r.length() && r.valueEnd <= end ? 1 : -1
+    if (!this.field() || this.pos > end) return -1
+    if (this.wireType !== LEN) return this.skip() && this.pos <= end ? 0 : -1
+    return this.length() && this.valueEnd <= end ? 1 : -1
   }
 
   /** The LEN value just read, as a string. */
   string(): string {
-    const r = this.r
     // Invalid UTF-8 becomes U+FFFD, which no host, address or secret check accepts.
-    const value = utf8Text(r.buf, r.pos, r.valueEnd)
-    r.pos = r.valueEnd
+    const value = utf8Text(this.buf, this.pos, this.valueEnd)
+    this.pos = this.valueEnd
     return value
   }
 
   /** Reads the LEN value just read as the nested message `message`. */
   nested(message: number): boolean {
-    const end = this.r.valueEnd
+    const end = this.valueEnd
     let ok: boolean
     switch (message) {
       case ATTRIBUTES:
@@ -226,11 +229,11 @@ class Decoder {
       default:
         ok = this.contextExtension(end)
     }
-    return ok && this.r.pos === end
+    return ok && this.pos === end
   }
 
   skipLen(): boolean {
-    this.r.pos = this.r.valueEnd
+    this.pos = this.valueEnd
     return true
   }
 
@@ -239,13 +242,12 @@ class Decoder {
   }
 
   attributes(end: number): boolean {
-    const r = this.r
-    while (r.pos < end) {
+    while (this.pos < end) {
       const kind = this.next(end)
       if (kind < 0) return false
       if (kind === 0) continue
       let ok: boolean
-      switch (r.fieldNumber) {
+      switch (this.fieldNumber) {
         case ATTRIBUTES_SOURCE:
           ok = this.nested(PEER)
           break
@@ -260,53 +262,50 @@ class Decoder {
       }
       if (!ok) return false
     }
-    return r.pos === end
+    return this.pos === end
   }
 
   /** SocketAddress: only the address string. */
   socketAddress(end: number): boolean {
-    const r = this.r
-    while (r.pos < end) {
+    while (this.pos < end) {
       const kind = this.next(end)
       if (kind < 0) return false
       if (kind === 0) continue
-      if (r.fieldNumber === SOCKET_ADDRESS_ADDRESS) this.peer = this.string()
+      if (this.fieldNumber === SOCKET_ADDRESS_ADDRESS) this.peer = this.string()
       else this.skipLen()
     }
-    return r.pos === end
+    return this.pos === end
   }
 
   /** A message of which one LEN field, the nested message `message`, matters. */
   only(end: number, fieldNumber: number, message: number): boolean {
-    const r = this.r
-    while (r.pos < end) {
+    while (this.pos < end) {
       const kind = this.next(end)
       if (kind < 0) return false
       if (kind === 0) continue
-      if (!(r.fieldNumber === fieldNumber ? this.nested(message) : this.skipLen())) return false
+      if (!(this.fieldNumber === fieldNumber ? this.nested(message) : this.skipLen())) return false
     }
-    return r.pos === end
+    return this.pos === end
   }
 
   http(end: number): boolean {
     this.hasHttp = true
-    const r = this.r
-    const buf = r.buf
-    while (r.pos < end) {
+    const buf = this.buf
+    while (this.pos < end) {
       // Fast path for the 10-20 header entries, each under 128 bytes: no generic field read.
-      const at = r.pos
+      const at = this.pos
       const length = buf[at + 1] ?? 0x80
       if (buf[at] === HEADERS_TAG && length < 0x80 && at + 2 + length <= end) {
         const entryEnd = at + 2 + length
-        r.pos = at + 2
-        if (!this.headerEntry(entryEnd) || r.pos !== entryEnd) return false
+        this.pos = at + 2
+        if (!this.headerEntry(entryEnd) || this.pos !== entryEnd) return false
         continue
       }
       const kind = this.next(end)
       if (kind < 0) return false
       if (kind === 0) continue
       let ok = true
-      switch (r.fieldNumber) {
+      switch (this.fieldNumber) {
         case HTTP_HEADERS:
           ok = this.nested(HEADER_ENTRY)
           break
@@ -324,7 +323,7 @@ class Decoder {
       }
       if (!ok) return false
     }
-    return r.pos === end
+    return this.pos === end
   }
 
   /**
@@ -333,15 +332,14 @@ class Decoder {
    * `entryStart` and `entryEnd` set when the key is wanted, 0 when it is not, -1 when malformed.
    */
   entry(end: number, names: HeaderNames, valueField: number, rawField: number): number {
-    const r = this.r
-    const buf = r.buf
+    const buf = this.buf
     let keyStart = 0
     let keyEnd = 0
     let valueStart = 0
     let valueEnd = 0
     let haveRaw = false
     // Fast path for what Envoy writes: the key, then one value, each shorter than 128 bytes.
-    const start = r.pos
+    const start = this.pos
     const keyLength = buf[start + 1] ?? 0x80
     if (buf[start] === KEY_TAG && keyLength < 0x80 && start + 2 + keyLength < end) {
       const at = start + 2 + keyLength
@@ -356,27 +354,27 @@ class Decoder {
         keyEnd = at
         valueStart = at + 2
         valueEnd = end
-        r.pos = end
+        this.pos = end
       }
     }
-    while (r.pos < end) {
+    while (this.pos < end) {
       const kind = this.next(end)
       if (kind < 0) return -1
       if (kind === 0) continue
-      const n = r.fieldNumber
+      const n = this.fieldNumber
       if (n === MAP_KEY) {
-        keyStart = r.pos
-        keyEnd = r.valueEnd
+        keyStart = this.pos
+        keyEnd = this.valueEnd
       } else if ((n === valueField && !haveRaw) || n === rawField) {
         // Envoy sets raw_value alone with encode_raw_headers; if both come, raw_value wins.
         haveRaw = n === rawField
-        valueStart = r.pos
-        valueEnd = r.valueEnd
+        valueStart = this.pos
+        valueEnd = this.valueEnd
       }
-      r.pos = r.valueEnd
+      this.pos = this.valueEnd
     }
-    if (r.pos !== end) return -1
-    const name = matchName(names, r.buf, keyStart, keyEnd)
+    if (this.pos !== end) return -1
+    const name = matchName(names, this.buf, keyStart, keyEnd)
     if (name === undefined) return 0
     this.entryName = name
     this.entryStart = valueStart
@@ -394,7 +392,7 @@ class Decoder {
     const found = this.entry(end, this.names, HEADER_VALUE, HEADER_RAW_VALUE)
     if (found > 0) {
       this.lines ??= new Map()
-      const value = utf8Text(this.r.buf, this.entryStart, this.entryEnd)
+      const value = utf8Text(this.buf, this.entryStart, this.entryEnd)
       const lines = this.lines.get(this.entryName)
       if (lines) lines.push(value)
       else this.lines.set(this.entryName, [value])
@@ -404,7 +402,7 @@ class Decoder {
 
   contextExtension(end: number): boolean {
     const found = this.entry(end, SITE, MAP_VALUE, 0)
-    if (found > 0) this.site = utf8Text(this.r.buf, this.entryStart, this.entryEnd)
+    if (found > 0) this.site = utf8Text(this.buf, this.entryStart, this.entryEnd)
     return found >= 0
   }
 
