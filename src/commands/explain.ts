@@ -165,7 +165,7 @@ function humanText(e: Explanation): string {
   if (e.sources.length > 0) {
     const sources = e.sources.map(
       (s) =>
-        `${s.name} (${s.addresses === null ? 'no addresses in time' : `${s.addresses} addresses`})`,
+        `${s.name} (${s.addresses === null ? 'no addresses in time' : `${s.addresses} address${s.addresses === 1 ? '' : 'es'}`})`,
     )
     lines.push(['sources', sources.join(', ')])
   }

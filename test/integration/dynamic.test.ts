@@ -425,6 +425,6 @@ describe('explain', () => {
     expect(r.stdout).toContain(
       'rule     allowedCidrNets k8s:nodes → node ip-10-0-12-34 (10.0.12.34/32) holds "10.0.12.34"\n',
     )
-    expect(r.stdout).toContain('sources  k8s:nodes (1 addresses)\n')
+    expect(r.stdout).toContain('sources  k8s:nodes (1 address)\n')
   })
 })
