@@ -1,7 +1,7 @@
 // The ceiling for any grpc-js Check service on this machine: identity serializers and one
 // pre-encoded allow answer, no decoding and no decision. node build/tools/bench/noop-server.js PORT
-// It defines its service itself rather than importing src/server/grpc.ts, which would load
-// health, reflection and proto-loader into the process whose memory it stands for.
+// It takes the service definition from src/server/authorization.ts, not src/server/grpc.ts, which
+// would load health, reflection and proto-loader into the process whose memory it stands for.
 
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -9,6 +9,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js'
 import { check } from '../src/check/check.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
+import { AUTHORIZATION_SERVICE } from '../src/server/authorization.js'
 import { FIXTURES, ROOT } from '../test/support/protos.js'
 
 const policy = compilePolicy(
@@ -19,24 +20,10 @@ const policy = compilePolicy(
   ),
 )
 const answer = check(policy, readFileSync(join(FIXTURES, '01-ipv4-direct-host.bin'))).response
-const identity = (b: Buffer): Buffer => b
 const server = new Server()
-server.addService(
-  {
-    Check: {
-      path: '/envoy.service.auth.v3.Authorization/Check',
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: identity,
-      requestDeserialize: identity,
-      responseSerialize: identity,
-      responseDeserialize: identity,
-    },
-  },
-  {
-    Check: (_call: unknown, callback: (err: null, value: Buffer) => void) => callback(null, answer),
-  },
-)
+server.addService(AUTHORIZATION_SERVICE, {
+  Check: (_call: unknown, callback: (err: null, value: Buffer) => void) => callback(null, answer),
+})
 server.bindAsync(
   `127.0.0.1:${process.argv[2] ?? '0'}`,
   ServerCredentials.createInsecure(),

@@ -2,7 +2,12 @@
 
 import type { Logger } from 'pino'
 import { DecisionObserver } from './check/observe.js'
-import { DEFAULT_KUBE_TIMINGS, DynamicSources, type KubeTimings } from './dynamic/sources.js'
+import {
+  DEFAULT_KUBE_TIMINGS,
+  DynamicSources,
+  type KubeTimings,
+  sourcesOf,
+} from './dynamic/sources.js'
 import {
   type CompiledPolicy,
   compilePolicy,
@@ -122,9 +127,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
   }
   const first = load()
   spec = first.spec
-  const { policy } = first
-  const { warnings } = spec
-  install(policy)
+  install(first.policy)
   const reload = (trigger: string): boolean => {
     try {
       const next = load()
@@ -192,16 +195,16 @@ export async function serve(options: ServeOptions): Promise<Running> {
   log.info(
     {
       policy: options.policyFile,
-      sites: [...policy.sites.keys()],
-      topLevel: counts(policy),
-      dynamicSources: [...dynamic.currentTimes().keys()],
+      sites: [...first.policy.sites.keys()],
+      topLevel: counts(first.policy),
+      dynamicSources: [...sourcesOf(spec).keys()],
       listen: options.listen,
       grpcPort: grpc.port,
       httpPort: http.port,
     },
     'hostguard serving',
   )
-  logWarnings(warnings)
+  logWarnings(spec.warnings)
   return {
     grpcPort: grpc.port,
     httpPort: http.port,

@@ -71,7 +71,7 @@ export interface SiteAnswers {
   /**
    * Whole answers with the client address left blank, made on first use: by reason, peer
    * trusted and the address's length, which is all an answer varies by. A memo, not policy: the
-   * only thing written after compile (bounded by REASONS × 2 × 46 lengths).
+   * only thing written after compile (bounded by REASONS × 2 × 40 address lengths).
    */
   readonly templates: Map<number, AnswerTemplate>
 }
@@ -180,8 +180,8 @@ function lenFieldSize(n: number): number {
   return 1 + varintSize(n) + n
 }
 
-/** An IP address as text is at most 45 characters (an IPv4-mapped IPv6 address). */
-const MAX_ADDRESS_LENGTH = 45
+/** Longer than any address formatIp writes (39 characters), to key templates by length. */
+const LENGTH_SLOTS = 64
 const REASON_INDEX: ReadonlyMap<Reason, number> = new Map(REASONS.map((r, i) => [r, i]))
 
 /**
@@ -193,11 +193,10 @@ const REASON_INDEX: ReadonlyMap<Reason, number> = new Map(REASONS.map((r, i) => 
  */
 export function encode(decision: Decision, client: string | undefined): Buffer {
   const length = client === undefined ? 0 : client.length
-  if (length > MAX_ADDRESS_LENGTH) return writeAnswer(decision, client)
   const templates = decision.site.answers.templates
   const key =
     ((REASON_INDEX.get(decision.reason) ?? 0) * 2 + (decision.client.peerTrusted ? 1 : 0)) *
-      (MAX_ADDRESS_LENGTH + 1) +
+      LENGTH_SLOTS +
     length
   let template = templates.get(key)
   if (template === undefined) {
@@ -222,7 +221,7 @@ function answerTemplate(decision: Decision, length: number): AnswerTemplate {
 }
 
 /** The answer, written field by field; the offsets of the client address go to `clientAt`. */
-function writeAnswer(decision: Decision, client: string | undefined, clientAt?: number[]): Buffer {
+function writeAnswer(decision: Decision, client: string | undefined, clientAt: number[]): Buffer {
   const answers = decision.site.answers
   const prefix = answers.metadata.get(decision.reason) ?? EMPTY
   // An IP address in text is ASCII: its length is its size in bytes.
@@ -265,7 +264,7 @@ function writeAnswer(decision: Decision, client: string | undefined, clientAt?: 
       w.len(TAG_OPTION_HEADER, headerValue)
       w.bytes(answers.clientHeaderKey)
       w.len(TAG_HEADER_VALUE, client.length)
-      clientAt?.push(w.pos)
+      clientAt.push(w.pos)
       w.ascii(client)
       w.bytes(OVERWRITE)
     }
@@ -278,7 +277,7 @@ function writeAnswer(decision: Decision, client: string | undefined, clientAt?: 
     w.bytes(CLIENT_KEY)
     w.len(TAG_ENTRY_VALUE, clientValue)
     w.len(TAG_VALUE_STRING, client.length)
-    clientAt?.push(w.pos)
+    clientAt.push(w.pos)
     w.ascii(client)
   }
   return w.done()

@@ -1,10 +1,9 @@
 // A file of addresses and ranges, one per line, `#` starting a comment: published ranges (a CDN's,
 // a cloud load balancer's) that a CronJob syncs into a ConfigMap. Entries use the policy's syntax.
 
-import { readFileSync } from 'node:fs'
 import type { CidrRange } from '../net/cidr.js'
 import { PolicyError, PolicyLoadError } from '../policy/errors.js'
-import { parseCidrEntry } from '../policy/load.js'
+import { parseCidrEntry, readConfigFile } from '../policy/load.js'
 
 /** The ranges of an address file's text; throws PolicyLoadError naming every bad line. */
 export function parseAddressFile(text: string, file: string, sourceName: string): CidrRange[] {
@@ -30,19 +29,11 @@ export function parseAddressFile(text: string, file: string, sourceName: string)
 
 /** Reads and parses an address file; throws PolicyLoadError when it is unreadable or bad. */
 export function readAddressFile(file: string, sourceName: string): CidrRange[] {
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
-    const at = { file, line: 1, col: 1, field: '(address file)' }
-    throw new PolicyLoadError([
-      new PolicyError(
-        'POLICY_ADDRESS_FILE_UNREADABLE',
-        at,
-        `cannot read the address file of ${sourceName} (${reason})`,
-      ),
-    ])
-  }
+  const text = readConfigFile(
+    file,
+    'POLICY_ADDRESS_FILE_UNREADABLE',
+    '(address file)',
+    `the address file of ${sourceName}`,
+  )
   return parseAddressFile(text, file, sourceName)
 }

@@ -864,16 +864,23 @@ export function parsePolicy(
   return { top, sites, warnings: ctx.warnings }
 }
 
-export function loadPolicyFile(file: string, env: NodeJS.ProcessEnv = process.env): PolicySpec {
-  let text: string
+/** A file's text; throws PolicyLoadError with `code`, at its first line, when it cannot be read. */
+export function readConfigFile(
+  file: string,
+  code: PolicyErrorCode,
+  field: string,
+  what: string,
+): string {
   try {
-    text = readFileSync(file, 'utf8')
+    return readFileSync(file, 'utf8')
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
-    const at = { file, line: 1, col: 1, field: '(file)' }
-    throw new PolicyLoadError([
-      new PolicyError('POLICY_FILE_UNREADABLE', at, `cannot read the policy file (${reason})`),
-    ])
+    const at = { file, line: 1, col: 1, field }
+    throw new PolicyLoadError([new PolicyError(code, at, `cannot read ${what} (${reason})`)])
   }
+}
+
+export function loadPolicyFile(file: string, env: NodeJS.ProcessEnv = process.env): PolicySpec {
+  const text = readConfigFile(file, 'POLICY_FILE_UNREADABLE', '(file)', 'the policy file')
   return parsePolicy(text, file, env)
 }

@@ -6,7 +6,6 @@ import {
   Server,
   ServerCredentials,
   type ServerUnaryCall,
-  type ServiceDefinition,
   type sendUnaryData,
   status,
 } from '@grpc/grpc-js'
@@ -18,25 +17,10 @@ import { check } from '../check/check.js'
 import type { DecisionObserver } from '../check/observe.js'
 import type { PolicyStore } from '../policy/store.js'
 import { loadCheckProtos } from '../proto.js'
+import { AUTHORIZATION_SERVICE, AUTHORIZATION_SERVICE_NAME } from './authorization.js'
 
-const identity = (bytes: Buffer): Buffer => bytes
-
-export const AUTHORIZATION_SERVICE_NAME = 'envoy.service.auth.v3.Authorization'
-export const CHECK_METHOD = `/${AUTHORIZATION_SERVICE_NAME}/Check`
 /** The health services: the whole server ("") and the Authorization service. */
 export const HEALTH_SERVICES = ['', AUTHORIZATION_SERVICE_NAME] as const
-
-const AUTHORIZATION_SERVICE: ServiceDefinition = {
-  Check: {
-    path: CHECK_METHOD,
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-}
 
 export interface GrpcServer {
   readonly server: Server

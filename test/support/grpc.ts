@@ -1,5 +1,5 @@
 import { Client, credentials } from '@grpc/grpc-js'
-import { CHECK_METHOD } from '../../src/server/grpc.js'
+import { CHECK_METHOD } from '../../src/server/authorization.js'
 
 const identity = (bytes: Buffer): Buffer => bytes
 
