@@ -7,10 +7,10 @@ import { join } from 'node:path'
 import { bench, describe } from 'vitest'
 import { check } from '../src/check/check.js'
 import { decode } from '../src/check/decode.js'
-import { readPolicy } from '../src/policy/read.js'
+import { policyFile } from '../test/support/policy.js'
 import { FIXTURES, ours, ROOT } from '../test/support/protos.js'
 
-const { policy } = readPolicy(join(ROOT, 'examples', 'policy.yaml'), {})
+const policy = policyFile(join(ROOT, 'examples', 'policy.yaml'))
 
 for (const name of [
   '01-ipv4-direct-host',

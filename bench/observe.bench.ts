@@ -10,11 +10,11 @@ import { pino } from 'pino'
 import { bench, describe } from 'vitest'
 import { check } from '../src/check/check.js'
 import { DecisionObserver } from '../src/check/observe.js'
-import { readPolicy } from '../src/policy/read.js'
 import { createMetrics } from '../src/server/metrics.js'
+import { policyFile } from '../test/support/policy.js'
 import { FIXTURES, ROOT } from '../test/support/protos.js'
 
-const { policy } = readPolicy(join(ROOT, 'examples', 'policy.yaml'), {})
+const policy = policyFile(join(ROOT, 'examples', 'policy.yaml'))
 const observer = new DecisionObserver(
   createMetrics(),
   pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true })),

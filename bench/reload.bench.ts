@@ -6,8 +6,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { bench, describe } from 'vitest'
-import { readPolicy } from '../src/policy/read.js'
 import { PolicyStore } from '../src/policy/store.js'
+import { policyFile } from '../test/support/policy.js'
 
 /** A policy with `n` host patterns (half exact, half `.suffix`) and `n` CIDRs (half v4, half v6). */
 function policyText(n: number): string {
@@ -34,7 +34,7 @@ describe('reload: read, parse, validate, compile, swap', () => {
     bench(
       `${n} hosts + ${n} CIDRs`,
       () => {
-        store.swap(readPolicy(file, {}).policy)
+        store.swap(policyFile(file))
       },
       { iterations: n >= 10_000 ? 10 : 50, time: 0 },
     )

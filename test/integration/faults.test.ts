@@ -12,12 +12,12 @@ import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import { DecisionObserver } from '../../src/check/observe.js'
 import type { CompiledPolicy } from '../../src/policy/compile.js'
-import { readPolicy } from '../../src/policy/read.js'
 import { PolicyStore } from '../../src/policy/store.js'
 import { serve } from '../../src/serve.js'
 import { checkHandler } from '../../src/server/grpc.js'
 import { createMetrics } from '../../src/server/metrics.js'
 import { callCheck, checkClient } from '../support/grpc.js'
+import { policyFile } from '../support/policy.js'
 import { FIXTURES, type Message, official, ROOT } from '../support/protos.js'
 import { spawnServe } from '../support/server.js'
 import { until } from '../support/wait.js'
@@ -27,7 +27,7 @@ const FIXTURE = readFileSync(join(FIXTURES, '01-ipv4-direct-host.bin'))
 
 describe('the last-resort handler', () => {
   it('answers a deny with the policy status when deciding throws, counts it, and serves the next call', () => {
-    const { policy } = readPolicy(EXAMPLE, {})
+    const policy = policyFile(EXAMPLE)
     // A policy whose header table is missing makes decode throw inside check().
     const broken = { ...policy, headerNames: undefined } as unknown as CompiledPolicy
     const store = new PolicyStore()

@@ -1,9 +1,14 @@
 import { type CompiledPolicy, compilePolicy } from '../../src/policy/compile.js'
-import { parsePolicy } from '../../src/policy/load.js'
+import { loadPolicyFile, parsePolicy } from '../../src/policy/load.js'
 
 /** Compiles policy YAML given inline; `env` supplies secrets. */
 export function policyFrom(yaml: string, env: NodeJS.ProcessEnv = {}): CompiledPolicy {
   return compilePolicy(parsePolicy(yaml, 'test.yaml', env))
+}
+
+/** Reads and compiles a policy file, as serve does for a policy without dynamic sources. */
+export function policyFile(file: string, env: NodeJS.ProcessEnv = {}): CompiledPolicy {
+  return compilePolicy(loadPolicyFile(file, env))
 }
 
 /** A header set as the decoder hands it over. */
