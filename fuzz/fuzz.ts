@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { check } from '../src/check/check.js'
 import { compileHeaderNames, decode, HeaderValues } from '../src/check/decode.js'
+import type { CheckInput } from '../src/check/types.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
 import { FORWARDING_HEADERS } from '../src/policy/schema.js'
@@ -445,9 +446,10 @@ export function runFuzz(
       if (input === undefined) decodeFailures++
       if (message && !damaged) {
         const want = expectedInput(message)
-        if (JSON.stringify(input, mapReplacer) !== JSON.stringify(want, mapReplacer))
+        const got = JSON.stringify(plainInput(input), mapReplacer)
+        if (got !== JSON.stringify(want, mapReplacer))
           fail(
-            `decode: got ${JSON.stringify(input, mapReplacer).slice(0, 300)} want ${JSON.stringify(want, mapReplacer).slice(0, 300)}`,
+            `decode: got ${got.slice(0, 300)} want ${JSON.stringify(want, mapReplacer).slice(0, 300)}`,
           )
       }
       const got = observed(check(policy, bytes).response)
@@ -466,6 +468,17 @@ export function runFuzz(
     if (onProgress && (i + 1) % 100_000 === 0) onProgress(i + 1)
   }
   return { seed, cases: count, mutated, decodeFailures, reasons, failures }
+}
+
+/** decode's answer as plain data: its path is a getter, which JSON.stringify would not see. */
+function plainInput(input: CheckInput | undefined) {
+  const http = input?.http
+  return (
+    input && {
+      ...input,
+      http: http && { authority: http.authority, path: http.path, headers: http.headers },
+    }
+  )
 }
 
 function mapReplacer(_key: string, value: unknown): unknown {

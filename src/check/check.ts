@@ -1,7 +1,6 @@
 // One request through the whole pipeline: decode → select site → resolve client → evaluate →
 // encode. The gRPC handler, `explain` and the benchmarks all call this one function.
 
-import { formatIp } from '../net/ip.js'
 import type { CompiledPolicy } from '../policy/compile.js'
 import { resolveClient } from './client.js'
 import { decode } from './decode.js'
@@ -15,8 +14,6 @@ export interface CheckResult {
   readonly response: Buffer
   /** What was read from the request; undefined when it was not a CheckRequest. */
   readonly input: CheckInput | undefined
-  /** The resolved client address as text, when known. */
-  readonly client: string | undefined
 }
 
 const UNKNOWN_CLIENT = Object.freeze({ ip: undefined, peerTrusted: false })
@@ -39,6 +36,5 @@ export function check(policy: CompiledPolicy, request: Buffer, trace?: Trace): C
       decision = decide(site, client, evaluate(site, input, client, trace))
     }
   }
-  const client = decision.client.ip && formatIp(decision.client.ip)
-  return { decision, response: encode(decision, client), input, client }
+  return { decision, response: encode(decision), input }
 }

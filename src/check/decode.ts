@@ -160,7 +160,9 @@ class Decoder extends WireReader {
   site: string | undefined = undefined
   hasHttp = false
   host = ''
-  path = ''
+  /** Where `http.path` is; made a string only if read (only health-check paths read it). */
+  pathStart = 0
+  pathEnd = 0
   readonly headers: HeaderValues
   lines: Map<string, string[]> | undefined = undefined
   /** Set by `entry()`: the wanted name and where its value is. */
@@ -313,7 +315,9 @@ class Decoder extends WireReader {
           ok = this.nested(HEADER_MAP)
           break
         case HTTP_PATH:
-          this.path = this.string()
+          this.pathStart = this.pos
+          this.pathEnd = this.valueEnd
+          ok = this.skipLen()
           break
         case HTTP_HOST:
           this.host = this.string()
@@ -411,13 +415,49 @@ class Decoder extends WireReader {
     for (const [key, lines] of this.lines ?? []) {
       if (!this.headers.has(key)) this.headers.setValue(key, lines.join(','))
     }
-    const query = this.path.indexOf('?')
-    return {
-      authority:
-        this.host || this.headers.get(':authority') || this.headers.get('host') || undefined,
-      path: query < 0 ? this.path : this.path.slice(0, query),
-      headers: this.headers,
+    return new DecodedHttp(
+      this.host || this.headers.get(':authority') || this.headers.get('host') || undefined,
+      this.headers,
+      this.buf,
+      this.pathStart,
+      this.pathEnd,
+    )
+  }
+}
+
+const QUESTION_MARK = 0x3f
+
+/** HttpInput whose path is made from the request's bytes when first read. */
+class DecodedHttp implements HttpInput {
+  readonly authority: string | undefined
+  readonly headers: HeaderValues
+  readonly #buf: Buffer
+  readonly #pathStart: number
+  readonly #pathEnd: number
+  #path: string | undefined = undefined
+
+  constructor(
+    authority: string | undefined,
+    headers: HeaderValues,
+    buf: Buffer,
+    pathStart: number,
+    pathEnd: number,
+  ) {
+    this.authority = authority
+    this.headers = headers
+    this.#buf = buf
+    this.#pathStart = pathStart
+    this.#pathEnd = pathEnd
+  }
+
+  get path(): string {
+    if (this.#path === undefined) {
+      // Without the query string: up to the first '?' byte (never part of a UTF-8 sequence).
+      let end = this.#pathStart
+      while (end < this.#pathEnd && this.#buf[end] !== QUESTION_MARK) end++
+      this.#path = utf8Text(this.#buf, this.#pathStart, end)
     }
+    return this.#path
   }
 }
 

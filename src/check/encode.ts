@@ -2,6 +2,7 @@
 // encoded once when the policy is compiled; per request only the client address is written.
 
 import { STATUS_CODES } from 'node:http'
+import { formatIp } from '../net/ip.js'
 import { denyStatusFor, isAllowReason, modeFor } from './evaluate.js'
 import { LEN, messageField, stringField, varintField, varintSize, WireWriter } from './protobuf.js'
 import { type Decision, REASONS, type Reason } from './types.js'
@@ -185,14 +186,16 @@ const LENGTH_SLOTS = 64
 const REASON_INDEX: ReadonlyMap<Reason, number> = new Map(REASONS.map((r, i) => [r, i]))
 
 /**
- * `client` is the resolved client address as text (check.ts formats it once for the answer and
- * the log). Per request only the client address varies, so the answer is a copy of a template
- * for its reason, peer trust and address length, with the address written in (measured:
- * Buffer.concat of field buffers took three times as long as decoding the request; writing each
- * field per request, half of check()).
+ * Per request only the client address varies, so the answer is a copy of a template for its
+ * reason, peer trust and address length, with the address written in (measured: Buffer.concat
+ * of field buffers took three times as long as decoding the request; writing each field per
+ * request, half of check()). An IPv4 client is written digit by digit, without a string.
  */
-export function encode(decision: Decision, client: string | undefined): Buffer {
-  const length = client === undefined ? 0 : client.length
+export function encode(decision: Decision): Buffer {
+  const ip = decision.client.ip
+  const v4 = ip !== undefined && ip.family === 4
+  const text = ip === undefined || v4 ? undefined : formatIp(ip)
+  const length = v4 ? v4TextLength(ip.value) : text === undefined ? 0 : text.length
   const templates = decision.site.answers.templates
   const key =
     ((REASON_INDEX.get(decision.reason) ?? 0) * 2 + (decision.client.peerTrusted ? 1 : 0)) *
@@ -205,13 +208,37 @@ export function encode(decision: Decision, client: string | undefined): Buffer {
   }
   const out = Buffer.allocUnsafe(template.bytes.length)
   out.set(template.bytes)
-  if (client !== undefined) {
-    for (const at of template.clientAt) {
-      // A JS loop beats Buffer.write for a few dozen ASCII characters (no call into C++).
-      for (let i = 0; i < length; i++) out[at + i] = client.charCodeAt(i)
-    }
+  for (const at of template.clientAt) {
+    if (v4) writeV4(out, at, ip.value)
+    // A JS loop beats Buffer.write for a few dozen ASCII characters (no call into C++).
+    else if (text !== undefined) for (let i = 0; i < length; i++) out[at + i] = text.charCodeAt(i)
   }
   return out
+}
+
+const ZERO = 0x30
+const DOT = 0x2e
+
+/** The length of an IPv4 address's dotted-quad text (as formatIp writes it). */
+function v4TextLength(value: number): number {
+  let length = 3
+  for (let shift = 24; shift >= 0; shift -= 8) {
+    const octet = (value >>> shift) & 0xff
+    length += octet >= 100 ? 3 : octet >= 10 ? 2 : 1
+  }
+  return length
+}
+
+/** Writes an IPv4 address as dotted-quad ASCII at `at`. */
+function writeV4(out: Buffer, at: number, value: number): void {
+  let pos = at
+  for (let shift = 24; shift >= 0; shift -= 8) {
+    const octet = (value >>> shift) & 0xff
+    if (octet >= 100) out[pos++] = ZERO + Math.floor(octet / 100)
+    if (octet >= 10) out[pos++] = ZERO + (Math.floor(octet / 10) % 10)
+    out[pos++] = ZERO + (octet % 10)
+    if (shift > 0) out[pos++] = DOT
+  }
 }
 
 function answerTemplate(decision: Decision, length: number): AnswerTemplate {

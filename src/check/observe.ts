@@ -2,6 +2,7 @@
 // reason are resolved once per policy (`prepare`), so a request does two lookups and two
 // increments. Metrics and logger are passed in: check/ knows no registry and no log sink.
 
+import { formatIp } from '../net/ip.js'
 import type { CompiledPolicy, CompiledSite } from '../policy/compile.js'
 import type { CheckResult } from './check.js'
 import { isAllowReason, modeFor } from './evaluate.js'
@@ -98,7 +99,7 @@ export class DecisionObserver {
         mode: decision.mode,
         // The HTTP status the deny carries (0 for an allow), as Envoy answers it unless dry run.
         status: decision.status,
-        client: result.client,
+        client: decision.client.ip && formatIp(decision.client.ip),
         host: loggable(http?.authority),
         requestId: loggable(http?.headers.get('x-request-id')),
         durationMs: seconds * 1000,

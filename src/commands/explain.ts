@@ -7,6 +7,7 @@ import { pino } from 'pino'
 import { check } from '../check/check.js'
 import type { Trace } from '../check/types.js'
 import { DEFAULT_KUBE_TIMINGS, DynamicSources, sourcesOf } from '../dynamic/sources.js'
+import { formatIp } from '../net/ip.js'
 import { compilePolicy } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import { loadPolicyFile } from '../policy/load.js'
@@ -115,7 +116,7 @@ export async function explain(
   }
   const policy = compilePolicy(spec, undefined, addresses)
   const trace: Trace = { header: undefined, chain: [], rule: undefined }
-  const { decision, response, client } = check(policy, request, trace)
+  const { decision, response } = check(policy, request, trace)
   const answer = checkCodec().decodeResponse(response)
   const ok = answer['ok_response'] as Json | undefined
   const denied = answer['denied_response'] as Json | undefined
@@ -127,7 +128,7 @@ export async function explain(
     reason: decision.reason,
     site: decision.site.name,
     mode: decision.mode,
-    client: client ?? null,
+    client: decision.client.ip ? formatIp(decision.client.ip) : null,
     chain: { header: trace.header ?? null, entries: trace.chain },
     rule: trace.rule ?? null,
     // A denied_response without a status is answered 403 by Envoy.

@@ -100,3 +100,43 @@ describe('x-forwarded-for walk', () => {
     1000,
   )
 })
+
+/** The client address in the answer, as Envoy reads it: the x-real-ip header and the metadata. */
+function answeredClient(peer: string): [string | undefined, string | undefined] {
+  const request = official.encodeRequest({
+    attributes: {
+      source: { address: { socket_address: { address: peer, port_value: 1 } } },
+      request: { http: { method: 'GET', path: '/', host: 'a.example' } },
+    },
+  })
+  const answer = official.decodeResponse(check(POLICY, request).response)
+  const header = answer.ok_response?.headers?.[0]?.header?.value
+  return [header, answer.dynamic_metadata?.fields?.client?.stringValue]
+}
+
+describe('the client written into the answer', () => {
+  prop(
+    'is the IPv4 address in dotted-quad text, every octet width',
+    [fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255))],
+    (octets) => {
+      const text = octets.join('.')
+      expect(answeredClient(text)).toEqual([text, text])
+    },
+    2000,
+  )
+
+  prop(
+    'is the IPv6 address in RFC 5952 text',
+    // Zero groups often, so that runs of them (the :: of RFC 5952) come in every place.
+    [fc.array(fc.oneof(fc.constant(0), fc.nat(0xffff)), { minLength: 8, maxLength: 8 })],
+    (groups) => {
+      const mapped = groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff
+      // ::ffff:a.b.c.d is that IPv4 client (SPEC "Addresses"); ipaddr.js writes RFC 5952.
+      const want = mapped
+        ? [groups[6] ?? 0, groups[7] ?? 0].flatMap((g) => [g >> 8, g & 0xff]).join('.')
+        : new ipaddr.IPv6(groups).toRFC5952String()
+      expect(answeredClient(groups.map((g) => g.toString(16)).join(':'))).toEqual([want, want])
+    },
+    1000,
+  )
+})

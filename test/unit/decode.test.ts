@@ -18,7 +18,11 @@ function plain(input: CheckInput | undefined) {
   expect(headers).toBeInstanceOf(HeaderValues)
   return {
     ...input,
-    http: { ...input.http, headers: new Map((headers as HeaderValues).entries()) },
+    http: {
+      authority: input.http.authority,
+      path: input.http.path,
+      headers: new Map((headers as HeaderValues).entries()),
+    },
   }
 }
 
