@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { check } from '../src/check/check.js'
 import { compileHeaderNames, decode, HeaderValues } from '../src/check/decode.js'
 import type { CheckInput } from '../src/check/types.js'
+import { parseIp } from '../src/net/ip.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
 import { FORWARDING_HEADERS } from '../src/policy/schema.js'
@@ -400,8 +401,11 @@ function expectedInput(m: Message) {
     headers.set(line.key, headers.has(line.key) ? `${headers.get(line.key)},${v}` : v)
   }
   const path = String(http?.path ?? '')
+  const peer: string = m.attributes?.source?.address?.socket_address?.address ?? ''
   return {
-    peer: m.attributes?.source?.address?.socket_address?.address ?? '',
+    peer,
+    // decode parses the peer's bytes; the string parser must give the same address.
+    peerIp: parseIp(peer),
     site: m.attributes?.context_extensions?.site,
     http: http && {
       authority: http.host || headers.get(':authority') || headers.get('host') || undefined,
@@ -470,12 +474,14 @@ export function runFuzz(
   return { seed, cases: count, mutated, decodeFailures, reasons, failures }
 }
 
-/** decode's answer as plain data: its path is a getter, which JSON.stringify would not see. */
+/** decode's answer as plain data: its peer and path are getters, which JSON.stringify would not see. */
 function plainInput(input: CheckInput | undefined) {
   const http = input?.http
   return (
     input && {
-      ...input,
+      peer: input.peer,
+      peerIp: input.peerIp,
+      site: input.site,
       http: http && { authority: http.authority, path: http.path, headers: http.headers },
     }
   )

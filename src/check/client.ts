@@ -3,7 +3,7 @@
 
 import { matchCidr } from '../net/cidr.js'
 import { owsEnd, owsStart, parseForwarded, parseNode } from '../net/forwarding.js'
-import { type Ip, parseIp } from '../net/ip.js'
+import type { Ip } from '../net/ip.js'
 import type { CompiledSite } from '../policy/compile.js'
 import type { ClientAddressHeader } from '../policy/schema.js'
 import type { CheckInput, Client, Trace } from './types.js'
@@ -97,7 +97,7 @@ const WALKS: Record<ClientAddressHeader, Walk> = {
 
 export function resolveClient(site: CompiledSite, input: CheckInput, trace?: Trace): Client {
   trace?.chain.push(input.peer)
-  const peer = parseIp(input.peer)
+  const peer = input.peerIp
   if (peer === undefined) return { ip: undefined, peerTrusted: false }
   const peerTrusted = matchCidr(site.trustedProxies, peer)
   const header = site.clientHeader

@@ -6,6 +6,7 @@
 // Malformed bytes give undefined, never a throw; unknown fields are skipped, and a message field
 // that occurs twice is merged, as protobuf requires.
 
+import { type Ip, parseIpRange } from '../net/ip.js'
 import { LEN, utf8Text, WireReader } from './protobuf.js'
 import type { CheckInput, HttpInput } from './types.js'
 
@@ -156,7 +157,9 @@ const CONTEXT_EXTENSION = 9
  * `lines` keeps header_map values, one per header line, joined at the end like Envoy's map.
  */
 class Decoder extends WireReader {
-  peer = ''
+  /** Where the peer address is: parsed there, and made a string only if read. */
+  peerStart = 0
+  peerEnd = 0
   site: string | undefined = undefined
   hasHttp = false
   host = ''
@@ -273,8 +276,11 @@ class Decoder extends WireReader {
       const kind = this.next(end)
       if (kind < 0) return false
       if (kind === 0) continue
-      if (this.fieldNumber === SOCKET_ADDRESS_ADDRESS) this.peer = this.string()
-      else this.skipLen()
+      if (this.fieldNumber === SOCKET_ADDRESS_ADDRESS) {
+        this.peerStart = this.pos
+        this.peerEnd = this.valueEnd
+      }
+      this.skipLen()
     }
     return this.pos === end
   }
@@ -468,5 +474,40 @@ class DecodedHttp implements HttpInput {
 export function decode(bytes: Buffer, names: HeaderNames): CheckInput | undefined {
   const d = new Decoder(bytes, names)
   if (!d.checkRequest(bytes.length)) return undefined
-  return { peer: d.peer, site: d.site, http: d.hasHttp ? d.httpInput() : undefined }
+  return new DecodedRequest(
+    bytes,
+    d.peerStart,
+    d.peerEnd,
+    d.site,
+    d.hasHttp ? d.httpInput() : undefined,
+  )
+}
+
+/** CheckInput whose peer is parsed from the request's bytes and made a string only if read. */
+class DecodedRequest implements CheckInput {
+  readonly peerIp: Ip | undefined
+  readonly site: string | undefined
+  readonly http: HttpInput | undefined
+  readonly #buf: Buffer
+  readonly #peerStart: number
+  readonly #peerEnd: number
+
+  constructor(
+    buf: Buffer,
+    peerStart: number,
+    peerEnd: number,
+    site: string | undefined,
+    http: HttpInput | undefined,
+  ) {
+    this.peerIp = parseIpRange(buf, peerStart, peerEnd)
+    this.site = site
+    this.http = http
+    this.#buf = buf
+    this.#peerStart = peerStart
+    this.#peerEnd = peerEnd
+  }
+
+  get peer(): string {
+    return utf8Text(this.#buf, this.#peerStart, this.#peerEnd)
+  }
 }

@@ -183,7 +183,7 @@ function lenFieldSize(n: number): number {
 
 /** Longer than any address formatIp writes (39 characters), to key templates by length. */
 const LENGTH_SLOTS = 64
-const REASON_INDEX: ReadonlyMap<Reason, number> = new Map(REASONS.map((r, i) => [r, i]))
+const REASON_INDEX = Object.fromEntries(REASONS.map((r, i) => [r, i])) as Record<Reason, number>
 
 /**
  * Per request only the client address varies, so the answer is a copy of a template for its
@@ -198,8 +198,7 @@ export function encode(decision: Decision): Buffer {
   const length = v4 ? v4TextLength(ip.value) : text === undefined ? 0 : text.length
   const templates = decision.site.answers.templates
   const key =
-    ((REASON_INDEX.get(decision.reason) ?? 0) * 2 + (decision.client.peerTrusted ? 1 : 0)) *
-      LENGTH_SLOTS +
+    (REASON_INDEX[decision.reason] * 2 + (decision.client.peerTrusted ? 1 : 0)) * LENGTH_SLOTS +
     length
   let template = templates.get(key)
   if (template === undefined) {

@@ -40,6 +40,8 @@ export interface HttpInput {
 export interface CheckInput {
   /** `attributes.source.address.socket_address.address`; empty when absent. */
   readonly peer: string
+  /** The peer as an address (SPEC "Addresses"); undefined when it is not one. */
+  readonly peerIp: Ip | undefined
   /** `attributes.context_extensions["site"]`; undefined when absent. */
   readonly site: string | undefined
   /** Undefined for requests without an HTTP part (network filter, TCP, empty message). */

@@ -17,13 +17,24 @@ export interface IpV6 {
 
 export type Ip = IpV4 | IpV6
 
+/**
+ * Text to parse: a string, or the bytes of a request (the peer address is parsed where it lies in
+ * the CheckRequest, without making a string). Any non-ASCII character or byte is invalid in an
+ * address, so char codes and bytes give the same answers.
+ */
+export type AddressText = string | Uint8Array
+
+function codeAt(text: AddressText, i: number): number {
+  return typeof text === 'string' ? text.charCodeAt(i) : (text[i] ?? -1)
+}
+
 const DOT = 0x2e
 const COLON = 0x3a
 const ZERO = 0x30
 const NINE = 0x39
 
 /** Parses dotted-quad text between start and end as a uint32, or -1 when it is not strict IPv4. */
-function parseV4Value(text: string, start: number, end: number): number {
+function parseV4Value(text: AddressText, start: number, end: number): number {
   let value = 0
   let parts = 0
   let i = start
@@ -31,18 +42,18 @@ function parseV4Value(text: string, start: number, end: number): number {
     const partStart = i
     let part = 0
     while (i < end) {
-      const c = text.charCodeAt(i)
+      const c = codeAt(text, i)
       if (c < ZERO || c > NINE) break
       part = part * 10 + (c - ZERO)
       i++
     }
     const digits = i - partStart
     if (digits === 0 || digits > 3 || part > 255) return -1
-    if (digits > 1 && text.charCodeAt(partStart) === ZERO) return -1
+    if (digits > 1 && codeAt(text, partStart) === ZERO) return -1
     value = value * 256 + part
     parts++
     if (parts < 4) {
-      if (i >= end || text.charCodeAt(i) !== DOT) return -1
+      if (i >= end || codeAt(text, i) !== DOT) return -1
       i++
     }
   }
@@ -61,12 +72,17 @@ function hexDigit(c: number): number {
  * Groups are 1-4 hex digits; one `::` stands for one or more zero groups; a dotted IPv4 tail
  * (strict) may take the last two groups.
  */
-function parseV6Groups(text: string, start: number, end: number, groups: Uint16Array): boolean {
+function parseV6Groups(
+  text: AddressText,
+  start: number,
+  end: number,
+  groups: Uint16Array,
+): boolean {
   let count = 0
   let gap = -1
   let i = start
-  if (i < end && text.charCodeAt(i) === COLON) {
-    if (i + 1 >= end || text.charCodeAt(i + 1) !== COLON) return false
+  if (i < end && codeAt(text, i) === COLON) {
+    if (i + 1 >= end || codeAt(text, i + 1) !== COLON) return false
     gap = 0
     i += 2
     if (i === end) {
@@ -79,13 +95,13 @@ function parseV6Groups(text: string, start: number, end: number, groups: Uint16A
     const groupStart = i
     let group = 0
     while (i < end && i - groupStart < 5) {
-      const d = hexDigit(text.charCodeAt(i))
+      const d = hexDigit(codeAt(text, i))
       if (d < 0) break
       group = group * 16 + d
       i++
     }
     const digits = i - groupStart
-    if (i < end && text.charCodeAt(i) === DOT) {
+    if (i < end && codeAt(text, i) === DOT) {
       // A dotted IPv4 tail: only as the last thing in the address, filling two groups.
       if (count > 6) return false
       const v4 = parseV4Value(text, groupStart, end)
@@ -98,9 +114,9 @@ function parseV6Groups(text: string, start: number, end: number, groups: Uint16A
     if (digits === 0 || digits > 4) return false
     groups[count++] = group
     if (i === end) break
-    if (text.charCodeAt(i) !== COLON) return false
+    if (codeAt(text, i) !== COLON) return false
     i++
-    if (i < end && text.charCodeAt(i) === COLON) {
+    if (i < end && codeAt(text, i) === COLON) {
       if (gap >= 0) return false
       gap = count
       i++
@@ -130,10 +146,10 @@ function fromGroups(g: Uint16Array): Ip {
 }
 
 /** Parses text[start, end) as a strict IPv4 or IPv6 address. */
-export function parseIpRange(text: string, start: number, end: number): Ip | undefined {
+export function parseIpRange(text: AddressText, start: number, end: number): Ip | undefined {
   if (end - start > 45 || end <= start) return undefined
   for (let i = start; i < end; i++) {
-    if (text.charCodeAt(i) === COLON) {
+    if (codeAt(text, i) === COLON) {
       return parseV6Groups(text, start, end, scratch) ? fromGroups(scratch) : undefined
     }
   }
@@ -147,7 +163,7 @@ export function parseIp(text: string): Ip | undefined {
 }
 
 /** Parses strict IPv6 text only (no folding decision is made here: mapped forms fold to IPv4). */
-export function parseIpV6Range(text: string, start: number, end: number): Ip | undefined {
+export function parseIpV6Range(text: AddressText, start: number, end: number): Ip | undefined {
   if (end - start > 45 || end <= start) return undefined
   return parseV6Groups(text, start, end, scratch) ? fromGroups(scratch) : undefined
 }

@@ -7,7 +7,7 @@ import { check } from '../../src/check/check.js'
 import { resolveClient } from '../../src/check/client.js'
 import { decode } from '../../src/check/decode.js'
 import { formatIp } from '../../src/net/ip.js'
-import { headers, policyFrom } from '../support/policy.js'
+import { checkInput, headers, policyFrom } from '../support/policy.js'
 import { prop } from '../support/prop.js'
 import { FIXTURES, official } from '../support/protos.js'
 
@@ -83,16 +83,11 @@ describe('x-forwarded-for walk', () => {
     ],
     (hops, sep, peer) => {
       const xff = hops.join(sep)
-      const input = {
-        peer,
-        site: undefined,
-        http: {
-          authority: 'a',
-          path: '/',
-          method: 'GET',
-          headers: headers({ 'x-forwarded-for': xff }),
-        },
-      }
+      const input = checkInput(peer, undefined, {
+        authority: 'a',
+        path: '/',
+        headers: headers({ 'x-forwarded-for': xff }),
+      })
       const client = resolveClient(POLICY.top, input)
       const expected = peer.startsWith('10.') ? referenceWalk(xff, peer) : peer
       expect(client.ip && formatIp(client.ip)).toBe(expected)

@@ -1,3 +1,5 @@
+import type { CheckInput, HttpInput } from '../../src/check/types.js'
+import { parseIp } from '../../src/net/ip.js'
 import { type CompiledPolicy, compilePolicy } from '../../src/policy/compile.js'
 import { loadPolicyFile, parsePolicy } from '../../src/policy/load.js'
 
@@ -9,6 +11,15 @@ export function policyFrom(yaml: string, env: NodeJS.ProcessEnv = {}): CompiledP
 /** Reads and compiles a policy file, as serve does for a policy without dynamic sources. */
 export function policyFile(file: string, env: NodeJS.ProcessEnv = {}): CompiledPolicy {
   return compilePolicy(loadPolicyFile(file, env))
+}
+
+/** What decode hands over for a request from `peer` (its address parsed as decode parses it). */
+export function checkInput(
+  peer: string,
+  site: string | undefined,
+  http: HttpInput | undefined,
+): CheckInput {
+  return { peer, peerIp: parseIp(peer), site, http }
 }
 
 /** A header set as the decoder hands it over. */

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { resolveClient } from '../../src/check/client.js'
-import type { CheckInput } from '../../src/check/types.js'
 import { parseForwarded, parseNode } from '../../src/net/forwarding.js'
 import { formatIp } from '../../src/net/ip.js'
-import { headers, policyFrom } from '../support/policy.js'
+import { checkInput, headers, policyFrom } from '../support/policy.js'
 
 function clientOf(
   trustedHeader: string,
@@ -14,11 +13,11 @@ function clientOf(
   const policy = policyFrom(
     `version: 1\nallowedHosts: ["*"]\ntrustedProxies: ${proxies}\ntrustedHeaders: [${trustedHeader}]\n`,
   )
-  const input: CheckInput = {
-    peer,
-    site: undefined,
-    http: { authority: 'a.example', path: '/', headers: headers(extra) },
-  }
+  const input = checkInput(peer, undefined, {
+    authority: 'a.example',
+    path: '/',
+    headers: headers(extra),
+  })
   const client = resolveClient(policy.top, input)
   return { ip: client.ip && formatIp(client.ip), peerTrusted: client.peerTrusted }
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { compileHeaderNames, decode, HeaderValues } from '../../src/check/decode.js'
 import type { CheckInput } from '../../src/check/types.js'
+import { formatIp, parseIp } from '../../src/net/ip.js'
 import { FORWARDING_HEADERS } from '../../src/policy/schema.js'
 import { FIXTURES, type Message, official, ours } from '../support/protos.js'
 
@@ -11,17 +12,22 @@ const read = (name: string): Buffer => readFileSync(join(FIXTURES, name))
 const WANTED = [':authority', 'host', ':path', 'x-health', 'user-agent', ...FORWARDING_HEADERS]
 const ALL_HEADERS = compileHeaderNames(WANTED)
 
-/** decode's answer with its headers as a Map, to compare by value (HeaderValues keeps them private). */
+/**
+ * decode's answer as plain data, to compare by value: its peer and path are getters, and its
+ * headers a HeaderValues (which keeps them private), here a Map.
+ */
 function plain(input: CheckInput | undefined) {
-  if (!input?.http) return input
-  const headers = input.http.headers
-  expect(headers).toBeInstanceOf(HeaderValues)
+  if (!input) return input
+  const http = input.http
+  if (http) expect(http.headers).toBeInstanceOf(HeaderValues)
   return {
-    ...input,
-    http: {
-      authority: input.http.authority,
-      path: input.http.path,
-      headers: new Map((headers as HeaderValues).entries()),
+    peer: input.peer,
+    peerIp: input.peerIp,
+    site: input.site,
+    http: http && {
+      authority: http.authority,
+      path: http.path,
+      headers: new Map((http.headers as HeaderValues).entries()),
     },
   }
 }
@@ -39,8 +45,11 @@ function specFields(message: Message) {
   }
   for (const [k, v] of lines) headers.set(k, v.join(','))
   const path: string = http?.path ?? ''
+  const peer: string = attributes.source?.address?.socket_address?.address ?? ''
   return {
-    peer: attributes.source?.address?.socket_address?.address ?? '',
+    peer,
+    // The address parser reads the string here and the bytes in decode: the same answer.
+    peerIp: parseIp(peer),
     site: attributes.context_extensions?.site,
     http: http && {
       authority: http.host || headers.get(':authority') || headers.get('host') || undefined,
@@ -107,11 +116,39 @@ describe('decode', () => {
   })
 
   it('reads an empty message as a request with no peer and no HTTP part', () => {
-    expect(decode(Buffer.alloc(0), ALL_HEADERS)).toEqual({
+    expect(plain(decode(Buffer.alloc(0), ALL_HEADERS))).toEqual({
       peer: '',
+      peerIp: undefined,
       site: undefined,
       http: undefined,
     })
+  })
+
+  it('parses the peer from its bytes as strictly as from text, non-ASCII included', () => {
+    const peerOf = (address: string | Buffer) => {
+      // CheckRequest.attributes.source.address.socket_address.address, written by hand so that
+      // the address can be any bytes (each length below 128: one byte).
+      const raw = typeof address === 'string' ? Buffer.from(address) : address
+      const socket = Buffer.concat([Buffer.from([0x12, raw.length]), raw])
+      const message = Buffer.concat([Buffer.from([0x0a, socket.length]), socket])
+      const peer = Buffer.concat([Buffer.from([0x0a, message.length]), message])
+      const attributes = Buffer.concat([Buffer.from([0x0a, peer.length]), peer])
+      const input = decode(
+        Buffer.concat([Buffer.from([0x0a, attributes.length]), attributes]),
+        ALL_HEADERS,
+      )
+      return [input?.peer, input?.peerIp && formatIp(input.peerIp)]
+    }
+    expect(peerOf('198.51.100.23')).toEqual(['198.51.100.23', '198.51.100.23'])
+    expect(peerOf('2001:DB8::1')).toEqual(['2001:DB8::1', '2001:db8::1'])
+    expect(peerOf('::ffff:10.0.0.1')).toEqual(['::ffff:10.0.0.1', '10.0.0.1'])
+    expect(peerOf('010.0.0.1')).toEqual(['010.0.0.1', undefined])
+    // Fullwidth digits, and a Latin-1 byte where a digit belongs: not addresses.
+    expect(peerOf('１.２.３.４')).toEqual(['１.２.３.４', undefined])
+    expect(peerOf(Buffer.from([0x31, 0x2e, 0x32, 0x2e, 0x33, 0x2e, 0xb4]))).toEqual([
+      '1.2.3.\ufffd',
+      undefined,
+    ])
   })
 
   it('merges a message field that occurs twice, as protobuf requires', () => {
@@ -119,8 +156,9 @@ describe('decode', () => {
       attributes: { source: { address: { socket_address: { address: '192.0.2.1' } } } },
     })
     const b = official.encodeRequest({ attributes: { context_extensions: { site: 'blog' } } })
-    expect(decode(Buffer.concat([a, b]), ALL_HEADERS)).toMatchObject({
+    expect(plain(decode(Buffer.concat([a, b]), ALL_HEADERS))).toMatchObject({
       peer: '192.0.2.1',
+      peerIp: { family: 4, value: 0xc0000201 },
       site: 'blog',
     })
   })

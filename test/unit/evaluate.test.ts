@@ -3,7 +3,7 @@ import { resolveClient } from '../../src/check/client.js'
 import { evaluate, selectSite } from '../../src/check/evaluate.js'
 import type { CheckInput, HttpInput } from '../../src/check/types.js'
 import type { CompiledPolicy } from '../../src/policy/compile.js'
-import { headers, policyFrom } from '../support/policy.js'
+import { checkInput, headers, policyFrom } from '../support/policy.js'
 
 const POLICY = policyFrom(
   `version: 1
@@ -35,7 +35,7 @@ function http(
 }
 
 function reasonOf(input: Partial<CheckInput>, policy: CompiledPolicy = POLICY): string {
-  const full: CheckInput = { peer: '198.51.100.1', site: undefined, http: undefined, ...input }
+  const full = checkInput(input.peer ?? '198.51.100.1', input.site, input.http)
   const site = selectSite(policy, full)
   if (!site) return 'unknown_site'
   return evaluate(site, full, resolveClient(site, full))

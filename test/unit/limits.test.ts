@@ -5,7 +5,7 @@ import type { CheckInput } from '../../src/check/types.js'
 import { formatIp } from '../../src/net/ip.js'
 import { compilePolicy } from '../../src/policy/compile.js'
 import { parsePolicy } from '../../src/policy/load.js'
-import { headers } from '../support/policy.js'
+import { checkInput, headers } from '../support/policy.js'
 
 const LIMITS = { maxForwardedHops: 4, maxHeaderBytes: 300 }
 const POLICY = compilePolicy(
@@ -22,7 +22,7 @@ function input(
   authority = 'www.example.com',
   site?: string,
 ): CheckInput {
-  return { peer: '10.0.0.2', site, http: { authority, path: '/', headers: headers(h) } }
+  return checkInput('10.0.0.2', site, { authority, path: '/', headers: headers(h) })
 }
 
 function clientOf(h: Record<string, string>, site?: string): string | undefined {
