@@ -65,12 +65,30 @@ function merge<T extends number | bigint>(intervals: [T, T][], successor: (x: T)
   return merged
 }
 
+/** The mask of the `bits` high bits of a 32-bit word (0 to 32). */
+function highBits(bits: number): number {
+  return bits <= 0 ? 0 : bits >= 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0
+}
+
 /** The first address of ip/prefix: the address with its host bits cleared. */
 export function networkAddress(ip: Ip, prefix: number): Ip {
-  if (ip.family === 4) return { family: 4, value: v4Interval(ip.value, prefix)[0] }
-  const hostBits = BigInt(128 - prefix)
-  const words = toWords((toBig(ip.words) >> hostBits) << hostBits)
-  return { family: 6, words: [words[0] ?? 0, words[1] ?? 0, words[2] ?? 0, words[3] ?? 0] }
+  if (ip.family === 4) return { family: 4, value: (ip.value & highBits(prefix)) >>> 0 }
+  const [w0, w1, w2, w3] = ip.words
+  return {
+    family: 6,
+    words: [
+      (w0 & highBits(prefix)) >>> 0,
+      (w1 & highBits(prefix - 32)) >>> 0,
+      (w2 & highBits(prefix - 64)) >>> 0,
+      (w3 & highBits(prefix - 96)) >>> 0,
+    ],
+  }
+}
+
+/** The same address (an IPv4 address and its mapped IPv6 form are both folded to IPv4). */
+export function sameIp(a: Ip, b: Ip): boolean {
+  if (a.family === 4) return b.family === 4 && a.value === b.value
+  return b.family === 6 && a.words.every((w, k) => w === b.words[k])
 }
 
 export function compileCidrs(ranges: readonly CidrRange[]): CidrMatcher {
@@ -98,7 +116,14 @@ export function compileCidrs(ranges: readonly CidrRange[]): CidrMatcher {
     v6Words.set(toWords(start), i * 8)
     v6Words.set(toWords(end), i * 8 + 4)
   })
-  return { ranges, size: ranges.length, v4: Float64Array.from(mergedV4.flat()), v6: v6Words }
+  // Frozen here, not by compile's deep freeze: walking into the ranges (the spec's own objects,
+  // read only by explain) to freeze each took a third of compiling a 10,000-entry list.
+  return Object.freeze({
+    ranges,
+    size: ranges.length,
+    v4: Float64Array.from(mergedV4.flat()),
+    v6: v6Words,
+  })
 }
 
 function inV4(table: Float64Array, value: number): boolean {

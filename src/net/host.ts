@@ -98,7 +98,8 @@ export function compileHosts(patterns: readonly string[]): HostMatcher {
     else if (pattern.startsWith('.')) suffixes.set(pattern.slice(1), pattern)
     else exact.add(pattern)
   }
-  return { any, exact, suffixes }
+  // Frozen here, not by compile's deep freeze, which would walk every pattern (strings).
+  return Object.freeze({ any, exact, suffixes })
 }
 
 /**

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml'
-import { type CidrRange, networkAddress } from '../net/cidr.js'
+import { type CidrRange, networkAddress, sameIp } from '../net/cidr.js'
 import { formatIp, parseIp } from '../net/ip.js'
 import { PolicyError, type PolicyErrorCode, PolicyLoadError, type SourcePos } from './errors.js'
 import {
@@ -201,7 +201,7 @@ export function parseCidrEntry(text: string): CidrResult {
         : { ip: { family: 6, words: [0, 0, 0xffff, ip.value] }, prefix }
       : { ip, prefix }
   const network = networkAddress(range.ip, range.prefix)
-  if (formatIp(network) !== formatIp(range.ip)) {
+  if (!sameIp(network, range.ip)) {
     const shown =
       ip.family === 4 && writtenV6 && network.family === 4
         ? `::ffff:${formatIp(network)}`

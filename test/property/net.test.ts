@@ -1,9 +1,9 @@
 import fc from 'fast-check'
 import ipaddr from 'ipaddr.js'
 import { describe, expect } from 'vitest'
-import { compileCidrs, matchCidr } from '../../src/net/cidr.js'
+import { compileCidrs, matchCidr, networkAddress, sameIp } from '../../src/net/cidr.js'
 import { compileHosts, hostDomain, matchHost } from '../../src/net/host.js'
-import { formatIp, parseIp } from '../../src/net/ip.js'
+import { formatIp, type Ip, parseIp } from '../../src/net/ip.js'
 import { parseCidrEntry } from '../../src/policy/load.js'
 import { prop } from '../support/prop.js'
 
@@ -81,6 +81,37 @@ describe('compiled CIDR matcher', () => {
         expect(ip && matchCidr(compiled, ip)).toBe(true)
       }
     },
+  )
+})
+
+describe('network address of a range', () => {
+  /** The reference: the address as one 32- or 128-bit integer, host bits shifted out and back. */
+  function toBig(ip: Ip): bigint {
+    let n = 0n
+    for (const w of ip.family === 4 ? [ip.value] : ip.words) n = (n << 32n) | BigInt(w)
+    return n
+  }
+  function referenceNetwork(ip: Ip, prefix: number): bigint {
+    const width = ip.family === 4 ? 32 : 128
+    const n = toBig(ip)
+    const hostBits = BigInt(width - prefix)
+    return (n >> hostBits) << hostBits
+  }
+
+  prop(
+    'clears exactly the host bits, for every prefix length',
+    [fc.oneof(v4, v6), fc.nat(128)],
+    (text, bits) => {
+      const ip = parseIp(text) as Ip
+      const prefix = bits % ((ip.family === 4 ? 32 : 128) + 1)
+      const network = networkAddress(ip, prefix)
+      expect(network.family).toBe(ip.family)
+      expect(toBig(network)).toBe(referenceNetwork(ip, prefix))
+      expect(sameIp(network, ip)).toBe(
+        referenceNetwork(ip, prefix) === referenceNetwork(ip, ip.family === 4 ? 32 : 128),
+      )
+    },
+    3000,
   )
 })
 
