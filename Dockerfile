@@ -11,6 +11,10 @@ RUN npx tsc -p tsconfig.json
 # Runtime: production dependencies, the compiled code and the protos reflection serves.
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
+# A young generation of 8 MiB semi-spaces instead of Node 24's default: peak RSS under a burst of
+# 2 x 32 streams falls from about 280 to 170 MiB for 0-5 % more CPU per call (docs/operations.md,
+# "Memory"). The Deployment's env may override it.
+ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force

@@ -35,6 +35,10 @@ function pinned(core: number, command: string, args: string[]): [string, string[
   return haveTaskset ? ['taskset', ['-c', String(core), command, ...args]] : [command, args]
 }
 
+/** Both servers run with the container image's V8 settings (Dockerfile, ENV NODE_OPTIONS). */
+const IMAGE_NODE_OPTIONS =
+  /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))?.[1] ?? ''
+
 interface Started {
   readonly child: ChildProcess
   readonly pid: number
@@ -61,7 +65,7 @@ async function startServer(kind: 'hostguard' | 'noop'): Promise<Started> {
   const [command, full] = pinned(0, process.execPath, args)
   const child = spawn(command, full, {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, HEALTH_CHECK_HEADER_VALUE: 'secret' },
+    env: { ...process.env, HEALTH_CHECK_HEADER_VALUE: 'secret', NODE_OPTIONS: IMAGE_NODE_OPTIONS },
   })
   let out = ''
   child.stdout?.on('data', (d) => {

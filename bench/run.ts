@@ -84,7 +84,7 @@ if (!haveH2load) {
       : { rounds: 5, closedRequests: 60_000, openRate: 5_000, openSeconds: 10 },
   )
   say(
-    'Server pinned to core 0, h2load to core 1 (taskset); fixture 01; rounds alternate the order.',
+    "Server pinned to core 0, h2load to core 1 (taskset); fixture 01; rounds alternate the order; both servers with the image's NODE_OPTIONS.",
   )
   say()
   say(

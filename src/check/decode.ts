@@ -2,7 +2,9 @@
 // (proto/envoy/service/auth/v3/*.proto, checked against the official protos in the tests).
 // It reads the wire format directly and makes strings only of what SPEC reads: header keys are
 // compared as bytes against the names the policy uses, since turning a short buffer slice into a
-// string costs about 90 ns and Envoy sends 10-20 headers (bench/decode.bench.ts).
+// string costs about 90 ns and Envoy sends 10-20 headers (bench/decode.bench.ts); the peer is
+// parsed as an address where it lies, and the peer, the path and header values become strings
+// only when read.
 // Malformed bytes give undefined, never a throw; unknown fields are skipped, and a message field
 // that occurs twice is merged, as protobuf requires.
 

@@ -17,6 +17,10 @@ const copies = [...dockerfile.matchAll(/^COPY (?!--from)(.+) (\S+)$/gm)].flatMap
   (m[1] ?? '').split(' '),
 )
 const runtime = dockerfile.slice(dockerfile.lastIndexOf('FROM '))
+/** The runtime stage's ENV lines, as the container's process sees them. */
+const imageEnv = Object.fromEntries(
+  [...runtime.matchAll(/^ENV (\w+)=(.*)$/gm)].map((m) => [m[1] ?? '', m[2] ?? '']),
+)
 
 describe('Dockerfile', () => {
   it('copies only paths that exist and that .dockerignore lets through', () => {
@@ -49,7 +53,11 @@ describe('Dockerfile', () => {
     expect(existsSync(join(ROOT, cmd[2] ?? ''))).toBe(true)
   })
 
-  it('its production install (no dev dependencies) starts the server', {
+  it('bounds the young generation, which sets peak memory under a burst (docs/operations.md)', () => {
+    expect(imageEnv).toEqual({ NODE_ENV: 'production', NODE_OPTIONS: '--max-semi-space-size=8' })
+  })
+
+  it('its production install (no dev dependencies) starts the server with the image env', {
     timeout: 180_000,
   }, async () => {
     const app = mkdtempSync(join(tmpdir(), 'hostguard-image-'))
@@ -61,10 +69,15 @@ describe('Dockerfile', () => {
       { cwd: app, env: { ...process.env, NODE_ENV: 'production' } },
     )
     expect(existsSync(join(app, 'node_modules', 'typescript'))).toBe(false)
+    // Node refuses to start on a NODE_OPTIONS flag it does not allow there.
     const server = spawnServe(
       join(app, 'examples', 'policy.yaml'),
       [],
       join(app, 'dist', 'main.js'),
+      {
+        ...process.env,
+        ...imageEnv,
+      },
     )
     try {
       const { httpPort } = await server.started()

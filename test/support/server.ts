@@ -38,20 +38,25 @@ export function spawnServe(
   policyFile: string,
   extra: readonly string[] = [],
   main = MAIN,
+  env: NodeJS.ProcessEnv = process.env,
 ): ServeProcess {
-  const child = spawn(process.execPath, [
-    main,
-    'serve',
-    '--policy',
-    policyFile,
-    '--grpc-port',
-    '0',
-    '--http-port',
-    '0',
-    '--listen',
-    '127.0.0.1',
-    ...extra,
-  ])
+  const child = spawn(
+    process.execPath,
+    [
+      main,
+      'serve',
+      '--policy',
+      policyFile,
+      '--grpc-port',
+      '0',
+      '--http-port',
+      '0',
+      '--listen',
+      '127.0.0.1',
+      ...extra,
+    ],
+    { env },
+  )
   let out = ''
   child.stdout.on('data', (d) => {
     out += d
