@@ -25,7 +25,9 @@ const median = (xs: number[]): number =>
 const command = `npm run bench${quick ? ' -- --quick' : ''}`
 say(`# hostguard benchmark${quick ? ' (quick)' : ''}`)
 say()
-say(`- command: \`${command}\``)
+say(
+  `- command: \`${command}\` on the Node.js below (the image's runtime: \`npx -y -p node@24 -- ${command}\`)`,
+)
 say(
   `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${f(totalmem() / 2 ** 30)} GiB`,
 )
