@@ -39,13 +39,23 @@ function pinned(core: number, command: string, args: string[]): [string, string[
 const IMAGE_NODE_OPTIONS =
   /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))?.[1] ?? ''
 
-interface Started {
+export interface Started {
   readonly child: ChildProcess
   readonly pid: number
   readonly port: number
 }
 
-async function startServer(kind: 'hostguard' | 'noop'): Promise<Started> {
+type Wrap = (command: string, args: string[]) => [string, string[]]
+
+/**
+ * Starts one of the two servers; `wrap` runs it under another program that execs or hosts it in
+ * the same process (taskset by default; valgrind in bench/instructions.ts).
+ */
+export async function startServer(
+  kind: 'hostguard' | 'noop',
+  wrap: Wrap = (command, args) => pinned(0, command, args),
+  startMs = 15_000,
+): Promise<Started> {
   const port = await freePort()
   const args =
     kind === 'hostguard'
@@ -62,7 +72,7 @@ async function startServer(kind: 'hostguard' | 'noop'): Promise<Started> {
           '127.0.0.1',
         ]
       : [join(ROOT, 'build', 'tools', 'bench', 'noop-server.js'), String(port)]
-  const [command, full] = pinned(0, process.execPath, args)
+  const [command, full] = wrap(process.execPath, args)
   const child = spawn(command, full, {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, HEALTH_CHECK_HEADER_VALUE: 'secret', NODE_OPTIONS: IMAGE_NODE_OPTIONS },
@@ -71,8 +81,8 @@ async function startServer(kind: 'hostguard' | 'noop'): Promise<Started> {
   child.stdout?.on('data', (d) => {
     out += d
   })
-  await until(15_000, () => out.includes('serving'), `${kind} start-up`)
-  // The node process: taskset execs it in place, so the pid is the same.
+  await until(startMs, () => out.includes('serving'), `${kind} start-up`)
+  // The node process: taskset execs it in place (valgrind hosts it), so the pid is the same.
   return { child, pid: child.pid ?? 0, port }
 }
 
@@ -90,7 +100,7 @@ function percentile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN
 }
 
-async function h2load(
+export async function h2load(
   port: number,
   body: string,
   mode: 'closed' | 'open',
@@ -139,13 +149,19 @@ export interface E2eOptions {
 }
 
 /** Runs both servers in turn, `rounds` times, closed loop then open loop each. */
-export async function e2eBench(o: E2eOptions): Promise<LoadResult[]> {
+/** A file holding fixture 01 as one gRPC message (length-prefixed, uncompressed), for h2load -d. */
+export function requestBody(): string {
   const dir = mkdtempSync(join(tmpdir(), 'hostguard-e2e-'))
   const message = readFileSync(join(FIXTURES, '01-ipv4-direct-host.bin'))
   const frame = Buffer.alloc(5)
-  frame.writeUInt32BE(message.length, 1) // gRPC length-prefixed message, uncompressed
+  frame.writeUInt32BE(message.length, 1)
   const body = join(dir, 'check.grpc')
   writeFileSync(body, Buffer.concat([frame, message]))
+  return body
+}
+
+export async function e2eBench(o: E2eOptions): Promise<LoadResult[]> {
+  const body = requestBody()
   const results: LoadResult[] = []
   for (let round = 0; round < o.rounds; round++) {
     const order: ('hostguard' | 'noop')[] =
