@@ -3,8 +3,7 @@
 // addresses calls `onChange`, and the caller recompiles and swaps the policy as a reload does.
 
 import type { Logger } from 'pino'
-import type { CidrRange } from '../net/cidr.js'
-import { formatIp } from '../net/ip.js'
+import { type CidrRange, sameIp } from '../net/cidr.js'
 import type { DynamicAddresses } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import type { AddressList, AddressSource, PolicySpec, SiteSpec } from '../policy/schema.js'
@@ -90,11 +89,7 @@ function sameRanges(a: readonly CidrRange[], b: readonly CidrRange[]): boolean {
     a.length === b.length &&
     a.every((r, i) => {
       const other = b[i] as CidrRange
-      return (
-        r.prefix === other.prefix &&
-        r.origin === other.origin &&
-        formatIp(r.ip) === formatIp(other.ip)
-      )
+      return r.prefix === other.prefix && r.origin === other.origin && sameIp(r.ip, other.ip)
     })
   )
 }

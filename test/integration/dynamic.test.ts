@@ -7,6 +7,7 @@ import type { Client } from '@grpc/grpc-js'
 import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { KubeTimings } from '../../src/dynamic/sources.js'
+import { DEBOUNCE_MS } from '../../src/policy/watch.js'
 import { type Running, serve } from '../../src/serve.js'
 import { FakeKubeApi } from '../support/fake-kube-api.js'
 import { callCheck, checkClient } from '../support/grpc.js'
@@ -355,6 +356,12 @@ describe('address file source', () => {
     await allowedWithin(client, '198.51.100.9')
     replace('198.51.100.0/24\n')
     await deniedWithin(client, '192.0.2.10')
+    // The same range written another way is the set in force: nothing is recompiled.
+    const changes = () => logs.filter((l) => l['msg'] === 'dynamic source changed').length
+    const changed = changes()
+    replace('::ffff:198.51.100.0/120  # the same range, as IPv6\n')
+    await new Promise((resolve) => setTimeout(resolve, 5 * DEBOUNCE_MS))
+    expect(changes()).toBe(changed)
     replace('198.51.100.0/24\n\n10.0.0.1/8\n')
     await until(
       2000,
