@@ -71,16 +71,20 @@ function text(a: Address): string {
   return a.kind() === 'ipv4' ? a.toString() : (a as ipaddr.IPv6).toRFC5952String()
 }
 
+/** SPEC "Addresses": separate spaces; a mapped range of prefix 96 or more is its IPv4 range. */
 function inRanges(a: Address, ranges: readonly string[] | undefined): boolean {
   return (ranges ?? []).some((r) => {
     const [net = '', bits] = r.split('/')
-    const range = ipaddr.parse(net)
-    const prefix = bits === undefined ? (range.kind() === 'ipv4' ? 32 : 128) : Number(bits)
-    const asV6 = (x: Address) =>
-      x.kind() === 'ipv4' ? (x as ipaddr.IPv4).toIPv4MappedAddress() : (x as ipaddr.IPv6)
-    if (a.kind() === 'ipv4' && range.kind() === 'ipv4') return a.match(range, prefix)
-    if (range.kind() === 'ipv4') return false
-    return asV6(a).match(range as ipaddr.IPv6, prefix)
+    let range: Address = ipaddr.parse(net)
+    let prefix = bits === undefined ? (range.kind() === 'ipv4' ? 32 : 128) : Number(bits)
+    if (range.kind() === 'ipv6' && (range as ipaddr.IPv6).isIPv4MappedAddress()) {
+      range = (range as ipaddr.IPv6).toIPv4Address()
+      prefix -= 96
+    }
+    if (a.kind() !== range.kind()) return false
+    return a.kind() === 'ipv4'
+      ? (a as ipaddr.IPv4).match(range as ipaddr.IPv4, prefix)
+      : (a as ipaddr.IPv6).match(range as ipaddr.IPv6, prefix)
   })
 }
 
@@ -106,6 +110,36 @@ interface Element {
   malformed: boolean
   for?: string
   host?: string
+}
+
+/** x-forwarded-for elements with where each begins. */
+function commaSplit(value: string): { start: number; text: string }[] {
+  const out: { start: number; text: string }[] = []
+  let start = 0
+  for (const text of value.split(',')) {
+    out.push({ start, text })
+    start += text.length + 1
+  }
+  return out
+}
+
+/**
+ * Forwarded elements as a proxy that appended one sees them: a comma separates two elements when
+ * the text to its right holds an even number of quotes not escaped by a backslash.
+ */
+function forwardedSplit(value: string): { start: number; text: string }[] {
+  const unescapedQuotes = (text: string) =>
+    [...text.matchAll(/(\\*)"/g)].filter((m) => (m[1] ?? '').length % 2 === 0).length
+  const cuts = [-1]
+  for (let i = 0; i < value.length; i++)
+    if (value[i] === ',' && unescapedQuotes(value.slice(i + 1)) % 2 === 0) cuts.push(i)
+  cuts.push(value.length)
+  const out: { start: number; text: string }[] = []
+  for (let k = 0; k + 1 < cuts.length; k++) {
+    const start = (cuts[k] as number) + 1
+    out.push({ start, text: value.slice(start, cuts[k + 1]) })
+  }
+  return out
 }
 
 /** RFC 7239, element by element; a syntax error spoils its element and parsing resumes after the next comma. */
@@ -311,33 +345,45 @@ export class ReferenceEvaluator {
   }
 
   private clientReason(s: Plain, client: Address | undefined): string | undefined {
-    if (client && inRanges(client, s.clientCidrs?.deny)) return 'client_denied'
+    // SPEC step 3: an unknown client cannot be shown to be outside a deny list.
+    if (s.clientCidrs?.deny && (!client || inRanges(client, s.clientCidrs.deny)))
+      return 'client_denied'
     if (s.clientCidrs?.allow && (!client || !inRanges(client, s.clientCidrs.allow)))
       return 'client_not_allowed'
     return undefined
   }
 
+  /**
+   * SPEC step 3: entries from the peer leftwards; only the entries walked count against the
+   * limits. Each entry is [start, text]: where it begins in the header, and its text.
+   */
   private walk(header: string, value: string, peer: Address, s: Plain): Address | undefined {
-    if (value.length > this.maxHeaderBytes) return undefined
-    if (header === 'x-real-ip' || header === 'x-client-ip') {
-      const v = trim(value)
-      return v === '' ? peer : node(v, true, false)
-    }
-    const entries: (string | undefined)[] =
-      header === 'forwarded'
-        ? forwardedElements(value).map((e) => (e.malformed ? undefined : e.for))
-        : value
-            .split(',')
-            .map(trim)
-            .filter((e) => e !== '')
-    if (header === 'forwarded' && entries.length > this.maxHops) return undefined
+    const floor = value.length - this.maxHeaderBytes
+    const single = header === 'x-real-ip' || header === 'x-client-ip'
+    const entries = single
+      ? [{ start: 0, text: value }]
+      : header === 'forwarded'
+        ? forwardedSplit(value)
+        : commaSplit(value)
     let leftmost = peer
-    let examined = 0
+    let walked = 0
     for (let i = entries.length - 1; i >= 0; i--) {
-      if (++examined > this.maxHops) return undefined
-      const e = entries[i]
-      if (e === undefined) return undefined
-      const a = header === 'forwarded' ? node(e, false, true) : node(e, true, false)
+      const entry = entries[i] as { start: number; text: string }
+      if (entry.start < floor) return undefined
+      let a: Address | undefined
+      if (header === 'forwarded') {
+        const parsed = forwardedElements(entry.text)
+        if (parsed.length === 0) continue
+        const e = parsed.length === 1 ? parsed[0] : undefined
+        if (++walked > this.maxHops) return undefined
+        if (!e || e.malformed || e.for === undefined) return undefined
+        a = node(e.for, false, true)
+      } else {
+        const t = trim(entry.text)
+        if (t === '') continue
+        if (++walked > this.maxHops) return undefined
+        a = node(t, true, false)
+      }
       if (!a) return undefined
       if (!inRanges(a, s.trustedProxies)) return a
       leftmost = a

@@ -2,97 +2,102 @@
 // believed only from a trusted peer, and only the one client-address header the site trusts.
 
 import { matchCidr } from '../net/cidr.js'
-import { owsEnd, owsStart, parseForwarded, parseNode } from '../net/forwarding.js'
+import {
+  forwardedElementStart,
+  owsEnd,
+  owsStart,
+  parseForwardedElement,
+  parseNode,
+} from '../net/forwarding.js'
 import type { Ip } from '../net/ip.js'
 import type { CompiledSite } from '../policy/compile.js'
 import type { ClientAddressHeader } from '../policy/schema.js'
 import type { CheckInput, Client, Trace } from './types.js'
 
 /**
- * Walks an x-forwarded-for value from the right (the hop nearest the peer) and returns the first
- * address that is not a trusted proxy; the leftmost when all are. Undefined (client unknown) at
- * the first entry that is not an address. Empty elements are skipped.
+ * How one client-address header lists its entries. `entryStart` finds where the entry ending at
+ * `end` begins, scanning no further left than `floor` (-1 when it begins before it); `node` reads
+ * value[start, end): the address, EMPTY for an element to skip, undefined for a non-address.
  */
-function walkForwardedFor(
+interface ChainSyntax {
+  entryStart(value: string, end: number, floor: number): number
+  node(value: string, start: number, end: number, trace: Trace | undefined): Ip | undefined | null
+}
+
+/** An empty element, skipped by the walk. */
+const EMPTY = null
+
+/** `x-forwarded-for`: comma-separated nodes; empty elements are skipped. */
+const FORWARDED_FOR: ChainSyntax = {
+  entryStart(value, end, floor) {
+    const start = end > 0 ? value.lastIndexOf(',', end - 1) + 1 : 0
+    return start < floor ? -1 : start
+  },
+  node(value, start, end, trace) {
+    const s = owsStart(value, start, end)
+    const e = owsEnd(value, s, end)
+    if (s === e) return EMPTY
+    trace?.chain.push(value.slice(s, e))
+    return parseNode(value, s, e, true)
+  },
+}
+
+/** RFC 7239 `Forwarded`: each element's `for=` node; a malformed element is a non-address. */
+const FORWARDED: ChainSyntax = {
+  entryStart: forwardedElementStart,
+  node(value, start, end, trace) {
+    const element = parseForwardedElement(value, start, end)
+    if (element === undefined) return EMPTY
+    const node = element.for
+    trace?.chain.push(element.malformed ? '(malformed element)' : (node ?? '(no for=)'))
+    return node === undefined ? undefined : parseNode(node, 0, node.length, false, true)
+  },
+}
+
+/** `x-real-ip`, `x-client-ip`: one address, the whole value; a list is not an address. */
+const SINGLE: ChainSyntax = {
+  entryStart: (_value, _end, floor) => (floor > 0 ? -1 : 0),
+  node: FORWARDED_FOR.node,
+}
+
+const SYNTAX: Record<ClientAddressHeader, ChainSyntax> = {
+  'x-forwarded-for': FORWARDED_FOR,
+  forwarded: FORWARDED,
+  'x-real-ip': SINGLE,
+  'x-client-ip': SINGLE,
+}
+
+/**
+ * The one client walk (proxy-addr's shape): from the peer leftwards, the first address that is
+ * not a trusted proxy; the leftmost when all are. Only the entries walked are read and counted
+ * against the limits, so what a client puts left of its own address cannot move the walk.
+ * Undefined (client unknown) at a non-address or when a limit is reached first.
+ */
+function walkChain(
   site: CompiledSite,
+  syntax: ChainSyntax,
   value: string,
   peer: Ip,
   trace: Trace | undefined,
 ): Ip | undefined {
-  if (value.length > site.limits.maxHeaderBytes) return undefined
+  const floor = Math.max(0, value.length - site.limits.maxHeaderBytes)
   let leftmost = peer
   let end = value.length
   let hops = 0
   for (;;) {
-    const comma = end > 0 ? value.lastIndexOf(',', end - 1) : -1
-    const start = owsStart(value, comma + 1, end)
-    const stop = owsEnd(value, start, end)
-    if (start < stop) {
-      // A chain longer than any real one is a client stuffing the header: client unknown.
+    const start = syntax.entryStart(value, end, floor)
+    if (start < 0) return undefined // the entry reaches past --max-header-bytes
+    const ip = syntax.node(value, start, end, trace)
+    if (ip !== EMPTY) {
+      // Every entry walked was a trusted proxy: a longer chain than any real one, client unknown.
       if (++hops > site.limits.maxForwardedHops) return undefined
-      trace?.chain.push(value.slice(start, stop))
-      const ip = parseNode(value, start, stop, true)
       if (ip === undefined) return undefined
       if (!matchCidr(site.trustedProxies, ip)) return ip
       leftmost = ip
     }
-    if (comma < 0) return leftmost
-    end = comma
+    if (start === 0) return leftmost
+    end = start - 1
   }
-}
-
-/** The same walk over RFC 7239 `for=` nodes; a malformed element ends it, client unknown. */
-function walkForwarded(
-  site: CompiledSite,
-  value: string,
-  peer: Ip,
-  trace: Trace | undefined,
-): Ip | undefined {
-  if (value.length > site.limits.maxHeaderBytes) return undefined
-  const elements = parseForwarded(value)
-  if (elements.length > site.limits.maxForwardedHops) return undefined
-  let leftmost = peer
-  for (let i = elements.length - 1; i >= 0; i--) {
-    const element = elements[i]
-    const node = element?.for
-    trace?.chain.push(element?.malformed ? '(malformed element)' : (node ?? '(no for=)'))
-    if (node === undefined) return undefined
-    const ip = parseNode(node, 0, node.length, false, true)
-    if (ip === undefined) return undefined
-    if (!matchCidr(site.trustedProxies, ip)) return ip
-    leftmost = ip
-  }
-  return leftmost
-}
-
-/** x-real-ip / x-client-ip: one address; any list or non-address makes the client unknown. */
-function walkSingle(
-  site: CompiledSite,
-  value: string,
-  peer: Ip,
-  trace: Trace | undefined,
-): Ip | undefined {
-  if (value.length > site.limits.maxHeaderBytes) return undefined
-  const start = owsStart(value, 0, value.length)
-  const stop = owsEnd(value, start, value.length)
-  if (start === stop) return peer
-  trace?.chain.push(value.slice(start, stop))
-  // Trusted or not, the one address is the client: it is the whole chain left of the peer.
-  return parseNode(value, start, stop, true)
-}
-
-type Walk = (
-  site: CompiledSite,
-  value: string,
-  peer: Ip,
-  trace: Trace | undefined,
-) => Ip | undefined
-
-const WALKS: Record<ClientAddressHeader, Walk> = {
-  'x-forwarded-for': walkForwardedFor,
-  forwarded: walkForwarded,
-  'x-real-ip': walkSingle,
-  'x-client-ip': walkSingle,
 }
 
 export function resolveClient(site: CompiledSite, input: CheckInput, trace?: Trace): Client {
@@ -105,5 +110,5 @@ export function resolveClient(site: CompiledSite, input: CheckInput, trace?: Tra
   const value = input.http?.headers.get(header)
   if (value === undefined) return { ip: peer, peerTrusted }
   if (trace) trace.header = header
-  return { ip: WALKS[header](site, value, peer, trace), peerTrusted }
+  return { ip: walkChain(site, SYNTAX[header], value, peer, trace), peerTrusted }
 }

@@ -68,9 +68,12 @@ function clientReason(
   trace: Trace | undefined,
 ): Reason | undefined {
   const ip = client.ip
-  if (ip && site.clientDeny && matchCidr(site.clientDeny, ip)) {
+  if (site.clientDeny && (!ip || matchCidr(site.clientDeny, ip))) {
+    // Fail closed: a client that cannot be named cannot be shown to be outside the list.
     if (trace)
-      trace.rule = `clientCidrs.deny ${matchingRange(site.clientDeny, ip)} holds the client`
+      trace.rule = ip
+        ? `clientCidrs.deny ${matchingRange(site.clientDeny, ip)} holds the client`
+        : 'clientCidrs.deny is set and the client is unknown'
     return 'client_denied'
   }
   if (site.clientAllow && (!ip || !matchCidr(site.clientAllow, ip))) {

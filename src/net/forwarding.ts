@@ -67,8 +67,10 @@ export interface ForwardedElement {
 
 const MALFORMED: ForwardedElement = { malformed: true, for: undefined, host: undefined }
 
-// RFC 7230 tchar
-const TCHAR = /[!#$%&'*+\-.^_`|~0-9A-Za-z]/y
+/** RFC 7230 tchar, by ASCII code. */
+const TCHAR = new Uint8Array(128)
+for (let c = 0; c < 128; c++)
+  TCHAR[c] = /[!#$%&'*+\-.^_`|~0-9A-Za-z]/.test(String.fromCharCode(c)) ? 1 : 0
 
 function isOws(c: number): boolean {
   return c === 0x20 || c === 0x09
@@ -88,110 +90,121 @@ export function owsEnd(text: string, start: number, end: number): number {
   return i
 }
 
-/** Reads a token at pos; returns its end (pos when there is none). */
-function tokenEnd(text: string, pos: number): number {
+/** Reads a token at pos, before `end`; returns its end (pos when there is none). */
+function tokenEnd(text: string, pos: number, end: number): number {
   let i = pos
-  for (;;) {
-    TCHAR.lastIndex = i
-    if (!TCHAR.test(text)) return i
+  while (i < end) {
+    const c = text.charCodeAt(i)
+    if (c >= 128 || (TCHAR[c] as number) === 0) return i
     i++
   }
+  return i
 }
 
 /**
- * Splits a `Forwarded` value into elements, left to right. A syntax error makes only its own
- * element malformed: parsing goes on after the next comma, so that the elements a trusted proxy
- * appended on the right are still read (a walk from the right stops at the malformed one).
+ * Where the `Forwarded` element that ends at `end` begins, found by scanning leftwards for a comma
+ * outside a quoted string (a quote preceded by an odd run of backslashes is escaped). Leftwards,
+ * so that a quote a client left open further left cannot swallow the elements a trusted proxy
+ * appended on the right. The scan stops at `floor`: -1 when the element begins before it.
  */
-export function parseForwarded(value: string): ForwardedElement[] {
-  const elements: ForwardedElement[] = []
-  const n = value.length
-  let pos = 0
+export function forwardedElementStart(value: string, end: number, floor: number): number {
+  let quoted = false
+  for (let i = end - 1; i >= floor; i--) {
+    const c = value.charCodeAt(i)
+    if (c === 0x22 /* " */) {
+      let slashes = 0
+      while (i - slashes - 1 >= floor && value.charCodeAt(i - slashes - 1) === 0x5c) slashes++
+      if (slashes % 2 === 0) quoted = !quoted
+      i -= slashes
+    } else if (c === 0x2c /* , */ && !quoted) {
+      return i + 1
+    }
+  }
+  return floor === 0 ? 0 : -1
+}
+
+/**
+ * One RFC 7239 element in value[start, end): its `for=` and `host=` values, unquoted; MALFORMED
+ * at any syntax error; undefined when the element is empty (`, ,` between elements).
+ */
+export function parseForwardedElement(
+  value: string,
+  start: number,
+  end: number,
+): ForwardedElement | undefined {
+  let pos = start
   let forValue: string | undefined
   let hostValue: string | undefined
-  let seen = new Set<string>()
+  let seen = 0 // bit 1: for, bit 2: host; other names are kept in `others`
+  let others: Set<string> | undefined
   let pairs = 0
-
-  const finish = (): void => {
-    if (pairs > 0) elements.push({ malformed: false, for: forValue, host: hostValue })
-    forValue = undefined
-    hostValue = undefined
-    seen = new Set()
-    pairs = 0
-  }
-  const fail = (): void => {
-    elements.push(MALFORMED)
-    const comma = value.indexOf(',', pos)
-    pos = comma < 0 ? n : comma + 1
-    forValue = undefined
-    hostValue = undefined
-    seen = new Set()
-    pairs = 0
-  }
-
-  while (pos < n) {
-    while (pos < n && isOws(value.charCodeAt(pos))) pos++
-    if (pos >= n) break
-    const c = value.charCodeAt(pos)
-    if (c === 0x2c /* , */) {
-      finish()
+  while (pos < end) {
+    while (pos < end && isOws(value.charCodeAt(pos))) pos++
+    if (pos >= end) break
+    if (value.charCodeAt(pos) === 0x3b /* ; */) {
       pos++
       continue
     }
-    if (c === 0x3b /* ; */) {
-      pos++
-      continue
-    }
-    const nameEnd = tokenEnd(value, pos)
-    if (nameEnd === pos || value.charCodeAt(nameEnd) !== 0x3d /* = */) {
-      fail()
-      continue
-    }
+    const nameEnd = tokenEnd(value, pos, end)
+    if (nameEnd === pos || nameEnd >= end || value.charCodeAt(nameEnd) !== 0x3d /* = */)
+      return MALFORMED
     const name = value.slice(pos, nameEnd).toLowerCase()
     pos = nameEnd + 1
     let parsed: string
-    if (value.charCodeAt(pos) === 0x22 /* " */) {
+    if (pos < end && value.charCodeAt(pos) === 0x22 /* " */) {
       let out = ''
       let i = pos + 1
       let closed = false
-      while (i < n) {
+      while (i < end) {
         const q = value.charCodeAt(i)
         if (q === 0x22) {
           closed = true
           break
         }
         if (q === 0x5c /* \ */) i++
-        if (i < n) out += value[i]
+        if (i < end) out += value[i]
         i++
       }
-      if (!closed) {
-        fail()
-        continue
-      }
+      if (!closed) return MALFORMED
       parsed = out
       pos = i + 1
     } else {
-      const end = tokenEnd(value, pos)
-      if (end === pos) {
-        fail()
-        continue
-      }
-      parsed = value.slice(pos, end)
-      pos = end
+      const valueEnd = tokenEnd(value, pos, end)
+      if (valueEnd === pos) return MALFORMED
+      parsed = value.slice(pos, valueEnd)
+      pos = valueEnd
     }
     // RFC 7239 §4: a parameter must not occur more than once in an element.
-    if (seen.has(name)) {
-      fail()
-      continue
+    const bit = name === 'for' ? 1 : name === 'host' ? 2 : 0
+    if (bit !== 0) {
+      if ((seen & bit) !== 0) return MALFORMED
+      seen |= bit
+      if (bit === 1) forValue = parsed
+      else hostValue = parsed
+    } else {
+      others ??= new Set()
+      if (others.has(name)) return MALFORMED
+      others.add(name)
     }
-    seen.add(name)
     pairs++
-    if (name === 'for') forValue = parsed
-    else if (name === 'host') hostValue = parsed
-    while (pos < n && isOws(value.charCodeAt(pos))) pos++
-    const next = value.charCodeAt(pos)
-    if (pos < n && next !== 0x3b && next !== 0x2c) fail()
+    while (pos < end && isOws(value.charCodeAt(pos))) pos++
+    if (pos < end && value.charCodeAt(pos) !== 0x3b) return MALFORMED
   }
-  finish()
-  return elements
+  return pairs === 0 ? undefined : { malformed: false, for: forValue, host: hostValue }
+}
+
+/**
+ * A `Forwarded` value's elements, left to right, split as the client walk splits them (from the
+ * right). Empty elements are left out; a malformed one is MALFORMED.
+ */
+export function parseForwarded(value: string): ForwardedElement[] {
+  const elements: ForwardedElement[] = []
+  let end = value.length
+  for (;;) {
+    const start = forwardedElementStart(value, end, 0)
+    const element = parseForwardedElement(value, start, end)
+    if (element !== undefined) elements.push(element)
+    if (start === 0) return elements.reverse()
+    end = start - 1
+  }
 }

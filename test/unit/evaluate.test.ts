@@ -18,8 +18,11 @@ sites:
     clientCidrs: { allow: [10.0.0.0/8], deny: [10.66.0.0/16] }
   anypath:
     healthCheck: { header: x-health, value: { env: SECRET } }
+  allowonly:
+    clientCidrs: { allow: [10.0.0.0/8] }
   fwd:
     trustedHeaders: [forwarded]
+    clientCidrs: null
   tcp:
     clientCidrs: { allow: [192.0.2.0/24] }
 `,
@@ -75,8 +78,21 @@ describe('evaluation order', () => {
     ],
     [
       'an unknown client when clientCidrs.allow is set',
-      { site: 'internal', peer: '', http: http('www.example.com') },
+      { site: 'allowonly', peer: '', http: http('www.example.com') },
       'client_not_allowed',
+    ],
+    [
+      'an unknown client when clientCidrs.deny is set (it cannot be shown to be outside)',
+      { site: 'internal', peer: '', http: http('www.example.com') },
+      'client_denied',
+    ],
+    [
+      'a client made unknown by a non-address in the chain, with a deny list',
+      {
+        peer: '10.1.2.3',
+        http: http('www.example.com', { 'x-forwarded-for': 'garbage, 10.1.9.9' }),
+      },
+      'client_denied',
     ],
   ])('%s: %s', (_, input, reason) => {
     expect(reasonOf(input)).toBe(reason)
@@ -163,7 +179,9 @@ describe('requests without an HTTP part', () => {
     ['a peer in clientCidrs.allow', 'tcp', '192.0.2.9', 'tcp_client_allowed'],
     ['a peer outside clientCidrs.allow', 'tcp', '198.51.100.1', 'client_not_allowed'],
     ['a denied peer', undefined, '203.0.113.66', 'client_denied'],
-    ['no peer at all', undefined, '', 'not_http'],
+    ['no peer at all, with a deny list', undefined, '', 'client_denied'],
+    ['no peer at all, with an allow list', 'tcp', '', 'client_not_allowed'],
+    ['no peer at all, no client lists', 'fwd', '', 'not_http'],
   ])('%s: %s', (_, site, peer, reason) => {
     expect(reasonOf({ site, peer })).toBe(reason)
   })

@@ -59,8 +59,9 @@ describe('--max-forwarded-hops', () => {
 
 describe('--max-header-bytes', () => {
   const long = `203.0.113.7${' '.repeat(300)}`
-  it('makes the client unknown for a longer forwarding header', () => {
+  it('makes the client unknown when the entries walked are longer', () => {
     expect(clientOf({ 'x-forwarded-for': long })).toBeUndefined()
+    expect(clientOf({ 'x-forwarded-for': `${'10.0.0.9,'.repeat(40)}10.0.0.1` })).toBeUndefined()
     expect(clientOf({ 'x-real-ip': long })).toBe('10.0.0.2') // x-real-ip is not trusted here
   })
 
@@ -73,5 +74,32 @@ describe('--max-header-bytes', () => {
     expect(evaluate(site, viaProxy, resolveClient(site, viaProxy))).toBe('invalid_host')
     const short = input({}, `${'a'.repeat(250)}.example.com`)
     expect(evaluate(site, short, resolveClient(site, short))).toBe('host_allowed')
+  })
+})
+
+describe('padding left of the client cannot move the walk', () => {
+  // The trusted proxy 10.0.0.2 appends the real client to whatever the client sent.
+  it.each([
+    ['8 KiB of anything', 'x'.repeat(8192)],
+    ['8 KiB of commas', ','.repeat(8192)],
+    ['thousands of trusted-looking entries', '10.0.0.9,'.repeat(1000)],
+    ['an unterminated quote', '"'],
+  ])('x-forwarded-for: %s', (_, padding) => {
+    expect(clientOf({ 'x-forwarded-for': `${padding}, 192.0.2.9` })).toBe('192.0.2.9')
+  })
+
+  it.each([
+    ['33 elements', 'for=10.0.0.9,'.repeat(33)],
+    ['8 KiB of one element', `for="${'x'.repeat(8192)}",`],
+    ['an unterminated quote', 'for="x,'],
+    ['malformed elements', ';;=,'.repeat(100)],
+  ])('forwarded: %s', (_, padding) => {
+    expect(clientOf({ forwarded: `${padding}for=192.0.2.9` }, 'fwd')).toBe('192.0.2.9')
+  })
+
+  it('still stops at the limits when every entry walked is trusted', () => {
+    expect(
+      clientOf({ forwarded: `for=192.0.2.9,${'for=10.0.0.9,'.repeat(4)}for=10.0.0.8` }, 'fwd'),
+    ).toBeUndefined()
   })
 })
