@@ -11,8 +11,10 @@ export interface CidrRange {
 /**
  * Ranges compiled once into sorted, merged, non-overlapping intervals, so that a lookup is one
  * binary search with no allocation, however many entries the policy holds.
- * An IPv4 address a is the same as ::ffff:a, so an IPv6 range that covers part of ::ffff:0:0/96
- * also covers those IPv4 addresses (`::/0` is every address, as in proxy-addr).
+ * IPv4 and IPv6 are separate spaces (SPEC "Addresses"): an IPv6 range holds IPv6 addresses only,
+ * so `::/0` or `::/1` never holds an IPv4 peer (proxy-addr 2.0.7's CVE-2026-90711). A range written
+ * in mapped form, `::ffff:a.b.c.d/n` with n >= 96, is an IPv4 range by the time it gets here, and
+ * a mapped address is folded into IPv4 when it is parsed.
  */
 export interface CidrMatcher {
   /** The ranges as compiled, for `explain` to name the one that matched. */
@@ -46,9 +48,6 @@ function toWords(n: bigint): number[] {
     Number(n & 0xffffffffn),
   ]
 }
-
-const MAPPED_START = 0xffffn << 32n
-const MAPPED_END = MAPPED_START + 0xffffffffn
 
 function merge<T extends number | bigint>(intervals: [T, T][], successor: (x: T) => T): [T, T][] {
   intervals.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
@@ -103,11 +102,6 @@ export function compileCidrs(ranges: readonly CidrRange[]): CidrMatcher {
     const start = (toBig(ip.words) >> hostBits) << hostBits
     const end = start + (1n << hostBits) - 1n
     v6.push([start, end])
-    if (start <= MAPPED_END && end >= MAPPED_START) {
-      const from = start > MAPPED_START ? start : MAPPED_START
-      const to = end < MAPPED_END ? end : MAPPED_END
-      v4.push([Number(from - MAPPED_START), Number(to - MAPPED_START)])
-    }
   }
   const mergedV4 = merge(v4, (x) => x + 1)
   const mergedV6 = merge(v6, (x) => x + 1n)
@@ -160,6 +154,16 @@ function inV6(table: Uint32Array, words: readonly number[]): boolean {
     else return true
   }
   return false
+}
+
+/** The families whose every address the ranges hold (all of IPv4, all of IPv6, or both). */
+export function familiesCovered(matcher: CidrMatcher): ('IPv4' | 'IPv6')[] {
+  const out: ('IPv4' | 'IPv6')[] = []
+  const { v4, v6 } = matcher
+  if (v4.length === 2 && v4[0] === 0 && v4[1] === TWO_32 - 1) out.push('IPv4')
+  const all = (from: number, word: number) => v6.subarray(from, from + 4).every((w) => w === word)
+  if (v6.length === 8 && all(0, 0) && all(4, 0xffffffff)) out.push('IPv6')
+  return out
 }
 
 export function matchCidr(matcher: CidrMatcher, ip: Ip): boolean {

@@ -4,7 +4,13 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml'
-import { type CidrRange, networkAddress, sameIp } from '../net/cidr.js'
+import {
+  type CidrRange,
+  compileCidrs,
+  familiesCovered,
+  networkAddress,
+  sameIp,
+} from '../net/cidr.js'
 import { formatIp, parseIp } from '../net/ip.js'
 import { PolicyError, type PolicyErrorCode, PolicyLoadError, type SourcePos } from './errors.js'
 import {
@@ -192,20 +198,23 @@ export function parseCidrEntry(text: string): CidrResult {
     }
   }
   const prefix = Number(bits)
-  // ::ffff:a.b.c.d/n is the IPv4 range a.b.c.d/(n-96) (SPEC "Addresses"); below /96 it is an
-  // IPv6 range that reaches beyond the mapped space.
-  const range: CidrRange =
-    ip.family === 4 && writtenV6
-      ? prefix >= 96
-        ? { ip, prefix: prefix - 96 }
-        : { ip: { family: 6, words: [0, 0, 0xffff, ip.value] }, prefix }
-      : { ip, prefix }
+  const mapped = ip.family === 4 && writtenV6
+  if (mapped && prefix < 96) {
+    // SPEC "Addresses": IPv4 and IPv6 are separate spaces. A shorter prefix would reach outside
+    // ::ffff:0:0/96 into IPv6; reading it as ::/n (as proxy-addr 2.0.7 did) trusts every IPv4 peer.
+    const v4 = formatIp(networkAddress(ip, Math.min(prefix, 32)))
+    const meant =
+      prefix <= 32 ? `; did you mean ${v4}/${prefix} (or ::ffff:${v4}/${prefix + 96})?` : ''
+    return {
+      code: 'POLICY_CIDR_MAPPED_PREFIX',
+      detail: `"${text}" is an IPv4-mapped range with a prefix under 96, which would reach outside the mapped space${meant}`,
+    }
+  }
+  // ::ffff:a.b.c.d/n is the IPv4 range a.b.c.d/(n-96) (SPEC "Addresses").
+  const range: CidrRange = mapped ? { ip, prefix: prefix - 96 } : { ip, prefix }
   const network = networkAddress(range.ip, range.prefix)
   if (!sameIp(network, range.ip)) {
-    const shown =
-      ip.family === 4 && writtenV6 && network.family === 4
-        ? `::ffff:${formatIp(network)}`
-        : formatIp(network)
+    const shown = mapped ? `::ffff:${formatIp(network)}` : formatIp(network)
     return {
       code: 'POLICY_CIDR_HOST_BITS',
       detail: `"${text}" has host bits set; did you mean ${shown}/${prefix}?`,
@@ -654,18 +663,24 @@ function siteSpec(
       (key === 'clientCidrs' || key === 'healthCheck' || key === 'clientIpHeader')
     switch (key) {
       case 'trustedProxies': {
+        const whole: { family: 4 | 6; node: Value; field: string }[] = []
         const v = addressList(ctx, value, field, (range, node, itemField) => {
-          if (range.prefix === 0) {
+          if (range.prefix === 0) whole.push({ family: range.ip.family, node, field: itemField })
+        })
+        if (v) {
+          spec.trustedProxies = v
+          // Together, not only entry by entry: [0.0.0.0/1, 128.0.0.0/1] trusts every peer too.
+          for (const family of familiesCovered(compileCidrs(v.ranges))) {
+            const at = whole.find((w) => `IPv${w.family}` === family) ?? { node: value, field }
             warn(
               ctx,
               'POLICY_WARN_TRUSTS_ANY_PROXY',
-              node,
-              itemField,
-              'every peer is a trusted proxy, so any client can choose its own address and Host headers',
+              at.node,
+              at.field,
+              `every ${family} peer is a trusted proxy, so any client can choose its own address and Host headers`,
             )
           }
-        })
-        if (v) spec.trustedProxies = v
+        }
         break
       }
       case 'trustedHeaders': {

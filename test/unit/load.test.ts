@@ -52,6 +52,12 @@ const CASES: [string, string, string, string][] = [
     'allowedCidrNets[1]',
   ],
   [
+    'POLICY_CIDR_MAPPED_PREFIX',
+    'version: 1\nallowedHosts: ["*"]\ntrustedProxies: ["::ffff:10.0.0.0/8"]\n',
+    '3:18',
+    'trustedProxies[0]',
+  ],
+  [
     'POLICY_HOST_PATTERN_EMPTY',
     'version: 1\nallowedHosts: [a.example, ""]\n',
     '2:27',
@@ -172,6 +178,23 @@ describe('policy errors', () => {
     )
   })
 
+  it.each([
+    ['::ffff:10.0.0.0/8', 'did you mean 10.0.0.0/8 (or ::ffff:10.0.0.0/104)?'],
+    ['::ffff:10.1.0.0/8', 'did you mean 10.0.0.0/8 (or ::ffff:10.0.0.0/104)?'],
+    ['::ffff:0:0/0', 'did you mean 0.0.0.0/0 (or ::ffff:0.0.0.0/96)?'],
+  ])('never suggests an IPv6 range for the mapped range %s', (entry, hint) => {
+    const [error] = errorsOf(`version: 1\nallowedHosts: ["*"]\ntrustedProxies: ["${entry}"]\n`)
+    expect(error?.code).toBe('POLICY_CIDR_MAPPED_PREFIX')
+    expect(error?.detail).toContain(hint)
+    expect(error?.detail).not.toMatch(/::\/\d/)
+  })
+
+  it('names no range for a mapped prefix between 33 and 95', () => {
+    const [error] = errorsOf('version: 1\nallowedHosts: ["*"]\ntrustedProxies: ["::ffff:0:0/64"]\n')
+    expect(error?.code).toBe('POLICY_CIDR_MAPPED_PREFIX')
+    expect(error?.detail).not.toContain('did you mean')
+  })
+
   it('reports every error at once, in file order', () => {
     const errors = errorsOf(
       'version: 1\nallowedHosts: ["*.a.example", b.example:80]\ntrustedProxies: [0x0a.0.0.1, "fd00::1/8"]\nsites:\n  blog:\n    dryrun: true\n',
@@ -270,6 +293,19 @@ describe('policy warnings', () => {
     ],
   ])('%s points at the setting', (code, yaml, where) => {
     expect(warningsOf(yaml)).toEqual([`${code} ${where}`])
+  })
+
+  it.each([
+    ['0.0.0.0/0', ['POLICY_WARN_TRUSTS_ANY_PROXY 3:18 trustedProxies[0]']],
+    ['"::ffff:0:0/96"', ['POLICY_WARN_TRUSTS_ANY_PROXY 3:18 trustedProxies[0]']],
+    ['0.0.0.0/1, 128.0.0.0/1', ['POLICY_WARN_TRUSTS_ANY_PROXY 3:17 trustedProxies']],
+    ['"::/1", "8000::/1"', ['POLICY_WARN_TRUSTS_ANY_PROXY 3:17 trustedProxies']],
+    ['"::/1"', []],
+    ['"::/8", 10.0.0.0/8', []],
+  ])('warns when trustedProxies [%s] holds a whole family', (list, expected) => {
+    expect(
+      warningsOf(`version: 1\nallowedHosts: [a.example]\ntrustedProxies: [${list}]\n`),
+    ).toEqual(expected)
   })
 
   it('does not warn about "*" when clientCidrs.allow guards the site', () => {
