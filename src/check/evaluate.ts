@@ -86,14 +86,21 @@ function clientReason(
   return undefined
 }
 
+/**
+ * The longest Host read: a 253-character DNS name, its trailing dot and a port. Django sets no
+ * bound; a longer name can name no host, and scanning one costs per character (SPEC "Bounded
+ * work"), so it is an invalid Host at once.
+ */
+export const MAX_HOST_LENGTH = 253 + 1 + 6
+
 /** 4, for one Host value: Django's split and match, then `allowedCidrNets` for IP literals. */
 function hostReason(site: CompiledSite, raw: string, trace: Trace | undefined): Reason {
-  const tooLong = raw.length > site.limits.maxHeaderBytes
+  const tooLong = raw.length > MAX_HOST_LENGTH
   const domain = tooLong ? undefined : hostDomain(raw)
   if (domain === undefined) {
     if (trace) {
       trace.rule = tooLong
-        ? `the Host is longer than ${site.limits.maxHeaderBytes} bytes (--max-header-bytes)`
+        ? `the Host is longer than ${MAX_HOST_LENGTH} characters (a DNS name has at most 253)`
         : `${JSON.stringify(raw)} is not name[:port] or [IPv6][:port] (Django's host syntax)`
     }
     return 'invalid_host'
@@ -141,11 +148,15 @@ function hostsReason(
   return result ?? 'host_allowed'
 }
 
-/** x-forwarded-host elements, trimmed; an empty element stays empty and is an invalid host. */
-function splitList(value: string): string[] {
+/**
+ * x-forwarded-host elements, trimmed; an empty element stays empty and is an invalid host.
+ * Undefined when there are more than `max`: one element a hop, and no chain is that long.
+ */
+function splitList(value: string, max: number): string[] | undefined {
   const out: string[] = []
   let start = 0
   for (;;) {
+    if (out.length === max) return undefined
     const comma = value.indexOf(',', start)
     const end = comma < 0 ? value.length : comma
     const s = owsStart(value, start, end)
@@ -154,6 +165,9 @@ function splitList(value: string): string[] {
     start = comma + 1
   }
 }
+
+const TOO_MANY_HOSTS = (site: CompiledSite, header: string): string =>
+  `the trusted ${header} header is longer than ${site.limits.maxHeaderBytes} bytes (--max-header-bytes) or has more than ${site.limits.maxForwardedHops} elements (--max-forwarded-hops)`
 
 /**
  * 4. The hosts to check: from the trusted host header when the peer is a trusted proxy (then the
@@ -168,14 +182,27 @@ function hostStep(
   if (client.peerTrusted && site.hostHeader === 'x-forwarded-host') {
     const value = http.headers.get('x-forwarded-host')
     if (value !== undefined) {
-      if (value.length > site.limits.maxHeaderBytes) return 'invalid_host'
-      return hostsReason(site, splitList(value), trace)
+      const hosts =
+        value.length > site.limits.maxHeaderBytes
+          ? undefined
+          : splitList(value, site.limits.maxForwardedHops)
+      if (hosts === undefined) {
+        if (trace) trace.rule = TOO_MANY_HOSTS(site, 'x-forwarded-host')
+        return 'invalid_host'
+      }
+      return hostsReason(site, hosts, trace)
     }
   } else if (client.peerTrusted && site.hostHeader === 'forwarded') {
     const value = http.headers.get('forwarded')
     if (value !== undefined) {
-      if (value.length > site.limits.maxHeaderBytes) return 'invalid_host'
-      const elements = parseForwarded(value)
+      const elements =
+        value.length > site.limits.maxHeaderBytes
+          ? undefined
+          : parseForwarded(value, site.limits.maxForwardedHops)
+      if (elements === undefined) {
+        if (trace) trace.rule = TOO_MANY_HOSTS(site, 'forwarded')
+        return 'invalid_host'
+      }
       // Fail closed: a host= we cannot read may be the one that would not pass.
       if (elements.some((e) => e.malformed)) {
         if (trace) trace.rule = 'the trusted forwarded header has a malformed element'

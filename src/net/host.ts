@@ -80,12 +80,18 @@ export function hostLiteralIp(domain: string): Ip | undefined {
 
 /**
  * `allowedHosts` compiled once: exact names in a set, `.suffix` patterns in a map from the name
- * after the dot to the pattern, so a lookup walks the host's dot positions instead of every pattern.
+ * after the dot to the pattern. A lookup walks the host's dot positions, but only within the last
+ * `longestSuffix + 1` characters and hashes a suffix only when a pattern has its length, so a
+ * Host of thousands of labels costs no more than a short one (SPEC "Bounded work").
  */
 export interface HostMatcher {
   readonly any: boolean
   readonly exact: ReadonlySet<string>
   readonly suffixes: ReadonlyMap<string, string>
+  readonly longestExact: number
+  readonly longestSuffix: number
+  /** suffixLengths[n] is 1 when some `.suffix` pattern has n characters after its dot. */
+  readonly suffixLengths: Uint8Array
 }
 
 /** Compiles patterns already checked by the policy loader (lower case, Django syntax). */
@@ -93,13 +99,22 @@ export function compileHosts(patterns: readonly string[]): HostMatcher {
   const exact = new Set<string>()
   const suffixes = new Map<string, string>()
   let any = false
+  let longestSuffix = 0
+  let longestExact = 0
   for (const pattern of patterns) {
     if (pattern === '*') any = true
-    else if (pattern.startsWith('.')) suffixes.set(pattern.slice(1), pattern)
-    else exact.add(pattern)
+    else if (pattern.startsWith('.')) {
+      suffixes.set(pattern.slice(1), pattern)
+      longestSuffix = Math.max(longestSuffix, pattern.length - 1)
+    } else {
+      exact.add(pattern)
+      longestExact = Math.max(longestExact, pattern.length)
+    }
   }
+  const suffixLengths = new Uint8Array(longestSuffix + 1)
+  for (const suffix of suffixes.keys()) suffixLengths[suffix.length] = 1
   // Frozen here, not by compile's deep freeze, which would walk every pattern (strings).
-  return Object.freeze({ any, exact, suffixes })
+  return Object.freeze({ any, exact, suffixes, longestExact, longestSuffix, suffixLengths })
 }
 
 /**
@@ -107,13 +122,23 @@ export function compileHosts(patterns: readonly string[]): HostMatcher {
  * undefined. `.example.com` matches `example.com` and every name ending in `.example.com`.
  */
 export function matchHost(matcher: HostMatcher, domain: string): string | undefined {
-  if (matcher.exact.has(domain)) return domain
-  if (matcher.suffixes.size > 0) {
-    const apex = matcher.suffixes.get(domain)
-    if (apex !== undefined) return apex
-    for (let dot = domain.indexOf('.'); dot >= 0; dot = domain.indexOf('.', dot + 1)) {
-      const pattern = matcher.suffixes.get(domain.slice(dot + 1))
-      if (pattern !== undefined) return pattern
+  // Hashing a name costs per character: only one that some exact pattern is as long as.
+  if (domain.length <= matcher.longestExact && matcher.exact.has(domain)) return domain
+  const longest = matcher.longestSuffix
+  if (longest > 0) {
+    const n = domain.length
+    if (n <= longest && matcher.suffixLengths[n] === 1) {
+      const apex = matcher.suffixes.get(domain)
+      if (apex !== undefined) return apex
+    }
+    // A dot further left has a suffix longer than any pattern's.
+    for (let dot = domain.indexOf('.', Math.max(0, n - longest - 1)); dot >= 0; ) {
+      const length = n - dot - 1
+      if (matcher.suffixLengths[length] === 1) {
+        const pattern = matcher.suffixes.get(domain.slice(dot + 1))
+        if (pattern !== undefined) return pattern
+      }
+      dot = domain.indexOf('.', dot + 1)
     }
   }
   return matcher.any ? '*' : undefined

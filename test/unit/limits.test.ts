@@ -72,7 +72,7 @@ describe('--max-header-bytes', () => {
     expect(evaluate(site, direct, resolveClient(site, direct))).toBe('invalid_host')
     const viaProxy = input({ 'x-forwarded-host': longHost }, 'internal')
     expect(evaluate(site, viaProxy, resolveClient(site, viaProxy))).toBe('invalid_host')
-    const short = input({}, `${'a'.repeat(250)}.example.com`)
+    const short = input({}, `${'a'.repeat(240)}.example.com`)
     expect(evaluate(site, short, resolveClient(site, short))).toBe('host_allowed')
   })
 })
@@ -101,5 +101,36 @@ describe('padding left of the client cannot move the walk', () => {
     expect(
       clientOf({ forwarded: `for=192.0.2.9,${'for=10.0.0.9,'.repeat(4)}for=10.0.0.8` }, 'fwd'),
     ).toBeUndefined()
+  })
+})
+
+describe('hostile shapes of the host headers', () => {
+  const reason = (h: Record<string, string>, authority = 'www.example.com', site?: string) => {
+    const s = site ? POLICY.sites.get(site) : POLICY.top
+    if (!s) throw new Error('no site')
+    const i = input(h, authority, site)
+    return evaluate(s, i, resolveClient(s, i))
+  }
+
+  it('treats a Host longer than a DNS name, its dot and a port as invalid', () => {
+    const host = (labels: string) => `${labels}${'a.'.repeat(121)}example.com.:65535` // 260 + labels
+    expect(host('').length).toBe(260)
+    expect(reason({}, host(''))).toBe('host_allowed')
+    expect(reason({}, host('b'))).toBe('invalid_host')
+  })
+
+  it('treats an x-forwarded-host of more elements than --max-forwarded-hops as invalid', () => {
+    expect(reason({ 'x-forwarded-host': Array(4).fill('www.example.com').join(',') }, 'i')).toBe(
+      'host_allowed',
+    )
+    expect(reason({ 'x-forwarded-host': Array(5).fill('www.example.com').join(',') }, 'i')).toBe(
+      'invalid_host',
+    )
+  })
+
+  it('treats a forwarded header of more elements than --max-forwarded-hops as invalid', () => {
+    const elements = (n: number) => Array(n).fill('host=www.example.com').join(',')
+    expect(reason({ forwarded: elements(4) }, 'i', 'fwd')).toBe('host_allowed')
+    expect(reason({ forwarded: elements(5) }, 'i', 'fwd')).toBe('invalid_host')
   })
 })
