@@ -37,7 +37,11 @@ function heapPerOp(fn: () => void, calls: number): number {
   return Math.max(0, (after - before) / calls)
 }
 
-async function measure(tasks: Record<string, () => void>, timeMs: number): Promise<Row[]> {
+export async function measure(
+  tasks: Record<string, () => void>,
+  timeMs: number,
+  heapCalls = 20_000,
+): Promise<Row[]> {
   const bench = new Bench({ time: timeMs, warmupTime: Math.min(200, timeMs / 2) })
   for (const [name, fn] of Object.entries(tasks)) {
     bench.add(name, () => {
@@ -54,7 +58,7 @@ async function measure(tasks: Record<string, () => void>, timeMs: number): Promi
       name: task.name,
       nsPerOp,
       opsPerSecond: 1e9 / nsPerOp,
-      heapBytesPerOp: heapPerOp(fn, 20_000),
+      heapBytesPerOp: heapCalls > 0 ? heapPerOp(fn, heapCalls) : Number.NaN,
     }
   })
 }

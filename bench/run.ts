@@ -8,6 +8,7 @@ import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ROOT } from '../test/support/protos.js'
+import { adversarialBench } from './adversarial.js'
 import { e2eBench, haveH2load, type LoadResult } from './e2e.js'
 import { fixturesBench, scaleBench } from './inprocess.js'
 
@@ -73,6 +74,29 @@ if (largest)
   say(
     `Reload of ${largest.entries}: ${f(largest.compileMs, 1)} ms, of which the YAML library's parse alone takes ${f(largest.yamlMs, 1)} ms (${f((100 * largest.yamlMs) / largest.compileMs)} %).`,
   )
+say()
+
+say('## Adversarial input: each shape a client controls against a typical request')
+say()
+say(
+  'Both measured side by side in one tinybench run; the shapes are at the default limits (8 KiB, 32 hops). Target: none above 3×.',
+)
+say()
+say('| shape | request bytes | typical ns/op | shape ns/op | shape / typical |')
+say('|---|---|---|---|---|')
+const adversarial = await adversarialBench(quick ? 100 : 500)
+for (const r of adversarial)
+  say(
+    `| ${r.shape} | ${r.bytes} | ${f(r.typicalNs)} | ${f(r.shapeNs)} | ${f(r.shapeNs / r.typicalNs, 2)}× |`,
+  )
+const worst = adversarial.reduce(
+  (a, r) => (r.shapeNs / r.typicalNs > a.shapeNs / a.typicalNs ? r : a),
+  adversarial[0] ?? { shape: '-', bytes: 0, typicalNs: 1, shapeNs: Number.NaN },
+)
+say()
+say(
+  `Worst: ${worst.shape}, ${f(worst.shapeNs / worst.typicalNs, 2)}× a typical Check (target ≤ 3×).`,
+)
 say()
 
 say('## End to end over gRPC (h2load)')
