@@ -91,9 +91,9 @@ export function owsEnd(text: string, start: number, end: number): number {
 }
 
 const TOKEN_RUN = /[!#$%&'*+\-.^_`|~0-9A-Za-z]*/y
-// A quoted-string: what lies between its quotes; a backslash escapes the next character.
 const QUOTE_OR_COMMA = /[^",]*/y
-const QUOTED = /"((?:[^"\\]|\\[^])*)"/y
+// A quoted-string: what lies between its quotes; a backslash escapes the next character.
+const QUOTED = /"((?:[^"\\]|\\[\s\S])*)"/y
 
 /** Reads a token at pos, before `end`; returns its end (pos when there is none). */
 function tokenEnd(text: string, pos: number, end: number): number {
@@ -191,7 +191,7 @@ export function parseForwardedElement(
       const quoted = QUOTED.exec(value)
       if (quoted === null || QUOTED.lastIndex > end) return MALFORMED
       const inner = quoted[1] ?? ''
-      parsed = inner.includes('\\') ? inner.replace(/\\([^])/g, '$1') : inner
+      parsed = inner.includes('\\') ? inner.replace(/\\([\s\S])/g, '$1') : inner
       pos = QUOTED.lastIndex
     } else {
       const valueEnd = tokenEnd(value, pos, end)
