@@ -97,6 +97,17 @@ export class HeaderValues {
     return this.#names.includes(name)
   }
 
+  bytes(name: string): Uint8Array | undefined {
+    const i = this.#names.indexOf(name)
+    if (i < 0) return undefined
+    const start = this.#spans[i * 2] as number
+    const end = this.#spans[i * 2 + 1] as number
+    // A value set whole (repeated header_map lines joined) has no span of its own.
+    if (start === end && this.#values?.[i] !== undefined)
+      return Buffer.from(this.#values[i], 'utf8')
+    return this.#buf.subarray(start, end)
+  }
+
   /** Every kept header and its value (for comparisons in tests and the fuzzer). */
   entries(): [string, string][] {
     return this.#names.map((name) => [name, this.get(name) as string])
@@ -169,7 +180,7 @@ class Decoder extends WireReader {
   pathStart = 0
   pathEnd = 0
   readonly headers: HeaderValues
-  lines: Map<string, string[]> | undefined = undefined
+  lines: Map<string, number[]> | undefined = undefined
   /** Set by `entry()`: the wanted name and where its value is. */
   entryName = ''
   entryStart = 0
@@ -404,10 +415,9 @@ class Decoder extends WireReader {
     const found = this.entry(end, this.names, HEADER_VALUE, HEADER_RAW_VALUE)
     if (found > 0) {
       this.lines ??= new Map()
-      const value = utf8Text(this.buf, this.entryStart, this.entryEnd)
       const lines = this.lines.get(this.entryName)
-      if (lines) lines.push(value)
-      else this.lines.set(this.entryName, [value])
+      if (lines) lines.push(this.entryStart, this.entryEnd)
+      else this.lines.set(this.entryName, [this.entryStart, this.entryEnd])
     }
     return found >= 0
   }
@@ -420,8 +430,16 @@ class Decoder extends WireReader {
 
   httpInput(): HttpInput {
     // Envoy sends either `headers` or `header_map`; a request with both keeps `headers` values.
-    for (const [key, lines] of this.lines ?? []) {
-      if (!this.headers.has(key)) this.headers.setValue(key, lines.join(','))
+    for (const [key, spans] of this.lines ?? []) {
+      if (this.headers.has(key)) continue
+      // One line keeps its bytes (a secret is compared as bytes); repeated lines are joined.
+      if (spans.length === 2) this.headers.setSpan(key, spans[0] as number, spans[1] as number)
+      else {
+        const values: string[] = []
+        for (let k = 0; k < spans.length; k += 2)
+          values.push(utf8Text(this.buf, spans[k] as number, spans[k + 1] as number))
+        this.headers.setValue(key, values.join(','))
+      }
     }
     return new DecodedHttp(
       this.host || this.headers.get(':authority') || this.headers.get('host') || undefined,

@@ -50,10 +50,10 @@ export function selectSite(policy: CompiledPolicy, input: CheckInput): CompiledS
 function isHealthCheck(site: CompiledSite, http: HttpInput, trace: Trace | undefined): boolean {
   const check = site.healthCheck
   if (!check) return false
-  const value = http.headers.get(check.header)
-  if (value === undefined) return false
+  const given = http.headers.bytes(check.header)
+  if (given === undefined) return false
   if (check.paths && !check.paths.has(http.path)) return false
-  const given = Buffer.from(value, 'utf8')
+  // Bytes, not text: invalid UTF-8 would become U+FFFD, and two different secrets compare equal.
   // Compare equal lengths only: timingSafeEqual throws otherwise, and the length is no secret.
   if (given.length !== check.secret.length) return false
   const ok = timingSafeEqual(given, check.secret)

@@ -24,6 +24,8 @@ export type Mode = (typeof MODES)[number]
 export interface HeaderLookup {
   get(name: string): string | undefined
   has(name: string): boolean
+  /** The value's bytes as the request carried them (a secret is compared byte for byte). */
+  bytes(name: string): Uint8Array | undefined
 }
 
 /** The HTTP part of a CheckRequest, as far as hostguard reads it. */

@@ -86,11 +86,18 @@ function isNull(node: Value): boolean {
   return node === null || (isScalar(node) && node.value === null)
 }
 
+/**
+ * What a node is, by type alone: the value may be a secret written where it does not belong
+ * (SPEC "Bounded work"), and the message already names its line, column and field.
+ */
 function describe(node: Value): string {
   if (isNull(node)) return 'nothing (null)'
   if (isMap(node)) return 'a mapping'
   if (isSeq(node)) return 'a list'
-  if (isScalar(node)) return `${typeof node.value} ${JSON.stringify(node.value)}`
+  if (isScalar(node)) {
+    const type = typeof node.value
+    return type === 'string' ? 'a string' : type === 'object' ? 'a value' : `a ${type}`
+  }
   return 'something else'
 }
 
@@ -516,19 +523,21 @@ function secret(ctx: Ctx, node: Value, field: string): Buffer | undefined {
     )
     return undefined
   }
-  let value: string | undefined
+  let value: Buffer | undefined
   if (env) {
     const name = string(ctx, env.value, `${field}.env`)
     if (name === undefined) return undefined
     const defaultValue = fallback ? string(ctx, fallback.value, `${field}.default`) : undefined
-    value = ctx.env[name] ?? defaultValue
+    const text = ctx.env[name] ?? defaultValue
+    value = text === undefined ? undefined : Buffer.from(text, 'utf8')
     if (value === undefined) {
       report(
         ctx,
         'POLICY_SECRET_UNREADABLE',
         env.value,
         `${field}.env`,
-        `environment variable ${name} is not set`,
+        // The name is not echoed: it may be the secret itself, written in the wrong place.
+        'the environment variable named here is not set',
       )
       return undefined
     }
@@ -537,7 +546,8 @@ function secret(ctx: Ctx, node: Value, field: string): Buffer | undefined {
     if (path === undefined) return undefined
     try {
       // One trailing newline is dropped: `kubectl create secret --from-file` keeps the editor's.
-      value = readFileSync(resolve(ctx.baseDir, path), 'utf8').replace(/\r?\n$/, '')
+      // Bytes as they are: a binary secret must not be decoded as UTF-8 (SPEC "Bounded work").
+      value = withoutTrailingNewline(readFileSync(resolve(ctx.baseDir, path)))
     } catch (err) {
       const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
       report(
@@ -550,7 +560,7 @@ function secret(ctx: Ctx, node: Value, field: string): Buffer | undefined {
       return undefined
     }
   }
-  if (!value) {
+  if (!value || value.length === 0) {
     report(
       ctx,
       'POLICY_SECRET_EMPTY',
@@ -560,7 +570,15 @@ function secret(ctx: Ctx, node: Value, field: string): Buffer | undefined {
     )
     return undefined
   }
-  return Buffer.from(value, 'utf8')
+  return value
+}
+
+/** Drops one trailing LF or CRLF. */
+function withoutTrailingNewline(bytes: Buffer): Buffer {
+  let end = bytes.length
+  if (bytes[end - 1] === 0x0a) end--
+  if (end < bytes.length && bytes[end - 1] === 0x0d) end--
+  return bytes.subarray(0, end)
 }
 
 function healthCheck(ctx: Ctx, node: Value, field: string): HealthCheckSpec | undefined {

@@ -23,6 +23,14 @@ export function checkInput(
 }
 
 /** A header set as the decoder hands it over. */
-export function headers(entries: Record<string, string>): Map<string, string> {
-  return new Map(Object.entries(entries))
+/** Header values as decode's HeaderValues gives them; bytes are the UTF-8 of the text. */
+export class TestHeaders extends Map<string, string> {
+  bytes(name: string): Uint8Array | undefined {
+    const value = this.get(name)
+    return value === undefined ? undefined : Buffer.from(value, 'utf8')
+  }
+}
+
+export function headers(entries: Record<string, string>): TestHeaders {
+  return new TestHeaders(Object.entries(entries))
 }

@@ -1,9 +1,10 @@
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { check } from '../../src/check/check.js'
 import { FORWARDING_HEADERS } from '../../src/policy/schema.js'
-import { policyFrom } from '../support/policy.js'
+import { policyFile, policyFrom } from '../support/policy.js'
 import { FIXTURES, type Message, official } from '../support/protos.js'
 
 const POLICY = policyFrom(
@@ -203,5 +204,50 @@ describe('both request shapes', () => {
     const asRaw = check(POLICY, raw)
     expect(asRaw.decision.reason).toBe('host_allowed')
     expect(asRaw.response).toEqual(asMap.response)
+  })
+})
+
+describe('a binary health-check secret', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hostguard-secret-'))
+  const secretFile = join(dir, 'secret')
+  writeFileSync(secretFile, Buffer.from([0xff, 0xfe, 0x41, 0x0a]))
+  const policy = policyFile(
+    (() => {
+      const file = join(dir, 'policy.yaml')
+      writeFileSync(
+        file,
+        'version: 1\nallowedHosts: [www.example.com]\nhealthCheck: { header: x-health, value: { file: secret }, paths: [/hc] }\n',
+      )
+      return file
+    })(),
+  )
+  const probe = (value: Buffer) =>
+    official.decodeResponse(
+      check(
+        policy,
+        official.encodeRequest({
+          attributes: {
+            source: { address: { socket_address: { address: '192.0.2.1', port_value: 1 } } },
+            request: {
+              http: {
+                method: 'GET',
+                path: '/hc',
+                host: 'evil.example',
+                header_map: { headers: [{ key: 'x-health', raw_value: value }] },
+              },
+            },
+          },
+        }),
+      ).response,
+    ).status?.code ?? 0
+
+  it('is compared byte for byte with the raw header value', () => {
+    expect(probe(Buffer.from([0xff, 0xfe, 0x41]))).toBe(0)
+  })
+
+  it('is not matched by other invalid UTF-8 bytes that decode to the same text', () => {
+    // Both decode as "\uFFFD\uFFFDA": compared as text, they would pass.
+    expect(probe(Buffer.from([0xfe, 0xff, 0x41]))).not.toBe(0)
+    expect(probe(Buffer.from([0xc0, 0xc1, 0x41]))).not.toBe(0)
   })
 })

@@ -375,3 +375,26 @@ describe('policy loading', () => {
     expect(spec.sites.get('open')?.clientIpHeader).toBeNull()
   })
 })
+
+describe('error messages never echo a value that may be a secret', () => {
+  it.each([
+    [
+      'a number written as the env name',
+      'healthCheck: { header: x-h, value: { env: 739164028551 } }',
+    ],
+    [
+      'a secret written as the env name',
+      'healthCheck: { header: x-h, value: { env: s3cr3t-739164 } }',
+    ],
+    ['a secret written inline', 'healthCheck: { header: x-h, value: s3cr3t-739164 }'],
+    ['a number where a list belongs', 'trustedProxies: 739164028551'],
+  ])('%s', (_, yaml) => {
+    const messages = errorsOf(`version: 1\nallowedHosts: [a.example]\n${yaml}\n`).map(
+      (e) => e.message,
+    )
+    expect(messages.length).toBeGreaterThan(0)
+    for (const m of messages) {
+      expect(m).not.toContain('739164')
+    }
+  })
+})
