@@ -142,6 +142,19 @@ export async function explain(
   }
 }
 
+// C0 and C1 controls, DEL, and the Unicode line and paragraph separators: a client's bytes
+// (a captured x-forwarded-for, a Host) must not move the operator's cursor or clear the screen.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g
+// JSON.stringify escapes C0 controls in strings itself; its own newlines are layout.
+const CONTROL_IN_JSON = /[\u007f-\u009f\u2028\u2029]/g
+
+const escape = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
+
+/** The text with every control character written as a \uXXXX escape. */
+export function escapeControls(text: string): string {
+  return text.replace(CONTROL, escape)
+}
+
 function humanText(e: Explanation): string {
   const lines: [string, string][] = [
     [
@@ -170,7 +183,7 @@ function humanText(e: Explanation): string {
     )
     lines.push(['sources', sources.join(', ')])
   }
-  return `${lines.map(([k, v]) => `${k.padEnd(9)}${v}`).join('\n')}\n`
+  return `${lines.map(([k, v]) => `${k.padEnd(9)}${escapeControls(v)}`).join('\n')}\n`
 }
 
 /** Exit code 0 when the request was explained (allow or deny), 1 when the policy is bad. */
@@ -219,7 +232,9 @@ export async function explainCommand(args: string[]): Promise<number> {
       syncWaitMs: whole(values['sync-wait'], 10, '--sync-wait', 0, 3600) * 1000,
     })
     process.stdout.write(
-      values.json ? `${JSON.stringify(explanation, null, 2)}\n` : humanText(explanation),
+      values.json
+        ? `${JSON.stringify(explanation, null, 2).replace(CONTROL_IN_JSON, escape)}\n`
+        : humanText(explanation),
     )
     return 0
   } catch (err) {

@@ -201,6 +201,20 @@ describe('hostguard explain', () => {
     })
   })
 
+  it('escapes control characters a client sent, in text and in JSON', async () => {
+    const hostile = '\u001b[2J\u001b[H203.0.113.7\u009b31m\u2028'
+    const args = ['explain', '--policy', EXAMPLE, '--authority', 'shop.example.com']
+    const flags = [...args, '--peer', '10.1.2.3', '--header', `x-forwarded-for=${hostile}`]
+    const text = await hostguard(...flags)
+    const json = await hostguard(...flags, '--json')
+    for (const r of [text, json]) {
+      expect(r.code).toBe(0)
+      expect(r.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/)
+    }
+    expect(text.stdout).toContain('\\u001b[2J\\u001b[H203.0.113.7\\u009b31m\\u2028')
+    expect(JSON.parse(json.stdout).chain.entries).toContain(hostile)
+  })
+
   it('prints human text by default', async () => {
     const r = await hostguard(
       'explain',
