@@ -36,6 +36,9 @@ sites:
     allowedHosts: [dry.example.com]
   tcp:
     clientCidrs: { allow: [198.51.100.0/24] }
+  v6trust:
+    trustedProxies: ["::/1", "fd00::/8", "::ffff:10.0.0.0/104"]
+    clientCidrs: { deny: [10.9.0.0/16] }
 `
 const SECRET = 's3cret-fuzz'
 const STATUS_NAMES: Record<number, string> = {
@@ -153,6 +156,11 @@ const HOSTS = [
   '[::1',
   '-.example.org',
   '..example.org',
+  `${'a.'.repeat(124)}example.org`,
+  `${'a.'.repeat(124)}example.org:65535`,
+  `${'a.'.repeat(125)}example.org`,
+  `${'A.'.repeat(2000)}example.org`,
+  `${'a.'.repeat(2000)}example.org`,
 ]
 const SEPARATORS = [',', ', ', ' ,', ',\t', ',,', ' , ']
 const SITES = [
@@ -163,6 +171,8 @@ const SITES = [
   'realip',
   'dry',
   'tcp',
+  'v6trust',
+  'v6trust',
   'nope',
   '',
   'default',
@@ -170,11 +180,22 @@ const SITES = [
   '__proto__',
 ]
 
+/** What a client puts left of its own entry, which a walk must never be moved by. */
+const PADDING = [
+  () => 'x'.repeat(9000),
+  () => ','.repeat(9000),
+  () => '10.0.0.1,'.repeat(40),
+  () => 'for=10.1.2.3,'.repeat(40),
+  () => '"',
+  () => 'for="unterminated, ',
+  () => '\\"',
+]
+
 function xff(r: Rng): string {
   if (r.chance(0.02))
     return Array.from({ length: r.chance(0.5) ? 40 : 10_000 }, () => '10.0.0.1').join(',')
   const n = r.int(6)
-  let out = ''
+  let out = r.chance(0.08) ? `${r.pick(PADDING)()}${r.pick(SEPARATORS)}` : ''
   for (let i = 0; i < n; i++) out += (i > 0 ? r.pick(SEPARATORS) : '') + r.pick(ADDRESSES)
   return out
 }
@@ -230,7 +251,8 @@ function forwarded(r: Rng): string {
     if (r.chance(0.2)) pairs.push('by=10.1.2.3')
     elements.push(pairs.join(r.pick([';', '; ', ' ;'])))
   }
-  return elements.join(r.pick([',', ', ']))
+  const padding = r.chance(0.08) ? `${r.pick(PADDING)()},` : ''
+  return padding + elements.join(r.pick([',', ', ']))
 }
 
 /** A random CheckRequest as an object with proto field names. */

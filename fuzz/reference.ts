@@ -307,12 +307,15 @@ export class ReferenceEvaluator {
       if (v.length > this.maxHeaderBytes)
         return this.answer(s, siteName, 'invalid_host', client, peerTrusted)
       hosts = v.split(',').map(trim)
+      // One element a hop: a longer list than --max-forwarded-hops is stuffing.
+      if (hosts.length > this.maxHops)
+        return this.answer(s, siteName, 'invalid_host', client, peerTrusted)
     } else if (peerTrusted && trusted.includes('forwarded') && headers.has('forwarded')) {
       const v = headers.get('forwarded') ?? ''
       if (v.length > this.maxHeaderBytes)
         return this.answer(s, siteName, 'invalid_host', client, peerTrusted)
       const elements = forwardedElements(v)
-      if (elements.some((e) => e.malformed))
+      if (elements.length > this.maxHops || elements.some((e) => e.malformed))
         return this.answer(s, siteName, 'invalid_host', client, peerTrusted)
       const fromHeader = elements.flatMap((e) => (e.host === undefined ? [] : [e.host]))
       if (fromHeader.length > 0) hosts = fromHeader
@@ -334,7 +337,8 @@ export class ReferenceEvaluator {
   }
 
   private hostReason(s: Plain, raw: string): string {
-    const domain = raw.length > this.maxHeaderBytes ? undefined : domainOf(raw)
+    // docs/policy.md: a Host longer than a DNS name (253), its dot and a port is invalid.
+    const domain = raw.length > 260 ? undefined : domainOf(raw)
     if (domain === undefined) return 'invalid_host'
     const patterns: string[] = (s.allowedHosts ?? []).map((p: string) => p.toLowerCase())
     if (patterns.some((p) => p === '*' || isSameDomain(domain, p))) return 'host_allowed'
