@@ -315,7 +315,11 @@ export class ReferenceEvaluator {
       if (v.length > this.maxHeaderBytes)
         return this.answer(s, siteName, 'invalid_host', client, peerTrusted)
       const elements = forwardedElements(v)
-      if (elements.length > this.maxHops || elements.some((e) => e.malformed))
+      if (
+        elements.length > this.maxHops ||
+        elements.some((e) => e.malformed) ||
+        forwardedSplit(v).some((e) => e.text.length > 1024)
+      )
         return this.answer(s, siteName, 'invalid_host', client, peerTrusted)
       const fromHeader = elements.flatMap((e) => (e.host === undefined ? [] : [e.host]))
       if (fromHeader.length > 0) hosts = fromHeader
@@ -376,6 +380,8 @@ export class ReferenceEvaluator {
       if (entry.start < floor) return undefined
       let a: Address | undefined
       if (header === 'forwarded') {
+        // docs/policy.md: an element longer than 1,024 characters cannot be read.
+        if (entry.text.length > 1024) return undefined
         const parsed = forwardedElements(entry.text)
         if (parsed.length === 0) continue
         const e = parsed.length === 1 ? parsed[0] : undefined

@@ -35,21 +35,30 @@ export function parseNode(
   obfuscatedPort = false,
 ): Ip | undefined {
   if (start >= end) return undefined
+  // Colons and the bracket are looked for within [start, end) only: indexOf would run on to the
+  // end of a long header for every entry of it.
+  let colon = -1
+  let second = -1
+  let close = -1
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i)
+    if (c === COLON) {
+      if (colon < 0) colon = i
+      else if (second < 0) second = i
+    } else if (c === CLOSE && close < 0) close = i
+  }
   if (text.charCodeAt(start) === OPEN) {
-    const close = text.indexOf(']', start)
-    if (close < 0 || close >= end) return undefined
+    if (close < 0) return undefined
     if (close + 1 < end) {
       if (text.charCodeAt(close + 1) !== COLON) return undefined
       if (!isPort(text, close + 2, end, obfuscatedPort)) return undefined
     }
     return parseIpV6Range(text, start + 1, close)
   }
-  const colon = text.indexOf(':', start)
-  if (colon < 0 || colon >= end) {
+  if (colon < 0) {
     return text.charCodeAt(end - 1) === CLOSE ? undefined : parseIpRange(text, start, end)
   }
-  const second = text.indexOf(':', colon + 1)
-  if (second < 0 || second >= end) {
+  if (second < 0) {
     // One colon: IPv4 with a port (an IPv6 address has at least two colons).
     if (!isPort(text, colon + 1, end, obfuscatedPort)) return undefined
     const ip = parseIpRange(text, start, colon)
@@ -91,7 +100,6 @@ export function owsEnd(text: string, start: number, end: number): number {
 }
 
 const TOKEN_RUN = /[!#$%&'*+\-.^_`|~0-9A-Za-z]*/y
-const QUOTE_OR_COMMA = /[^",]*/y
 // A quoted-string: what lies between its quotes; a backslash escapes the next character.
 const QUOTED = /"((?:[^"\\]|\\[\s\S])*)"/y
 
@@ -104,20 +112,31 @@ function tokenEnd(text: string, pos: number, end: number): number {
 }
 
 /**
+ * The longest `Forwarded` element read: room for `for=`, `by=`, `proto=` and a `host=` of a full
+ * DNS name with a port. A longer one is unreadable, as a malformed one is, so no element costs
+ * more than this to split or parse, however a client pads it (SPEC "Bounded work").
+ */
+export const MAX_FORWARDED_ELEMENT = 1024
+
+/**
  * Where the `Forwarded` element that ends at `end` begins, found by scanning leftwards for a comma
  * outside a quoted string (a quote preceded by an odd run of backslashes is escaped). Leftwards,
  * so that a quote a client left open further left cannot swallow the elements a trusted proxy
- * appended on the right. The scan stops at `floor`: -1 when the element begins before it.
+ * appended on the right. -1 when the element begins before `floor` or is longer than
+ * MAX_FORWARDED_ELEMENT: either way it cannot be read.
  */
 export function forwardedElementStart(value: string, end: number, floor: number): number {
   if (end === 0) return floor === 0 ? 0 : -1
-  // Most elements hold no quote: then the nearest comma is the boundary. Both searches run in
-  // native code and stop within the element.
-  const comma = value.lastIndexOf(',', end - 1)
-  QUOTE_OR_COMMA.lastIndex = comma + 1
-  QUOTE_OR_COMMA.test(value)
-  if (QUOTE_OR_COMMA.lastIndex >= end) return comma + 1 < floor ? -1 : comma + 1
-  return quotedElementStart(value, end, floor)
+  // Most elements hold no quote: then the nearest comma is the boundary. The searches run on the
+  // element's window only (a slice is a view, not a copy): lastIndexOf scans backwards one
+  // character at a time, so it must not be left to cross a whole padded header.
+  const from = Math.max(0, end - MAX_FORWARDED_ELEMENT - 1)
+  const window = from === 0 && end === value.length ? value : value.slice(from, end)
+  const at = window.lastIndexOf(',')
+  const start = at < 0 ? from : from + at + 1
+  if (end - start > MAX_FORWARDED_ELEMENT || (at < 0 && from > 0)) return -1
+  if (window.indexOf('"', at + 1) < 0) return start < floor ? -1 : start
+  return quotedElementStart(value, end, Math.max(floor, from))
 }
 
 function quotedElementStart(value: string, end: number, floor: number): number {
@@ -220,7 +239,7 @@ export function parseForwardedElement(
 /**
  * A `Forwarded` value's elements, left to right, split as the client walk splits them (from the
  * right). Empty elements are left out; a malformed one is MALFORMED. Undefined when there are
- * more than `max`.
+ * more than `max`, or one is longer than MAX_FORWARDED_ELEMENT.
  */
 export function parseForwarded(
   value: string,
@@ -230,6 +249,7 @@ export function parseForwarded(
   let end = value.length
   for (;;) {
     const start = forwardedElementStart(value, end, 0)
+    if (start < 0) return undefined
     const element = parseForwardedElement(value, start, end)
     if (element !== undefined) {
       if (elements.length === max) return undefined

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { resolveClient } from '../../src/check/client.js'
-import { parseForwarded, parseNode } from '../../src/net/forwarding.js'
+import { MAX_FORWARDED_ELEMENT, parseForwarded, parseNode } from '../../src/net/forwarding.js'
 import { formatIp } from '../../src/net/ip.js'
 import { checkInput, headers, policyFrom } from '../support/policy.js'
 
@@ -167,6 +167,29 @@ describe('parseNode and parseForwarded', () => {
   it('refuses a parameter twice in one element', () => {
     expect(parseForwarded('for=1.2.3.4;for=5.6.7.8')).toEqual([
       { malformed: true, for: undefined, host: undefined },
+    ])
+  })
+})
+
+describe('a forwarded element longer than MAX_FORWARDED_ELEMENT', () => {
+  const fwd = (value: string) => clientOf('forwarded', '10.0.0.2', { forwarded: value }).ip
+  const padded = (n: number) => `for=192.0.2.60;ext=${'x'.repeat(n - 'for=192.0.2.60;ext='.length)}`
+
+  it('is read up to the bound', () => {
+    expect(padded(MAX_FORWARDED_ELEMENT)).toHaveLength(MAX_FORWARDED_ELEMENT)
+    expect(fwd(padded(MAX_FORWARDED_ELEMENT))).toBe('192.0.2.60')
+    expect(fwd(`${padded(MAX_FORWARDED_ELEMENT)}, for=10.1.2.3`)).toBe('192.0.2.60')
+  })
+
+  it('cannot be read past it, quoted or not: the client is unknown', () => {
+    expect(fwd(padded(MAX_FORWARDED_ELEMENT + 1))).toBeUndefined()
+    expect(fwd(`for=192.0.2.60;ext="${'x,'.repeat(600)}", for=10.1.2.3`)).toBeUndefined()
+  })
+
+  it('makes a trusted forwarded host header unreadable', () => {
+    expect(parseForwarded(`host=a.example;ext=${'x'.repeat(2000)}`)).toBeUndefined()
+    expect(parseForwarded('host=a.example;ext="x,y"')).toEqual([
+      { malformed: false, for: undefined, host: 'a.example' },
     ])
   })
 })
