@@ -1,10 +1,11 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { compileHeaderNames, decode, HeaderValues } from '../../src/check/decode.js'
-import type { CheckInput } from '../../src/check/types.js'
-import { formatIp, parseIp } from '../../src/net/ip.js'
+import { compileHeaderNames, decode } from '../../src/check/decode.js'
+import { messageField } from '../../src/check/protobuf.js'
+import { formatIp } from '../../src/net/ip.js'
 import { FORWARDING_HEADERS } from '../../src/policy/schema.js'
+import { plain, specFields as specFieldsOf } from '../support/decoded.js'
 import { FIXTURES, type Message, official, ours } from '../support/protos.js'
 
 const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith('.bin'))
@@ -12,52 +13,7 @@ const read = (name: string): Buffer => readFileSync(join(FIXTURES, name))
 const WANTED = [':authority', 'host', ':path', 'x-health', 'user-agent', ...FORWARDING_HEADERS]
 const ALL_HEADERS = compileHeaderNames(WANTED)
 
-/**
- * decode's answer as plain data, to compare by value: its peer and path are getters, and its
- * headers a HeaderValues (which keeps them private), here a Map.
- */
-function plain(input: CheckInput | undefined) {
-  if (!input) return input
-  const http = input.http
-  if (http) expect(http.headers).toBeInstanceOf(HeaderValues)
-  return {
-    peer: input.peer,
-    peerIp: input.peerIp,
-    site: input.site,
-    http: http && {
-      authority: http.authority,
-      path: http.path,
-      headers: new Map((http.headers as HeaderValues).entries()),
-    },
-  }
-}
-
-/** What SPEC reads, taken from a message the official protos decoded. */
-function specFields(message: Message) {
-  const attributes = message.attributes ?? {}
-  const http = attributes.request?.http
-  const headers = new Map<string, string>()
-  for (const [k, v] of Object.entries(http?.headers ?? {})) headers.set(k, String(v))
-  const lines = new Map<string, string[]>()
-  for (const h of http?.header_map?.headers ?? []) {
-    const value = h.raw_value ? Buffer.from(h.raw_value).toString('utf8') : (h.value ?? '')
-    lines.set(h.key, [...(lines.get(h.key) ?? []), value])
-  }
-  for (const [k, v] of lines) headers.set(k, v.join(','))
-  const path: string = http?.path ?? ''
-  const peer: string = attributes.source?.address?.socket_address?.address ?? ''
-  return {
-    peer,
-    // The address parser reads the string here and the bytes in decode: the same answer.
-    peerIp: parseIp(peer),
-    site: attributes.context_extensions?.site,
-    http: http && {
-      authority: http.host || headers.get(':authority') || headers.get('host') || undefined,
-      path: path.split('?')[0],
-      headers: new Map([...headers].filter(([k]) => WANTED.includes(k))),
-    },
-  }
-}
+const specFields = (message: Message) => specFieldsOf(message, WANTED)
 
 describe('decode agrees with the official Envoy protos', () => {
   it.each(fixtures)('%s: every field SPEC reads', (name) => {
@@ -187,4 +143,34 @@ describe('decode', () => {
   ])('gives undefined for %s', (_, bytes) => {
     expect(decode(bytes, ALL_HEADERS)).toBeUndefined()
   })
+})
+
+describe('decode reads a map entry the same in any field order', () => {
+  const field = (key: number, value: string) =>
+    Buffer.concat([Buffer.from([key, value.length]), Buffer.from(value)])
+  /** A CheckRequest whose http.headers holds one entry of these fields. */
+  const headerEntry = (...fields: Buffer[]) =>
+    messageField(1, messageField(4, messageField(2, messageField(3, ...fields))))
+  /** A CheckRequest whose context_extensions holds one entry of these fields. */
+  const extension = (...fields: Buffer[]) => messageField(1, messageField(10, ...fields))
+
+  it('reads key then value and value then key alike', () => {
+    const key = field(0x0a, 'x-real-ip')
+    const value = field(0x12, '192.0.2.9')
+    for (const bytes of [headerEntry(key, value), headerEntry(value, key)])
+      expect(decode(bytes, ALL_HEADERS)?.http?.headers.get('x-real-ip')).toBe('192.0.2.9')
+  })
+
+  it.each([
+    ['http.headers', headerEntry, 'x-real-ip'],
+    ['context_extensions', extension, 'site'],
+  ])(
+    'rejects a %s entry with a field number 0 (key byte 0x02) in either order',
+    (_, entry, key) => {
+      const k = field(0x0a, key)
+      const zero = field(0x02, '192.0.2.9')
+      expect(decode(entry(k, zero), ALL_HEADERS)).toBeUndefined()
+      expect(decode(entry(zero, k), ALL_HEADERS)).toBeUndefined()
+    },
+  )
 })
