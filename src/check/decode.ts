@@ -77,7 +77,9 @@ export class HeaderValues {
   readonly #names: string[] = []
   /** [start0, end0, start1, end1, …]: where each value is in #buf. */
   readonly #spans: number[] = []
-  /** The values made so far (or set whole), created when the first one is. */
+  /** For a name set from header_map lines: where each of its lines is, as in #spans. */
+  #lines: (readonly number[] | undefined)[] | undefined
+  /** The values made so far, created when the first one is. */
   #values: (string | undefined)[] | undefined
 
   constructor(buf: Buffer) {
@@ -92,7 +94,10 @@ export class HeaderValues {
     let value = this.#values[i]
     if (value === undefined) {
       // Invalid UTF-8 becomes U+FFFD, which no host, address or secret check accepts.
-      value = utf8Text(this.#buf, this.#spans[i * 2] as number, this.#spans[i * 2 + 1] as number)
+      const lines = this.#lines?.[i]
+      value = lines
+        ? joinLines(this.#buf, lines)
+        : utf8Text(this.#buf, this.#spans[i * 2] as number, this.#spans[i * 2 + 1] as number)
       this.#values[i] = value
     }
     return value
@@ -114,16 +119,23 @@ export class HeaderValues {
     this.#spans[i * 2] = start
     this.#spans[i * 2 + 1] = end
     if (this.#values) this.#values[i] = undefined
+    if (this.#lines) this.#lines[i] = undefined
   }
 
-  setValue(name: string, value: string): void {
-    let i = this.#names.indexOf(name)
-    if (i < 0) i = this.#names.push(name) - 1
-    this.#spans[i * 2] = 0
-    this.#spans[i * 2 + 1] = 0
-    this.#values ??= []
-    this.#values[i] = value
+  /** The header lines at `spans` ([start0, end0, …]), joined with `,` when read. */
+  setLines(name: string, spans: readonly number[]): void {
+    this.setSpan(name, 0, 0)
+    this.#lines ??= []
+    this.#lines[this.#names.indexOf(name)] = spans
   }
+}
+
+/** The lines at `spans`, joined with `,` as Envoy joins a header map. */
+function joinLines(buf: Buffer, spans: readonly number[]): string {
+  let value = utf8Text(buf, spans[0] as number, spans[1] as number)
+  for (let s = 2; s < spans.length; s += 2)
+    value += `,${utf8Text(buf, spans[s] as number, spans[s + 1] as number)}`
+  return value
 }
 
 /** The name in `names` that buf[start, end) spells, if any. */
@@ -161,20 +173,26 @@ const CONTEXT_EXTENSION = 9
 
 /**
  * One decode. Fields accumulate across the whole message, so repeated message fields merge;
- * `lines` keeps header_map values, one per header line, joined at the end like Envoy's map.
+ * `lines` keeps where each wanted header_map line is, joined like Envoy's map when read.
  */
 class Decoder extends WireReader {
   /** Where the peer address is: parsed there, and made a string only if read. */
   peerStart = 0
   peerEnd = 0
-  site: string | undefined = undefined
+  /** Where the last context_extensions["site"] value is, if one came. */
+  hasSite = false
+  siteStart = 0
+  siteEnd = 0
   hasHttp = false
-  host = ''
+  /** Where `http.host` is. */
+  hostStart = 0
+  hostEnd = 0
   /** Where `http.path` is; made a string only if read (only health-check paths read it). */
   pathStart = 0
   pathEnd = 0
   readonly headers: HeaderValues
-  lines: Map<string, string[]> | undefined = undefined
+  /** header_map lines of each wanted name, where they are: [start0, end0, start1, end1, …]. */
+  lines: Map<string, number[]> | undefined = undefined
   /** Set by `entry()`: the wanted name and where its value is. */
   entryName = ''
   entryStart = 0
@@ -196,14 +214,6 @@ class Decoder extends WireReader {
     if (!this.field() || this.pos > end) return -1
     if (this.wireType !== LEN) return this.skip() && this.pos <= end ? 0 : -1
     return this.length() && this.valueEnd <= end ? 1 : -1
-  }
-
-  /** The LEN value just read, as a string. */
-  string(): string {
-    // Invalid UTF-8 becomes U+FFFD, which no host, address or secret check accepts.
-    const value = utf8Text(this.buf, this.pos, this.valueEnd)
-    this.pos = this.valueEnd
-    return value
   }
 
   /** Reads the LEN value just read as the nested message `message`. */
@@ -335,7 +345,9 @@ class Decoder extends WireReader {
           ok = this.skipLen()
           break
         case HTTP_HOST:
-          this.host = this.string()
+          this.hostStart = this.pos
+          this.hostEnd = this.valueEnd
+          ok = this.skipLen()
           break
         default:
           ok = this.skipLen()
@@ -412,27 +424,32 @@ class Decoder extends WireReader {
     const found = this.entry(end, this.names, HEADER_VALUE, HEADER_RAW_VALUE)
     if (found > 0) {
       this.lines ??= new Map()
-      const value = utf8Text(this.buf, this.entryStart, this.entryEnd)
-      const lines = this.lines.get(this.entryName)
-      if (lines) lines.push(value)
-      else this.lines.set(this.entryName, [value])
+      const spans = this.lines.get(this.entryName)
+      if (spans) spans.push(this.entryStart, this.entryEnd)
+      else this.lines.set(this.entryName, [this.entryStart, this.entryEnd])
     }
     return found >= 0
   }
 
   contextExtension(end: number): boolean {
     const found = this.entry(end, SITE, MAP_VALUE, NO_FIELD)
-    if (found > 0) this.site = utf8Text(this.buf, this.entryStart, this.entryEnd)
+    if (found > 0) {
+      this.hasSite = true
+      this.siteStart = this.entryStart
+      this.siteEnd = this.entryEnd
+    }
     return found >= 0
   }
 
   httpInput(): HttpInput {
     // Envoy sends either `headers` or `header_map`; a request with both keeps `headers` values.
-    for (const [key, lines] of this.lines ?? []) {
-      if (!this.headers.has(key)) this.headers.setValue(key, lines.join(','))
+    for (const [key, spans] of this.lines ?? []) {
+      if (!this.headers.has(key)) this.headers.setLines(key, spans)
     }
+    const host =
+      this.hostEnd > this.hostStart ? utf8Text(this.buf, this.hostStart, this.hostEnd) : ''
     return new DecodedHttp(
-      this.host || this.headers.get(':authority') || this.headers.get('host') || undefined,
+      host || this.headers.get(':authority') || this.headers.get('host') || undefined,
       this.headers,
       this.buf,
       this.pathStart,
@@ -488,7 +505,7 @@ export function decode(bytes: Buffer, names: HeaderNames): CheckInput | undefine
     bytes,
     d.peerStart,
     d.peerEnd,
-    d.site,
+    d.hasSite ? utf8Text(bytes, d.siteStart, d.siteEnd) : undefined,
     d.hasHttp ? d.httpInput() : undefined,
   )
 }

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { compileHeaderNames, decode } from '../../src/check/decode.js'
 import { messageField } from '../../src/check/protobuf.js'
 import { formatIp } from '../../src/net/ip.js'
@@ -173,4 +173,54 @@ describe('decode reads a map entry the same in any field order', () => {
       expect(decode(entry(zero, k), ALL_HEADERS)).toBeUndefined()
     },
   )
+})
+
+describe('decode makes strings only of what is read', () => {
+  const text = (s: string) => Buffer.from(s)
+  const pair = (k: string, valueField: number, v: string) =>
+    Buffer.concat([messageField(1, text(k)), messageField(valueField, text(v))])
+  /** Counts the strings made from request bytes (utf8Text is Buffer's utf8Slice). */
+  const stringsMade = () =>
+    vi.spyOn(
+      Buffer.prototype as unknown as { utf8Slice(s: number, e: number): string },
+      'utf8Slice',
+    )
+
+  it('keeps header_map lines as offsets until read, and never reads those headers shadows', () => {
+    const lines = messageField(
+      13,
+      messageField(1, pair('x-forwarded-for', 3, '192.0.2.1')),
+      messageField(1, pair('x-forwarded-for', 3, '192.0.2.2')),
+      messageField(1, pair('x-real-ip', 3, '192.0.2.3')),
+    )
+    const http = Buffer.concat([messageField(3, pair('x-real-ip', 2, '192.0.2.9')), lines])
+    const made = stringsMade()
+    try {
+      const input = decode(messageField(1, messageField(4, messageField(2, http))), ALL_HEADERS)
+      expect(made).toHaveBeenCalledTimes(0)
+      expect(input?.http?.headers.get('x-forwarded-for')).toBe('192.0.2.1,192.0.2.2')
+      expect(made).toHaveBeenCalledTimes(2)
+      expect(input?.http?.headers.get('x-real-ip')).toBe('192.0.2.9')
+      expect(made).toHaveBeenCalledTimes(3)
+    } finally {
+      made.mockRestore()
+    }
+  })
+
+  it('makes one string of http.host and of the site however often they come', () => {
+    const http = Buffer.concat([
+      messageField(5, text('a.example')),
+      messageField(5, text('b.example')),
+    ])
+    const site = (name: string) => messageField(10, pair('site', 2, name))
+    const bytes = messageField(1, messageField(4, messageField(2, http)), site('a'), site('b'))
+    const made = stringsMade()
+    try {
+      const input = decode(bytes, ALL_HEADERS)
+      expect(made).toHaveBeenCalledTimes(2)
+      expect([input?.http?.authority, input?.site]).toEqual(['b.example', 'b'])
+    } finally {
+      made.mockRestore()
+    }
+  })
 })
