@@ -21,6 +21,9 @@ const ATTRIBUTES_CONTEXT_EXTENSIONS = 10
 // AttributeContext.Peer → config.core.v3.Address → SocketAddress
 const PEER_ADDRESS = 1
 const ADDRESS_SOCKET_ADDRESS = 1
+// Address's other members of its oneof `address` (not in proto/, which has only socket_address)
+const ADDRESS_PIPE = 2
+const ADDRESS_ENVOY_INTERNAL_ADDRESS = 3
 const SOCKET_ADDRESS_ADDRESS = 2
 // AttributeContext.Request
 const REQUEST_HTTP = 2
@@ -228,7 +231,7 @@ class Decoder extends WireReader {
         ok = this.only(end, PEER_ADDRESS, ADDRESS)
         break
       case ADDRESS:
-        ok = this.only(end, ADDRESS_SOCKET_ADDRESS, SOCKET_ADDRESS)
+        ok = this.address(end)
         break
       case SOCKET_ADDRESS:
         ok = this.socketAddress(end)
@@ -283,6 +286,29 @@ class Decoder extends WireReader {
           ok = this.skipLen()
       }
       if (!ok) return false
+    }
+    return this.pos === end
+  }
+
+  /**
+   * Address: socket_address is one member of a oneof, and protobuf keeps the last member seen, so
+   * a pipe or envoy_internal_address after it leaves no peer address.
+   */
+  address(end: number): boolean {
+    while (this.pos < end) {
+      const kind = this.next(end)
+      if (kind < 0) return false
+      if (kind === 0) continue
+      const n = this.fieldNumber
+      if (n === ADDRESS_SOCKET_ADDRESS) {
+        if (!this.nested(SOCKET_ADDRESS)) return false
+        continue
+      }
+      if (n === ADDRESS_PIPE || n === ADDRESS_ENVOY_INTERNAL_ADDRESS) {
+        this.peerStart = 0
+        this.peerEnd = 0
+      }
+      this.skipLen()
     }
     return this.pos === end
   }

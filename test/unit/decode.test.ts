@@ -107,6 +107,27 @@ describe('decode', () => {
     ])
   })
 
+  // "If the parser encounters multiple members of the same oneof on the wire, only the last member
+  // seen is used" (protobuf's language guide). protobufjs keeps them all, so it is no oracle here.
+  it('keeps the last member of the oneof Address, as protobuf requires', () => {
+    // attributes.source.address: socket_address (field 1) and pipe (field 2) of one oneof
+    const socket = messageField(1, messageField(2, Buffer.from('192.0.2.1')))
+    const pipe = messageField(2, messageField(1, Buffer.from('/run/envoy.sock')))
+    const request = (...address: Buffer[]) =>
+      messageField(1, messageField(1, messageField(1, ...address)))
+    expect(plain(decode(request(socket, pipe), ALL_HEADERS))).toMatchObject({
+      peer: '',
+      peerIp: undefined,
+    })
+    expect(plain(decode(request(pipe, socket), ALL_HEADERS))).toMatchObject({
+      peer: '192.0.2.1',
+      peerIp: { family: 4, value: 0xc0000201 },
+    })
+    // Two sources merge: the second's pipe replaces the first's socket address.
+    const twice = Buffer.concat([request(socket), request(pipe)])
+    expect(decode(twice, ALL_HEADERS)?.peer).toBe('')
+  })
+
   it('merges a message field that occurs twice, as protobuf requires', () => {
     const a = official.encodeRequest({
       attributes: { source: { address: { socket_address: { address: '192.0.2.1' } } } },
