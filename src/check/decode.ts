@@ -5,8 +5,11 @@
 // string costs about 90 ns and Envoy sends 10-20 headers (bench/decode.bench.ts); the peer is
 // parsed as an address where it lies, and the peer, the path and header values become strings
 // only when read.
-// Malformed bytes give undefined, never a throw; unknown fields are skipped, and a message field
-// that occurs twice is merged, as protobuf requires.
+// Malformed bytes (field number 0 among them) give undefined, never a throw. As protobuf requires,
+// unknown fields and fields of an unexpected wire type are skipped, a message field that occurs
+// twice is merged, of other fields and of a oneof's members the last one wins. The fast paths
+// for Envoy's usual header entries read exactly what the general path reads
+// (test/property/decode.test.ts).
 
 import { type Ip, parseIpRange } from '../net/ip.js'
 import { LEN, utf8Text, WireReader } from './protobuf.js'

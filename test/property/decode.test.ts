@@ -119,7 +119,7 @@ function writeRequest(r: Request, extraPad: number): Buffer {
 
 const malformed = (fs: WireField[]) =>
   fs.some((f) => f.field === 0 || f.wireType === 4 || f.wireType > 5)
-/** The last LEN field numbered `field`: protobuf's last one wins; any other wire type is unknown. */
+/** The last LEN field numbered `field`: the last one wins; one of another wire type is unknown. */
 const last = (fs: WireField[], field: number) =>
   fs.findLast((f) => f.field === field && f.wireType === 2)?.body
 const utf8 = (b: Uint8Array | undefined) => Buffer.from(b ?? []).toString('utf8')
