@@ -5,8 +5,11 @@
 // string costs about 90 ns and Envoy sends 10-20 headers (bench/decode.bench.ts); the peer is
 // parsed as an address where it lies, and the peer, the path and header values become strings
 // only when read.
-// Malformed bytes give undefined, never a throw; unknown fields are skipped, and a message field
-// that occurs twice is merged, as protobuf requires.
+// Malformed bytes (field number 0 among them) give undefined, never a throw. As protobuf requires,
+// unknown fields and fields of an unexpected wire type are skipped, a message field that occurs
+// twice is merged, of other fields and of a oneof's members the last one wins. The fast paths
+// for Envoy's usual header entries read exactly what the general path reads
+// (test/property/decode.test.ts).
 
 import { type Ip, parseIpRange } from '../net/ip.js'
 import { LEN, utf8Text, WireReader } from './protobuf.js'
@@ -21,6 +24,9 @@ const ATTRIBUTES_CONTEXT_EXTENSIONS = 10
 // AttributeContext.Peer → config.core.v3.Address → SocketAddress
 const PEER_ADDRESS = 1
 const ADDRESS_SOCKET_ADDRESS = 1
+// Address's other members of its oneof `address` (not in proto/, which has only socket_address)
+const ADDRESS_PIPE = 2
+const ADDRESS_ENVOY_INTERNAL_ADDRESS = 3
 const SOCKET_ADDRESS_ADDRESS = 2
 // AttributeContext.Request
 const REQUEST_HTTP = 2
@@ -37,6 +43,11 @@ const HEADER_RAW_VALUE = 3
 const MAP_KEY = 1
 const MAP_VALUE = 2
 const KEY_TAG = MAP_KEY * 8 + LEN
+/**
+ * `rawField` of a map entry, which has none. Not 0: the fast path would then take key byte 0x02
+ * (field number 0, wire type LEN) as a value, where the field reader rejects it.
+ */
+const NO_FIELD = -1
 const HEADERS_TAG = HTTP_HEADERS * 8 + LEN
 
 /** Header names to keep, as bytes grouped by length, so a key is matched without a string. */
@@ -61,6 +72,8 @@ export function compileHeaderNames(names: Iterable<string>): HeaderNames {
 
 const SITE = compileHeaderNames(['site'])
 
+const COMMA_BYTE = Buffer.from(',')
+
 /**
  * The wanted headers of one request, kept as offsets into its bytes: a value becomes a string only
  * when something reads it (most requests never read x-request-id, nor :authority and host when
@@ -72,7 +85,9 @@ export class HeaderValues {
   readonly #names: string[] = []
   /** [start0, end0, start1, end1, …]: where each value is in #buf. */
   readonly #spans: number[] = []
-  /** The values made so far (or set whole), created when the first one is. */
+  /** For a name set from header_map lines: where each of its lines is, as in #spans. */
+  #lines: (readonly number[] | undefined)[] | undefined
+  /** The values made so far, created when the first one is. */
   #values: (string | undefined)[] | undefined
 
   constructor(buf: Buffer) {
@@ -87,7 +102,10 @@ export class HeaderValues {
     let value = this.#values[i]
     if (value === undefined) {
       // Invalid UTF-8 becomes U+FFFD, which no host, address or secret check accepts.
-      value = utf8Text(this.#buf, this.#spans[i * 2] as number, this.#spans[i * 2 + 1] as number)
+      const lines = this.#lines?.[i]
+      value = lines
+        ? joinLines(this.#buf, lines)
+        : utf8Text(this.#buf, this.#spans[i * 2] as number, this.#spans[i * 2 + 1] as number)
       this.#values[i] = value
     }
     return value
@@ -100,12 +118,16 @@ export class HeaderValues {
   bytes(name: string): Uint8Array | undefined {
     const i = this.#names.indexOf(name)
     if (i < 0) return undefined
-    const start = this.#spans[i * 2] as number
-    const end = this.#spans[i * 2 + 1] as number
-    // A value set whole (repeated header_map lines joined) has no span of its own.
-    if (start === end && this.#values?.[i] !== undefined)
-      return Buffer.from(this.#values[i], 'utf8')
-    return this.#buf.subarray(start, end)
+    const lines = this.#lines?.[i]
+    if (lines === undefined)
+      return this.#buf.subarray(this.#spans[i * 2] as number, this.#spans[i * 2 + 1] as number)
+    // header_map lines, joined with `,` as get() joins them, byte for byte.
+    const parts: Uint8Array[] = []
+    for (let k = 0; k < lines.length; k += 2) {
+      if (k > 0) parts.push(COMMA_BYTE)
+      parts.push(this.#buf.subarray(lines[k] as number, lines[k + 1] as number))
+    }
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts)
   }
 
   /** Every kept header and its value (for comparisons in tests and the fuzzer). */
@@ -120,16 +142,23 @@ export class HeaderValues {
     this.#spans[i * 2] = start
     this.#spans[i * 2 + 1] = end
     if (this.#values) this.#values[i] = undefined
+    if (this.#lines) this.#lines[i] = undefined
   }
 
-  setValue(name: string, value: string): void {
-    let i = this.#names.indexOf(name)
-    if (i < 0) i = this.#names.push(name) - 1
-    this.#spans[i * 2] = 0
-    this.#spans[i * 2 + 1] = 0
-    this.#values ??= []
-    this.#values[i] = value
+  /** The header lines at `spans` ([start0, end0, …]), joined with `,` when read. */
+  setLines(name: string, spans: readonly number[]): void {
+    this.setSpan(name, 0, 0)
+    this.#lines ??= []
+    this.#lines[this.#names.indexOf(name)] = spans
   }
+}
+
+/** The lines at `spans`, joined with `,` as Envoy joins a header map. */
+function joinLines(buf: Buffer, spans: readonly number[]): string {
+  let value = utf8Text(buf, spans[0] as number, spans[1] as number)
+  for (let s = 2; s < spans.length; s += 2)
+    value += `,${utf8Text(buf, spans[s] as number, spans[s + 1] as number)}`
+  return value
 }
 
 /** The name in `names` that buf[start, end) spells, if any. */
@@ -167,19 +196,25 @@ const CONTEXT_EXTENSION = 9
 
 /**
  * One decode. Fields accumulate across the whole message, so repeated message fields merge;
- * `lines` keeps header_map values, one per header line, joined at the end like Envoy's map.
+ * `lines` keeps where each wanted header_map line is, joined like Envoy's map when read.
  */
 class Decoder extends WireReader {
   /** Where the peer address is: parsed there, and made a string only if read. */
   peerStart = 0
   peerEnd = 0
-  site: string | undefined = undefined
+  /** Where the last context_extensions["site"] value is, if one came. */
+  hasSite = false
+  siteStart = 0
+  siteEnd = 0
   hasHttp = false
-  host = ''
+  /** Where `http.host` is. */
+  hostStart = 0
+  hostEnd = 0
   /** Where `http.path` is; made a string only if read (only health-check paths read it). */
   pathStart = 0
   pathEnd = 0
   readonly headers: HeaderValues
+  /** header_map lines of each wanted name, where they are: [start0, end0, start1, end1, …]. */
   lines: Map<string, number[]> | undefined = undefined
   /** Set by `entry()`: the wanted name and where its value is. */
   entryName = ''
@@ -204,14 +239,6 @@ class Decoder extends WireReader {
     return this.length() && this.valueEnd <= end ? 1 : -1
   }
 
-  /** The LEN value just read, as a string. */
-  string(): string {
-    // Invalid UTF-8 becomes U+FFFD, which no host, address or secret check accepts.
-    const value = utf8Text(this.buf, this.pos, this.valueEnd)
-    this.pos = this.valueEnd
-    return value
-  }
-
   /** Reads the LEN value just read as the nested message `message`. */
   nested(message: number): boolean {
     const end = this.valueEnd
@@ -224,7 +251,7 @@ class Decoder extends WireReader {
         ok = this.only(end, PEER_ADDRESS, ADDRESS)
         break
       case ADDRESS:
-        ok = this.only(end, ADDRESS_SOCKET_ADDRESS, SOCKET_ADDRESS)
+        ok = this.address(end)
         break
       case SOCKET_ADDRESS:
         ok = this.socketAddress(end)
@@ -283,6 +310,29 @@ class Decoder extends WireReader {
     return this.pos === end
   }
 
+  /**
+   * Address: socket_address is one member of a oneof, and protobuf keeps the last member seen, so
+   * a pipe or envoy_internal_address after it leaves no peer address.
+   */
+  address(end: number): boolean {
+    while (this.pos < end) {
+      const kind = this.next(end)
+      if (kind < 0) return false
+      if (kind === 0) continue
+      const n = this.fieldNumber
+      if (n === ADDRESS_SOCKET_ADDRESS) {
+        if (!this.nested(SOCKET_ADDRESS)) return false
+        continue
+      }
+      if (n === ADDRESS_PIPE || n === ADDRESS_ENVOY_INTERNAL_ADDRESS) {
+        this.peerStart = 0
+        this.peerEnd = 0
+      }
+      this.skipLen()
+    }
+    return this.pos === end
+  }
+
   /** SocketAddress: only the address string. */
   socketAddress(end: number): boolean {
     while (this.pos < end) {
@@ -313,7 +363,9 @@ class Decoder extends WireReader {
     this.hasHttp = true
     const buf = this.buf
     while (this.pos < end) {
-      // Fast path for the 10-20 header entries, each under 128 bytes: no generic field read.
+      // Fast path for the 10-20 header entries, each under 128 bytes: no generic field read. It
+      // and entry()'s read each entry as the general path does (test/property/decode.test.ts);
+      // without them check() takes ~20 % longer (bench:ab, issue 14).
       const at = this.pos
       const length = buf[at + 1] ?? 0x80
       if (buf[at] === HEADERS_TAG && length < 0x80 && at + 2 + length <= end) {
@@ -339,7 +391,9 @@ class Decoder extends WireReader {
           ok = this.skipLen()
           break
         case HTTP_HOST:
-          this.host = this.string()
+          this.hostStart = this.pos
+          this.hostEnd = this.valueEnd
+          ok = this.skipLen()
           break
         default:
           ok = this.skipLen()
@@ -361,7 +415,8 @@ class Decoder extends WireReader {
     let valueStart = 0
     let valueEnd = 0
     let haveRaw = false
-    // Fast path for what Envoy writes: the key, then one value, each shorter than 128 bytes.
+    // Fast path for what Envoy writes: the key, then one value, each shorter than 128 bytes. It
+    // sets what the loop below would set from the same two fields, and nothing when it is not sure.
     const start = this.pos
     const keyLength = buf[start + 1] ?? 0x80
     if (buf[start] === KEY_TAG && keyLength < 0x80 && start + 2 + keyLength < end) {
@@ -406,7 +461,7 @@ class Decoder extends WireReader {
   }
 
   headerEntry(end: number): boolean {
-    const found = this.entry(end, this.names, MAP_VALUE, 0)
+    const found = this.entry(end, this.names, MAP_VALUE, NO_FIELD)
     if (found > 0) this.headers.setSpan(this.entryName, this.entryStart, this.entryEnd)
     return found >= 0
   }
@@ -415,34 +470,32 @@ class Decoder extends WireReader {
     const found = this.entry(end, this.names, HEADER_VALUE, HEADER_RAW_VALUE)
     if (found > 0) {
       this.lines ??= new Map()
-      const lines = this.lines.get(this.entryName)
-      if (lines) lines.push(this.entryStart, this.entryEnd)
+      const spans = this.lines.get(this.entryName)
+      if (spans) spans.push(this.entryStart, this.entryEnd)
       else this.lines.set(this.entryName, [this.entryStart, this.entryEnd])
     }
     return found >= 0
   }
 
   contextExtension(end: number): boolean {
-    const found = this.entry(end, SITE, MAP_VALUE, 0)
-    if (found > 0) this.site = utf8Text(this.buf, this.entryStart, this.entryEnd)
+    const found = this.entry(end, SITE, MAP_VALUE, NO_FIELD)
+    if (found > 0) {
+      this.hasSite = true
+      this.siteStart = this.entryStart
+      this.siteEnd = this.entryEnd
+    }
     return found >= 0
   }
 
   httpInput(): HttpInput {
     // Envoy sends either `headers` or `header_map`; a request with both keeps `headers` values.
     for (const [key, spans] of this.lines ?? []) {
-      if (this.headers.has(key)) continue
-      // One line keeps its bytes (a secret is compared as bytes); repeated lines are joined.
-      if (spans.length === 2) this.headers.setSpan(key, spans[0] as number, spans[1] as number)
-      else {
-        const values: string[] = []
-        for (let k = 0; k < spans.length; k += 2)
-          values.push(utf8Text(this.buf, spans[k] as number, spans[k + 1] as number))
-        this.headers.setValue(key, values.join(','))
-      }
+      if (!this.headers.has(key)) this.headers.setLines(key, spans)
     }
+    const host =
+      this.hostEnd > this.hostStart ? utf8Text(this.buf, this.hostStart, this.hostEnd) : ''
     return new DecodedHttp(
-      this.host || this.headers.get(':authority') || this.headers.get('host') || undefined,
+      host || this.headers.get(':authority') || this.headers.get('host') || undefined,
       this.headers,
       this.buf,
       this.pathStart,
@@ -498,7 +551,7 @@ export function decode(bytes: Buffer, names: HeaderNames): CheckInput | undefine
     bytes,
     d.peerStart,
     d.peerEnd,
-    d.site,
+    d.hasSite ? utf8Text(bytes, d.siteStart, d.siteEnd) : undefined,
     d.hasHttp ? d.httpInput() : undefined,
   )
 }

@@ -1,10 +1,11 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
-import { compileHeaderNames, decode, HeaderValues } from '../../src/check/decode.js'
-import type { CheckInput } from '../../src/check/types.js'
-import { formatIp, parseIp } from '../../src/net/ip.js'
+import { describe, expect, it, vi } from 'vitest'
+import { compileHeaderNames, decode } from '../../src/check/decode.js'
+import { messageField } from '../../src/check/protobuf.js'
+import { formatIp } from '../../src/net/ip.js'
 import { FORWARDING_HEADERS } from '../../src/policy/schema.js'
+import { plain, specFields as specFieldsOf } from '../support/decoded.js'
 import { FIXTURES, type Message, official, ours } from '../support/protos.js'
 
 const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith('.bin'))
@@ -12,52 +13,7 @@ const read = (name: string): Buffer => readFileSync(join(FIXTURES, name))
 const WANTED = [':authority', 'host', ':path', 'x-health', 'user-agent', ...FORWARDING_HEADERS]
 const ALL_HEADERS = compileHeaderNames(WANTED)
 
-/**
- * decode's answer as plain data, to compare by value: its peer and path are getters, and its
- * headers a HeaderValues (which keeps them private), here a Map.
- */
-function plain(input: CheckInput | undefined) {
-  if (!input) return input
-  const http = input.http
-  if (http) expect(http.headers).toBeInstanceOf(HeaderValues)
-  return {
-    peer: input.peer,
-    peerIp: input.peerIp,
-    site: input.site,
-    http: http && {
-      authority: http.authority,
-      path: http.path,
-      headers: new Map((http.headers as HeaderValues).entries()),
-    },
-  }
-}
-
-/** What SPEC reads, taken from a message the official protos decoded. */
-function specFields(message: Message) {
-  const attributes = message.attributes ?? {}
-  const http = attributes.request?.http
-  const headers = new Map<string, string>()
-  for (const [k, v] of Object.entries(http?.headers ?? {})) headers.set(k, String(v))
-  const lines = new Map<string, string[]>()
-  for (const h of http?.header_map?.headers ?? []) {
-    const value = h.raw_value ? Buffer.from(h.raw_value).toString('utf8') : (h.value ?? '')
-    lines.set(h.key, [...(lines.get(h.key) ?? []), value])
-  }
-  for (const [k, v] of lines) headers.set(k, v.join(','))
-  const path: string = http?.path ?? ''
-  const peer: string = attributes.source?.address?.socket_address?.address ?? ''
-  return {
-    peer,
-    // The address parser reads the string here and the bytes in decode: the same answer.
-    peerIp: parseIp(peer),
-    site: attributes.context_extensions?.site,
-    http: http && {
-      authority: http.host || headers.get(':authority') || headers.get('host') || undefined,
-      path: path.split('?')[0],
-      headers: new Map([...headers].filter(([k]) => WANTED.includes(k))),
-    },
-  }
-}
+const specFields = (message: Message) => specFieldsOf(message, WANTED)
 
 describe('decode agrees with the official Envoy protos', () => {
   it.each(fixtures)('%s: every field SPEC reads', (name) => {
@@ -151,6 +107,27 @@ describe('decode', () => {
     ])
   })
 
+  // "If the parser encounters multiple members of the same oneof on the wire, only the last member
+  // seen is used" (protobuf's language guide). protobufjs keeps them all, so it is no oracle here.
+  it('keeps the last member of the oneof Address, as protobuf requires', () => {
+    // attributes.source.address: socket_address (field 1) and pipe (field 2) of one oneof
+    const socket = messageField(1, messageField(2, Buffer.from('192.0.2.1')))
+    const pipe = messageField(2, messageField(1, Buffer.from('/run/envoy.sock')))
+    const request = (...address: Buffer[]) =>
+      messageField(1, messageField(1, messageField(1, ...address)))
+    expect(plain(decode(request(socket, pipe), ALL_HEADERS))).toMatchObject({
+      peer: '',
+      peerIp: undefined,
+    })
+    expect(plain(decode(request(pipe, socket), ALL_HEADERS))).toMatchObject({
+      peer: '192.0.2.1',
+      peerIp: { family: 4, value: 0xc0000201 },
+    })
+    // Two sources merge: the second's pipe replaces the first's socket address.
+    const twice = Buffer.concat([request(socket), request(pipe)])
+    expect(decode(twice, ALL_HEADERS)?.peer).toBe('')
+  })
+
   it('merges a message field that occurs twice, as protobuf requires', () => {
     const a = official.encodeRequest({
       attributes: { source: { address: { socket_address: { address: '192.0.2.1' } } } },
@@ -186,5 +163,85 @@ describe('decode', () => {
     ['a group closed with another field number', Buffer.from([0x0b, 0x14])],
   ])('gives undefined for %s', (_, bytes) => {
     expect(decode(bytes, ALL_HEADERS)).toBeUndefined()
+  })
+})
+
+describe('decode reads a map entry the same in any field order', () => {
+  const field = (key: number, value: string) =>
+    Buffer.concat([Buffer.from([key, value.length]), Buffer.from(value)])
+  /** A CheckRequest whose http.headers holds one entry of these fields. */
+  const headerEntry = (...fields: Buffer[]) =>
+    messageField(1, messageField(4, messageField(2, messageField(3, ...fields))))
+  /** A CheckRequest whose context_extensions holds one entry of these fields. */
+  const extension = (...fields: Buffer[]) => messageField(1, messageField(10, ...fields))
+
+  it('reads key then value and value then key alike', () => {
+    const key = field(0x0a, 'x-real-ip')
+    const value = field(0x12, '192.0.2.9')
+    for (const bytes of [headerEntry(key, value), headerEntry(value, key)])
+      expect(decode(bytes, ALL_HEADERS)?.http?.headers.get('x-real-ip')).toBe('192.0.2.9')
+  })
+
+  it.each([
+    ['http.headers', headerEntry, 'x-real-ip'],
+    ['context_extensions', extension, 'site'],
+  ])(
+    'rejects a %s entry with a field number 0 (key byte 0x02) in either order',
+    (_, entry, key) => {
+      const k = field(0x0a, key)
+      const zero = field(0x02, '192.0.2.9')
+      expect(decode(entry(k, zero), ALL_HEADERS)).toBeUndefined()
+      expect(decode(entry(zero, k), ALL_HEADERS)).toBeUndefined()
+    },
+  )
+})
+
+describe('decode makes strings only of what is read', () => {
+  const text = (s: string) => Buffer.from(s)
+  const pair = (k: string, valueField: number, v: string) =>
+    Buffer.concat([messageField(1, text(k)), messageField(valueField, text(v))])
+  /** Counts the strings made from request bytes (utf8Text is Buffer's utf8Slice). */
+  const stringsMade = () =>
+    vi.spyOn(
+      Buffer.prototype as unknown as { utf8Slice(s: number, e: number): string },
+      'utf8Slice',
+    )
+
+  it('keeps header_map lines as offsets until read, and never reads those headers shadows', () => {
+    const lines = messageField(
+      13,
+      messageField(1, pair('x-forwarded-for', 3, '192.0.2.1')),
+      messageField(1, pair('x-forwarded-for', 3, '192.0.2.2')),
+      messageField(1, pair('x-real-ip', 3, '192.0.2.3')),
+    )
+    const http = Buffer.concat([messageField(3, pair('x-real-ip', 2, '192.0.2.9')), lines])
+    const made = stringsMade()
+    try {
+      const input = decode(messageField(1, messageField(4, messageField(2, http))), ALL_HEADERS)
+      expect(made).toHaveBeenCalledTimes(0)
+      expect(input?.http?.headers.get('x-forwarded-for')).toBe('192.0.2.1,192.0.2.2')
+      expect(made).toHaveBeenCalledTimes(2)
+      expect(input?.http?.headers.get('x-real-ip')).toBe('192.0.2.9')
+      expect(made).toHaveBeenCalledTimes(3)
+    } finally {
+      made.mockRestore()
+    }
+  })
+
+  it('makes one string of http.host and of the site however often they come', () => {
+    const http = Buffer.concat([
+      messageField(5, text('a.example')),
+      messageField(5, text('b.example')),
+    ])
+    const site = (name: string) => messageField(10, pair('site', 2, name))
+    const bytes = messageField(1, messageField(4, messageField(2, http)), site('a'), site('b'))
+    const made = stringsMade()
+    try {
+      const input = decode(bytes, ALL_HEADERS)
+      expect(made).toHaveBeenCalledTimes(2)
+      expect([input?.http?.authority, input?.site]).toEqual(['b.example', 'b'])
+    } finally {
+      made.mockRestore()
+    }
   })
 })
