@@ -144,15 +144,16 @@ export async function explain(
 
 // C0 and C1 controls, DEL, and the Unicode line and paragraph separators: a client's bytes
 // (a captured x-forwarded-for, a Host) must not move the operator's cursor or clear the screen.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is its job
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g
 // JSON.stringify escapes C0 controls in strings itself; its own newlines are layout.
 const CONTROL_IN_JSON = /[\u007f-\u009f\u2028\u2029]/g
 
-const escape = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
+const escapeOne = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
 
 /** The text with every control character written as a \uXXXX escape. */
 export function escapeControls(text: string): string {
-  return text.replace(CONTROL, escape)
+  return text.replace(CONTROL, escapeOne)
 }
 
 function humanText(e: Explanation): string {
@@ -233,7 +234,7 @@ export async function explainCommand(args: string[]): Promise<number> {
     })
     process.stdout.write(
       values.json
-        ? `${JSON.stringify(explanation, null, 2).replace(CONTROL_IN_JSON, escape)}\n`
+        ? `${JSON.stringify(explanation, null, 2).replace(CONTROL_IN_JSON, escapeOne)}\n`
         : humanText(explanation),
     )
     return 0
