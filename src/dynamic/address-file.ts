@@ -3,7 +3,7 @@
 
 import type { CidrRange } from '../net/cidr.js'
 import { PolicyError, PolicyLoadError } from '../policy/errors.js'
-import { parseCidrEntry, readConfigFile } from '../policy/load.js'
+import { parseCidrEntry, type ReadOptions, readConfigFile } from '../policy/load.js'
 
 /** The ranges of an address file's text; throws PolicyLoadError naming every bad line. */
 export function parseAddressFile(text: string, file: string, sourceName: string): CidrRange[] {
@@ -28,12 +28,17 @@ export function parseAddressFile(text: string, file: string, sourceName: string)
 }
 
 /** Reads and parses an address file; throws PolicyLoadError when it is unreadable or bad. */
-export function readAddressFile(file: string, sourceName: string): CidrRange[] {
+export function readAddressFile(
+  file: string,
+  sourceName: string,
+  options: ReadOptions = {},
+): CidrRange[] {
   const text = readConfigFile(
     file,
     'POLICY_ADDRESS_FILE_UNREADABLE',
     '(address file)',
     `the address file of ${sourceName}`,
+    options,
   )
   return parseAddressFile(text, file, sourceName)
 }

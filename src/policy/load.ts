@@ -1,12 +1,12 @@
 // Policy file (YAML or JSON) → PolicySpec. Load is cold, so it reports every problem at once,
 // each with a stable code and the file:line:col of the node it is about (SPEC "Policy file").
 
-import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml'
 import { type CidrRange, networkAddress, sameIp } from '../net/cidr.js'
 import { formatIp, parseIp } from '../net/ip.js'
 import { PolicyError, type PolicyErrorCode, PolicyLoadError, type SourcePos } from './errors.js'
+import { DEFAULT_MAX_POLICY_BYTES, FileReadError, readBoundedFile } from './read.js'
 import {
   type AddressList,
   type AddressSource,
@@ -47,11 +47,20 @@ const BRACKETED_V6 = /^\[[a-f0-9]*:[a-f0-9.:]+\]$/i
 
 type Value = Node | null
 
+/** How the files a policy names are read. */
+export interface ReadOptions {
+  /** `--max-policy-bytes` (DEFAULT_MAX_POLICY_BYTES). */
+  readonly maxPolicyBytes?: number
+  /** Called with each file read and its bytes (serve compares them with the last load's). */
+  readonly onRead?: (file: string, bytes: Buffer) => void
+}
+
 interface Ctx {
   readonly file: string
   readonly baseDir: string
   readonly lines: LineCounter
   readonly env: NodeJS.ProcessEnv
+  readonly read: ReadOptions
   readonly errors: PolicyError[]
   readonly warnings: PolicyError[]
   readonly resolveAlias: (node: Node) => Value
@@ -528,9 +537,12 @@ function secret(ctx: Ctx, node: Value, field: string): Buffer | undefined {
     if (path === undefined) return undefined
     try {
       // One trailing newline is dropped: `kubectl create secret --from-file` keeps the editor's.
-      value = readFileSync(resolve(ctx.baseDir, path), 'utf8').replace(/\r?\n$/, '')
+      value = readFile(resolve(ctx.baseDir, path), ctx.read)
+        .toString('utf8')
+        .replace(/\r?\n$/, '')
     } catch (err) {
-      const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
+      if (!(err instanceof FileReadError)) throw err
+      const reason = err.message
       report(
         ctx,
         'POLICY_SECRET_UNREADABLE',
@@ -772,6 +784,7 @@ export function parsePolicy(
   text: string,
   file: string,
   env: NodeJS.ProcessEnv = process.env,
+  read: ReadOptions = {},
 ): PolicySpec {
   const lines = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false })
@@ -780,6 +793,7 @@ export function parsePolicy(
     baseDir: dirname(resolve(file)),
     lines,
     env,
+    read,
     errors: [],
     warnings: [],
     resolveAlias: (node) => deref(ctx, isAlias(node) ? node.resolve(doc) : node),
@@ -864,23 +878,34 @@ export function parsePolicy(
   return { top, sites, warnings: ctx.warnings }
 }
 
+function readFile(file: string, options: ReadOptions): Buffer {
+  const bytes = readBoundedFile(file, options.maxPolicyBytes ?? DEFAULT_MAX_POLICY_BYTES)
+  options.onRead?.(file, bytes)
+  return bytes
+}
+
 /** A file's text; throws PolicyLoadError with `code`, at its first line, when it cannot be read. */
 export function readConfigFile(
   file: string,
   code: PolicyErrorCode,
   field: string,
   what: string,
+  options: ReadOptions = {},
 ): string {
   try {
-    return readFileSync(file, 'utf8')
+    return readFile(file, options).toString('utf8')
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
+    if (!(err instanceof FileReadError)) throw err
     const at = { file, line: 1, col: 1, field }
-    throw new PolicyLoadError([new PolicyError(code, at, `cannot read ${what} (${reason})`)])
+    throw new PolicyLoadError([new PolicyError(code, at, `cannot read ${what} (${err.message})`)])
   }
 }
 
-export function loadPolicyFile(file: string, env: NodeJS.ProcessEnv = process.env): PolicySpec {
-  const text = readConfigFile(file, 'POLICY_FILE_UNREADABLE', '(file)', 'the policy file')
-  return parsePolicy(text, file, env)
+export function loadPolicyFile(
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+  options: ReadOptions = {},
+): PolicySpec {
+  const text = readConfigFile(file, 'POLICY_FILE_UNREADABLE', '(file)', 'the policy file', options)
+  return parsePolicy(text, file, env, options)
 }
