@@ -827,7 +827,10 @@ function checkAllowsSomething(
  * whole document on every call, so 16,000 aliases cost 16,000 walks. An alias names the last
  * node before it with that anchor, as in `yaml`. `tooMany` is the first alias over MAX_ALIASES.
  */
-function aliasTargets(doc: Document.Parsed): { targets: Map<Alias, Node>; tooMany: Alias | undefined } {
+function aliasTargets(doc: Document.Parsed): {
+  targets: Map<Alias, Node>
+  tooMany: Alias | undefined
+} {
   const targets = new Map<Alias, Node>()
   const anchors = new Map<string, Node>()
   let tooMany: Alias | undefined

@@ -37,7 +37,10 @@ const haveMkfifo = (() => {
 const kinds: [string, () => string, string][] = [
   [
     'a directory',
-    () => (mkdirSync(join(dir, 'a-dir'), { recursive: true }), join(dir, 'a-dir')),
+    () => {
+      mkdirSync(join(dir, 'a-dir'), { recursive: true })
+      return join(dir, 'a-dir')
+    },
     'a directory, not a regular file',
   ],
   [
