@@ -4,6 +4,7 @@
 // load read, to skip a reload of identical bytes. The main thread only unpacks and swaps.
 
 import { createHash } from 'node:crypto'
+import { setPriority } from 'node:os'
 import { parentPort } from 'node:worker_threads'
 import { readAddressFile } from '../dynamic/address-file.js'
 import { sameRanges, sourcesOf } from '../dynamic/sources.js'
@@ -23,6 +24,14 @@ interface Loaded {
   readonly digests: Map<string, string>
   /** The ranges of each address-file source, by source name. */
   readonly files: Map<string, { readonly path: string; ranges: readonly CidrRange[] }>
+}
+
+// The lowest CPU priority for this thread only (Linux: a thread's nice value is its own): where
+// CPU is short (a Pod's CPU limit, a busy node) a reload waits, not the Checks.
+try {
+  setPriority(19)
+} catch {
+  // Not allowed (some sandboxes): the reload competes at normal priority.
 }
 
 let current: Loaded | undefined
