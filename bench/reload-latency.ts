@@ -37,7 +37,13 @@ function quantile(sorted: Float64Array, q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN
 }
 
-/** Calls check() every INTERVAL_US for `ms`, yielding to the event loop between due calls. */
+/** Lets the thread sleep: a server waiting for calls uses no CPU (a spinning loop would). */
+const sleeper = new Int32Array(new SharedArrayBuffer(4))
+
+/**
+ * Calls check() every INTERVAL_US for `ms`, sleeping until a call is due and yielding to the
+ * event loop (where the load worker's messages arrive) between due calls.
+ */
 async function schedule(ms: number, call: () => void): Promise<Float64Array> {
   const latencies: number[] = []
   const start = performance.now()
@@ -50,6 +56,8 @@ async function schedule(ms: number, call: () => void): Promise<Float64Array> {
       latencies.push(performance.now() - due)
       due += interval
     }
+    const wait = due - performance.now()
+    if (wait > 0) Atomics.wait(sleeper, 0, 0, wait)
     await new Promise((resolve) => setImmediate(resolve))
   }
   return Float64Array.from(latencies).sort()

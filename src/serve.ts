@@ -130,7 +130,9 @@ export async function serve(options: ServeOptions): Promise<Running> {
   const recompile = async (): Promise<void> => {
     sentAddresses = dynamic.addresses()
     const reply = await loader.request({ kind: 'addresses', addresses: sentAddresses })
-    if (reply.kind === 'compiled' && !stopped) install(unpackPolicy(reply.policy))
+    if (reply.kind !== 'compiled') return
+    const policy = await unpackPolicy(reply.policy)
+    if (!stopped) install(policy)
   }
   const rereadFiles = async (): Promise<void> => {
     const reply = await loader.request({ kind: 'files' })
@@ -156,7 +158,10 @@ export async function serve(options: ServeOptions): Promise<Running> {
       metrics.dynamicSources.setAddresses(name, count)
       log.info({ source: name, addresses: count }, 'dynamic source changed')
     }
-    if (reply.policy) install(unpackPolicy(reply.policy))
+    if (reply.policy) {
+      const policy = await unpackPolicy(reply.policy)
+      if (!stopped) install(policy)
+    }
   }
   let watcher: PolicyWatcher | undefined
   const watch = (loaded: Loaded): void => {

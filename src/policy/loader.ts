@@ -107,7 +107,8 @@ export class PolicyLoader {
     if (reply.kind === 'unchanged') return undefined
     if (reply.kind === 'failed') throw new PolicyLoadError(policyErrors(reply.errors))
     if (reply.kind !== 'loaded') throw new Error(`policy loader: ${describeReply(reply)}`)
-    return { ...reply, policy: unpackPolicy(reply.policy), warnings: policyErrors(reply.warnings) }
+    const policy = await unpackPolicy(reply.policy)
+    return { ...reply, policy, warnings: policyErrors(reply.warnings) }
   }
 
   async close(): Promise<void> {

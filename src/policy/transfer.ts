@@ -3,9 +3,13 @@
 // the ranges of the CIDR matchers (kept only for `explain` to name a match) took 26 ms of
 // deserialising against 2 ms for the rest (measured with v8.deserialize). So each matcher's
 // ranges travel as one typed array and are rebuilt only when read; Buffers, which arrive as
-// Uint8Arrays, become Buffers again over the same memory.
+// Uint8Arrays, become Buffers again over the same memory. Host patterns travel as one string per
+// matcher and are put into their Set and Map a slice at a time, yielding to the event loop in
+// between: building the 10,000-pattern matcher at once held the thread for milliseconds, and
+// every Check due meanwhile waited (bench: "Check latency during reloads").
 
 import type { CidrMatcher, CidrRange } from '../net/cidr.js'
+import type { HostMatcher } from '../net/host.js'
 import type { Ip } from '../net/ip.js'
 import { type CompiledPolicy, type CompiledSite, deepFreeze } from './compile.js'
 
@@ -19,8 +23,18 @@ interface PackedMatcher {
   readonly origins: string | undefined
 }
 
+/** A HostMatcher with its patterns joined by newlines (a pattern is printable ASCII). */
+interface PackedHosts {
+  readonly any: boolean
+  readonly exact: string
+  /** The `.suffix` patterns, with their dots. */
+  readonly suffixes: string
+}
+
 const MATCHER_FIELDS = ['trustedProxies', 'allowedCidrNets', 'clientAllow', 'clientDeny'] as const
 const WORDS = 6
+/** Patterns added between two yields to the event loop (about 0.1 ms of work). */
+const HOSTS_PER_SLICE = 1000
 
 /** The policy as posted: CompiledPolicy with PackedMatcher in place of each CidrMatcher. */
 export type PackedPolicy = { readonly packed: CompiledPolicy }
@@ -81,8 +95,40 @@ function unpackMatcher(p: PackedMatcher): CidrMatcher {
   return Object.freeze(matcher)
 }
 
+function packHosts(m: HostMatcher): PackedHosts {
+  return {
+    any: m.any,
+    exact: [...m.exact].join('\n'),
+    suffixes: [...m.suffixes.values()].join('\n'),
+  }
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+/** Calls `add` with each newline-separated pattern of `joined`, yielding every slice. */
+async function eachPattern(joined: string, add: (pattern: string) => void): Promise<void> {
+  let n = 0
+  for (let from = 0; from < joined.length; ) {
+    let end = joined.indexOf('\n', from)
+    if (end < 0) end = joined.length
+    add(joined.slice(from, end))
+    from = end + 1
+    if (++n % HOSTS_PER_SLICE === 0) await nextTurn()
+  }
+}
+
+async function unpackHosts(p: PackedHosts): Promise<HostMatcher> {
+  const exact = new Set<string>()
+  const suffixes = new Map<string, string>()
+  await eachPattern(p.exact, (pattern) => exact.add(pattern))
+  await eachPattern(p.suffixes, (pattern) => suffixes.set(pattern.slice(1), pattern))
+  // The shape compileHosts gives, frozen as it is there.
+  return Object.freeze({ any: p.any, exact, suffixes })
+}
+
 /** What the worker posts; a matcher shared by sites is packed once (clone keeps the sharing). */
 export function packPolicy(policy: CompiledPolicy): PackedPolicy {
+  const hosts = new Map<HostMatcher, PackedHosts>()
   const packed = new Map<CidrMatcher, PackedMatcher>()
   const once = (m: CidrMatcher | undefined) => {
     if (m === undefined) return undefined
@@ -96,6 +142,12 @@ export function packPolicy(policy: CompiledPolicy): PackedPolicy {
   const site = (s: CompiledSite) => {
     const out: Record<string, unknown> = { ...s }
     for (const field of MATCHER_FIELDS) out[field] = once(s[field])
+    let h = hosts.get(s.allowedHosts)
+    if (!h) {
+      h = packHosts(s.allowedHosts)
+      hosts.set(s.allowedHosts, h)
+    }
+    out['allowedHosts'] = h
     return out as unknown as CompiledSite
   }
   const sites = new Map<string, CompiledSite>()
@@ -120,9 +172,10 @@ function restoreBuffers(value: unknown): unknown {
 }
 
 /** The policy the main thread installs, from what the worker posted (structured-cloned). */
-export function unpackPolicy({ packed }: PackedPolicy): CompiledPolicy {
+export async function unpackPolicy({ packed }: PackedPolicy): Promise<CompiledPolicy> {
   const matchers = new Map<PackedMatcher, CidrMatcher>()
-  const site = (s: CompiledSite): CompiledSite => {
+  const hosts = new Map<PackedHosts, HostMatcher>()
+  const site = async (s: CompiledSite): Promise<CompiledSite> => {
     const out = s as unknown as Record<string, unknown>
     for (const field of MATCHER_FIELDS) {
       const p = out[field] as PackedMatcher | undefined
@@ -134,14 +187,20 @@ export function unpackPolicy({ packed }: PackedPolicy): CompiledPolicy {
       }
       out[field] = m
     }
-    // Host matchers and the answers: Sets, Maps and Buffers, none of them large per site.
-    Object.freeze(s.allowedHosts)
+    const p = out['allowedHosts'] as PackedHosts
+    let h = hosts.get(p)
+    if (!h) {
+      h = await unpackHosts(p)
+      hosts.set(p, h)
+    }
+    out['allowedHosts'] = h
+    // The answers: Maps of a few small Buffers.
     restoreBuffers(s.answers)
     restoreBuffers(s.healthCheck)
     return s
   }
-  site(packed.top)
-  for (const s of packed.sites.values()) site(s)
+  await site(packed.top)
+  for (const s of packed.sites.values()) await site(s)
   restoreBuffers(packed.headerNames)
   return deepFreeze(packed)
 }

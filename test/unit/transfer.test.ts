@@ -22,7 +22,7 @@ const ranges = new Map([
   ],
 ])
 const direct = compilePolicy(spec, undefined, ranges)
-const moved = unpackPolicy(structuredClone(packPolicy(direct)))
+const moved = await unpackPolicy(structuredClone(packPolicy(direct)))
 
 describe('a policy passed from the load worker', () => {
   it.each(readdirSync(FIXTURES).filter((f) => f.endsWith('.bin')))(
@@ -36,7 +36,7 @@ describe('a policy passed from the load worker', () => {
     },
   )
 
-  it('keeps every range with its origin, and the Buffers as Buffers', () => {
+  it('keeps every range with its origin, the host patterns, and the Buffers as Buffers', async () => {
     const withSources = compilePolicy(
       parsePolicy(
         'version: 1\nallowedHosts: [a.example]\nallowedCidrNets: [k8s:nodes, 10.0.0.0/8, "2001:db8::/32"]\n',
@@ -46,7 +46,7 @@ describe('a policy passed from the load worker', () => {
       undefined,
       ranges,
     )
-    const back = unpackPolicy(structuredClone(packPolicy(withSources)))
+    const back = await unpackPolicy(structuredClone(packPolicy(withSources)))
     expect(back.top.allowedCidrNets.ranges).toEqual(withSources.top.allowedCidrNets.ranges)
     expect(back.top.allowedCidrNets.ranges.map((r) => r.origin)).toEqual([
       undefined,
@@ -57,6 +57,7 @@ describe('a policy passed from the load worker', () => {
       const other = name === 'default' ? moved.top : moved.sites.get(name)
       expect(other?.allowedCidrNets.ranges).toEqual(site.allowedCidrNets.ranges)
       expect(other?.trustedProxies.ranges).toEqual(site.trustedProxies.ranges)
+      expect(other?.allowedHosts).toEqual(site.allowedHosts)
       if (site.healthCheck) expect(Buffer.isBuffer(other?.healthCheck?.secret)).toBe(true)
     }
     expect(Object.isFrozen(moved)).toBe(true)
