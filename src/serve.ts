@@ -1,24 +1,16 @@
 // `hostguard serve`: load the policy, then bind gRPC and HTTP. Used by main.ts and the tests.
 
+import { resolve } from 'node:path'
 import type { Logger } from 'pino'
 import { DecisionObserver } from './check/observe.js'
-import {
-  DEFAULT_KUBE_TIMINGS,
-  DynamicSources,
-  type KubeTimings,
-  sourcesOf,
-} from './dynamic/sources.js'
-import {
-  type CompiledPolicy,
-  compilePolicy,
-  DEFAULT_LIMITS,
-  type Limits,
-} from './policy/compile.js'
+import { DEFAULT_KUBE_TIMINGS, DynamicSources, type KubeTimings } from './dynamic/sources.js'
+import { type CompiledPolicy, DEFAULT_LIMITS, type Limits } from './policy/compile.js'
 import { type PolicyError, PolicyLoadError } from './policy/errors.js'
-import { loadPolicyFile } from './policy/load.js'
-import type { PolicySpec } from './policy/schema.js'
+import { type Loaded, PolicyLoader, policyErrors } from './policy/loader.js'
+import { DEFAULT_MAX_POLICY_BYTES } from './policy/read.js'
 import { PolicyStore } from './policy/store.js'
-import { watchPolicy } from './policy/watch.js'
+import { unpackPolicy } from './policy/transfer.js'
+import { type PolicyWatcher, watchFiles } from './policy/watch.js'
 import { startGrpc, stopGrpc } from './server/grpc.js'
 import { startHttp, stopHttp } from './server/http.js'
 import { createMetrics, type Metrics } from './server/metrics.js'
@@ -30,8 +22,10 @@ export interface ServeOptions {
   readonly httpPort: number
   readonly log: Logger
   readonly env?: NodeJS.ProcessEnv
-  /** Reload when the policy file's directory changes (on by default). */
+  /** Reload when a file the policy reads changes (on by default). */
   readonly watch?: boolean
+  /** `--max-policy-bytes`: the largest policy, secret or address file read (16 MiB). */
+  readonly maxPolicyBytes?: number
   /** Parsing bounds (defaults: DEFAULT_LIMITS). */
   readonly limits?: Limits
   /** Largest CheckRequest accepted, in bytes (default 1 MiB); a larger one gets RESOURCE_EXHAUSTED. */
@@ -54,8 +48,12 @@ export interface Running {
   readonly store: PolicyStore
   readonly metrics: Metrics
   readonly dynamic: DynamicSources
-  /** Reads, validates and compiles the policy file again and swaps it in if it is good. */
-  reload(trigger: string): boolean
+  /**
+   * Reads, validates and compiles the policy file again (in the load worker) and swaps it in if
+   * it is good; resolves whether it was. One reload runs at a time: one asked for meanwhile runs
+   * once after it, however many were asked for.
+   */
+  reload(trigger: string): Promise<boolean>
   /**
    * Graceful stop (SIGTERM): health NOT_SERVING and readiness 503 at once, so Envoy and
    * Kubernetes take this instance out; calls are still answered until none came for
@@ -72,16 +70,6 @@ export const DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 export const QUIET_MS = 1000
 /** Part of the grace period kept for in-flight calls to finish after the drain. */
 const FINISH_MS = 500
-
-function counts(policy: CompiledPolicy) {
-  const top = policy.top
-  return {
-    allowedHosts:
-      top.allowedHosts.exact.size + top.allowedHosts.suffixes.size + (top.allowedHosts.any ? 1 : 0),
-    trustedProxies: top.trustedProxies.size,
-    allowedCidrNets: top.allowedCidrNets.size,
-  }
-}
 
 /** Throws PolicyLoadError before binding anything when the policy is bad. */
 export async function serve(options: ServeOptions): Promise<Running> {
@@ -103,10 +91,21 @@ export async function serve(options: ServeOptions): Promise<Running> {
       )
   }
   const limits = options.limits ?? DEFAULT_LIMITS
-  let spec: PolicySpec
+  const loader = new PolicyLoader()
+  const loadRequest = {
+    file: options.policyFile,
+    env: { ...(options.env ?? process.env) },
+    limits,
+    maxPolicyBytes: options.maxPolicyBytes ?? DEFAULT_MAX_POLICY_BYTES,
+  }
   let serving = false
+  let stopped = false
   let grpcServing: ((serving: boolean) => void) | undefined
   const ready = (): boolean => serving && store.current !== undefined && dynamic.ready()
+  /** Address-file sources, read by the load worker: when each was last read well. */
+  const fileSources = new Map<string, { path: string; goodAt: number; failedSince?: number }>()
+  const fail = (what: string) => (err: unknown) =>
+    log.error({ err: (err as Error).message, policy: options.policyFile }, what)
   const dynamic = new DynamicSources({
     log,
     metrics: metrics.dynamicSources,
@@ -114,36 +113,121 @@ export async function serve(options: ServeOptions): Promise<Running> {
     cacheDir: options.cacheDir,
     syncWaitMs: options.syncWaitMs ?? DEFAULT_SYNC_WAIT_MS,
     timings: options.kubeTimings ?? DEFAULT_KUBE_TIMINGS,
-    // Recompiled from the spec in force, as a reload would; only the changed lists are rebuilt.
-    onChange: () => install(compilePolicy(spec, limits, dynamic.addresses())),
+    readsFiles: false,
+    // Recompiled by the worker from the spec in force, as a reload would.
+    onChange: () => {
+      recompile().catch(fail('cannot recompile with the new addresses'))
+    },
     onReadinessChange: () => grpcServing?.(ready()),
   })
-  metrics.readDynamicSyncTimes(() => dynamic.currentTimes())
-  /** The policy file, with its dynamic sources started (a bad address file fails the load). */
-  const load = (): { policy: CompiledPolicy; spec: PolicySpec } => {
-    const next = loadPolicyFile(options.policyFile, options.env)
-    dynamic.update(next)
-    return { spec: next, policy: compilePolicy(next, limits, dynamic.addresses()) }
+  metrics.readDynamicSyncTimes(() => {
+    const times = dynamic.currentTimes()
+    for (const [name, s] of fileSources)
+      times.set(name, s.failedSince === undefined ? Date.now() : s.goodAt)
+    return times
+  })
+  let sentAddresses = dynamic.addresses()
+  const recompile = async (): Promise<void> => {
+    sentAddresses = dynamic.addresses()
+    const reply = await loader.request({ kind: 'addresses', addresses: sentAddresses })
+    if (reply.kind !== 'compiled') return
+    const policy = await unpackPolicy(reply.policy)
+    if (!stopped) install(policy)
   }
-  const first = load()
-  spec = first.spec
-  install(first.policy)
-  const reload = (trigger: string): boolean => {
+  const rereadFiles = async (): Promise<void> => {
+    const reply = await loader.request({ kind: 'files' })
+    if (reply.kind !== 'files' || stopped) return
+    const now = Date.now()
+    for (const { name, errors, count } of reply.failed) {
+      const state = fileSources.get(name)
+      if (state) state.failedSince ??= now
+      metrics.dynamicSources.countError(name)
+      log.error(
+        { source: name, errors: policyErrors(errors).map((e) => e.message), addresses: count },
+        'address file rejected; keeping its last good addresses',
+      )
+    }
+    for (const name of reply.unchanged) {
+      const state = fileSources.get(name)
+      if (state) Object.assign(state, { goodAt: now, failedSince: undefined })
+      log.debug({ source: name }, 'address file read; its addresses are the ones in force')
+    }
+    for (const { name, count } of reply.changed) {
+      const state = fileSources.get(name)
+      if (state) Object.assign(state, { goodAt: now, failedSince: undefined })
+      metrics.dynamicSources.setAddresses(name, count)
+      log.info({ source: name, addresses: count }, 'dynamic source changed')
+    }
+    if (reply.policy) {
+      const policy = await unpackPolicy(reply.policy)
+      if (!stopped) install(policy)
+    }
+  }
+  let watcher: PolicyWatcher | undefined
+  const watch = (loaded: Loaded): void => {
+    if (options.watch === false || stopped) return
+    watcher?.close()
+    const addressFiles = new Set([...fileSources.values()].map((s) => resolve(s.path)))
+    const files = new Set([resolve(options.policyFile), ...loaded.reads.map((f) => resolve(f))])
+    watcher = watchFiles(
+      [...files],
+      (changed) => {
+        // Only address files changed: read them again, as a change of a source's addresses.
+        if (changed.every((f) => addressFiles.has(f)))
+          rereadFiles().catch(fail('cannot read the address files'))
+        else void reloadOnce('file change', false, changed)
+      },
+      (err) =>
+        log.error(
+          { err, policy: options.policyFile },
+          'cannot watch the policy files; reload with SIGHUP',
+        ),
+    )
+  }
+  /** Takes a load: its dynamic sources, then the policy, then what to watch. */
+  const adopt = async (loaded: Loaded): Promise<void> => {
+    const wanted = new Map(loaded.sources.map((s) => [s.name, s]))
+    dynamic.update(wanted)
+    const counts = new Map(loaded.fileAddresses.map((f) => [f.name, f.count]))
+    for (const name of fileSources.keys()) {
+      if (counts.has(name)) continue
+      fileSources.delete(name)
+      metrics.dynamicSources.forget(name)
+    }
+    for (const { name, source } of loaded.sources) {
+      if (source.kind !== 'file') continue
+      if (!fileSources.has(name)) fileSources.set(name, { path: source.path, goodAt: Date.now() })
+      metrics.dynamicSources.setAddresses(name, counts.get(name) ?? 0)
+    }
+    // A source started now may already have addresses (its cache): compiled in before the swap.
+    if (dynamic.addresses() !== sentAddresses) await recompile()
+    else install(loaded.policy)
+    watch(loaded)
+  }
+  const first = await loader.load({ ...loadRequest, force: true }).catch(async (err: unknown) => {
+    await loader.close()
+    throw err
+  })
+  if (first === undefined) throw new Error('the first load cannot be unchanged')
+  await adopt(first)
+  const reloadNow = async (
+    trigger: string,
+    force: boolean,
+    changed: readonly string[] | undefined,
+  ): Promise<boolean> => {
     try {
-      const next = load()
-      spec = next.spec
-      install(next.policy)
+      const next = await loader.load({ ...loadRequest, force })
+      if (stopped) return false
+      if (next === undefined) {
+        log.debug({ trigger, changed }, 'reload skipped: the files the policy reads are unchanged')
+        return true
+      }
+      await adopt(next)
       grpcServing?.(ready())
-      const nextWarnings = spec.warnings
       metrics.reloads.labels('success').inc()
-      logWarnings(nextWarnings)
+      logWarnings(next.warnings)
       log.info(
-        {
-          trigger,
-          policy: options.policyFile,
-          sites: [...next.policy.sites.keys()],
-          topLevel: counts(next.policy),
-        },
+        { trigger, policy: options.policyFile, sites: next.sites, topLevel: next.topLevel },
         'policy reloaded',
       )
       return true
@@ -158,6 +242,37 @@ export async function serve(options: ServeOptions): Promise<Running> {
       return false
     }
   }
+  let active: Promise<boolean> | undefined
+  let queued: { trigger: string; force: boolean; result: Promise<boolean> } | undefined
+  /** One reload at a time; asked for during one, exactly one more runs after it. */
+  const reloadOnce = (
+    trigger: string,
+    force: boolean,
+    changed?: readonly string[],
+  ): Promise<boolean> => {
+    if (active === undefined) {
+      active = reloadNow(trigger, force, changed).finally(() => {
+        active = undefined
+      })
+      return active
+    }
+    if (queued) {
+      queued.force ||= force
+      return queued.result
+    }
+    const running = active
+    const next: { trigger: string; force: boolean; result: Promise<boolean> } = {
+      trigger,
+      force,
+      result: running.then((): Promise<boolean> => {
+        queued = undefined
+        return reloadOnce(next.trigger, next.force, changed)
+      }),
+    }
+    queued = next
+    return next.result
+  }
+  const reload = (trigger: string): Promise<boolean> => reloadOnce(trigger, true)
   const http = await startHttp(options.listen, options.httpPort, ready, metrics.registry).catch(
     (err: unknown) => {
       dynamic.stop()
@@ -174,37 +289,25 @@ export async function serve(options: ServeOptions): Promise<Running> {
     () => metrics.internalErrors.inc(),
   ).catch(async (err: unknown) => {
     dynamic.stop()
-    await stopHttp(http)
+    await Promise.all([stopHttp(http), loader.close()])
     throw err
   })
   serving = true
   grpcServing = grpc.setServing
   grpc.setServing(ready())
-  const watcher =
-    options.watch === false
-      ? undefined
-      : watchPolicy(
-          options.policyFile,
-          () => reload('file change'),
-          (err) =>
-            log.error(
-              { err, policy: options.policyFile },
-              'cannot watch the policy directory; reload with SIGHUP',
-            ),
-        )
   log.info(
     {
       policy: options.policyFile,
-      sites: [...first.policy.sites.keys()],
-      topLevel: counts(first.policy),
-      dynamicSources: [...sourcesOf(spec).keys()],
+      sites: first.sites,
+      topLevel: first.topLevel,
+      dynamicSources: first.sources.map((s) => s.name),
       listen: options.listen,
       grpcPort: grpc.port,
       httpPort: http.port,
     },
     'hostguard serving',
   )
-  logWarnings(spec.warnings)
+  logWarnings(first.warnings)
   return {
     grpcPort: grpc.port,
     httpPort: http.port,
@@ -214,6 +317,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
     reload,
     async shutdown(graceMs) {
       const began = performance.now()
+      stopped = true
       watcher?.close()
       dynamic.stop()
       serving = false
@@ -229,15 +333,16 @@ export async function serve(options: ServeOptions): Promise<Running> {
         'drained; finishing in-flight calls',
       )
       const left = Math.max(0, began + graceMs - performance.now())
-      await Promise.all([stopGrpc(grpc, left), stopHttp(http)])
+      await Promise.all([stopGrpc(grpc, left), stopHttp(http), loader.close()])
     },
     async stop() {
+      stopped = true
       watcher?.close()
       dynamic.stop()
       // Health and readiness go down first, so Envoy and Kubernetes stop sending new calls.
       serving = false
       grpc.setServing(false)
-      await Promise.all([stopGrpc(grpc), stopHttp(http)])
+      await Promise.all([stopGrpc(grpc), stopHttp(http), loader.close()])
     },
   }
 }

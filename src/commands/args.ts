@@ -1,4 +1,5 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util'
+import { DEFAULT_MAX_POLICY_BYTES } from '../policy/read.js'
 
 /** A usage error: main prints it with the usage text and exits 2. */
 export class UsageError extends Error {
@@ -30,4 +31,9 @@ export function whole(
     throw new UsageError(`${flag} wants a whole number from ${min} to ${max}, got "${value}"`)
   }
   return n
+}
+
+/** `--max-policy-bytes` (serve, validate, explain): from 1 KiB to 1 GiB. */
+export function maxPolicyBytes(value: string | undefined): number {
+  return whole(value, DEFAULT_MAX_POLICY_BYTES, '--max-policy-bytes', 1024, 1024 * 1024 * 1024)
 }

@@ -12,7 +12,7 @@ import { compilePolicy } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import { loadPolicyFile } from '../policy/load.js'
 import { checkCodec } from '../proto.js'
-import { parse, UsageError, whole } from './args.js'
+import { maxPolicyBytes, parse, UsageError, whole } from './args.js'
 
 export interface Explanation {
   readonly decision: 'allow' | 'deny'
@@ -37,6 +37,8 @@ export interface DynamicOptions {
   readonly cacheDir?: string
   /** How long to wait for every dynamic source's addresses. */
   readonly syncWaitMs: number
+  /** `--max-policy-bytes`. */
+  readonly maxPolicyBytes?: number
 }
 
 type Json = Record<string, unknown>
@@ -92,7 +94,12 @@ export async function explain(
   dynamicOptions: DynamicOptions,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Explanation> {
-  const spec = loadPolicyFile(policyFile, env)
+  const maxPolicyBytes = dynamicOptions.maxPolicyBytes
+  const spec = loadPolicyFile(
+    policyFile,
+    env,
+    maxPolicyBytes === undefined ? {} : { maxPolicyBytes },
+  )
   const dynamic = new DynamicSources({
     // Its warnings (an unreachable API) go to stderr: stdout holds the explanation.
     log: pino({ level: 'warn' }, pino.destination(2)),
@@ -100,13 +107,14 @@ export async function explain(
     kubeconfig: dynamicOptions.kubeconfig,
     cacheDir: dynamicOptions.cacheDir,
     syncWaitMs: dynamicOptions.syncWaitMs,
+    ...(maxPolicyBytes === undefined ? {} : { maxPolicyBytes }),
     timings: DEFAULT_KUBE_TIMINGS,
     onChange() {},
     onReadinessChange() {},
   })
   let addresses: ReturnType<DynamicSources['addresses']>
   try {
-    dynamic.update(spec)
+    dynamic.update(sourcesOf(spec))
     const until = Date.now() + dynamicOptions.syncWaitMs
     while (!dynamic.synced() && Date.now() < until)
       await new Promise((resolve) => setTimeout(resolve, 20))
@@ -203,6 +211,7 @@ export async function explainCommand(args: string[]): Promise<number> {
       kubeconfig: { type: 'string' },
       'cache-dir': { type: 'string' },
       'sync-wait': { type: 'string' },
+      'max-policy-bytes': { type: 'string' },
     },
     true,
   )
@@ -231,6 +240,7 @@ export async function explainCommand(args: string[]): Promise<number> {
       ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
       ...(values['cache-dir'] === undefined ? {} : { cacheDir: values['cache-dir'] }),
       syncWaitMs: whole(values['sync-wait'], 10, '--sync-wait', 0, 3600) * 1000,
+      maxPolicyBytes: maxPolicyBytes(values['max-policy-bytes']),
     })
     process.stdout.write(
       values.json

@@ -4,10 +4,17 @@ import { pino } from 'pino'
 import { DEFAULT_LIMITS } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SYNC_WAIT_MS, serve } from '../serve.js'
-import { parse, UsageError, whole } from './args.js'
+import { maxPolicyBytes, parse, UsageError, whole } from './args.js'
+
+/** Signal handlers installed by main.ts before anything else; `serve` takes them over. */
+export interface Signals {
+  /** Called for each SIGHUP, and at once for one that came before. */
+  onReload(handler: () => void): void
+  onStop(handler: (signal: NodeJS.Signals) => void): void
+}
 
 /** Serves until SIGTERM or SIGINT; resolves with the exit code when start-up fails. */
-export async function serveCommand(args: string[]): Promise<number | undefined> {
+export async function serveCommand(args: string[], signals: Signals): Promise<number | undefined> {
   const { values } = parse(
     args,
     {
@@ -20,6 +27,7 @@ export async function serveCommand(args: string[]): Promise<number | undefined> 
       'max-request-bytes': { type: 'string' },
       'max-forwarded-hops': { type: 'string' },
       'max-header-bytes': { type: 'string' },
+      'max-policy-bytes': { type: 'string' },
       kubeconfig: { type: 'string' },
       'cache-dir': { type: 'string' },
       'sync-wait': { type: 'string' },
@@ -47,6 +55,7 @@ export async function serveCommand(args: string[]): Promise<number | undefined> 
         1024,
         64 * 1024 * 1024,
       ),
+      maxPolicyBytes: maxPolicyBytes(values['max-policy-bytes']),
       ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
       ...(values['cache-dir'] === undefined ? {} : { cacheDir: values['cache-dir'] }),
       syncWaitMs:
@@ -68,13 +77,14 @@ export async function serveCommand(args: string[]): Promise<number | undefined> 
         ),
       },
     })
-    const stop = (signal: string): void => {
+    let stopping = false
+    signals.onStop((signal) => {
+      if (stopping) return
+      stopping = true
       log.info({ signal, gracePeriodMs: graceMs }, 'shutting down')
       void running.shutdown(graceMs).then(() => process.exit(0))
-    }
-    process.once('SIGTERM', stop)
-    process.once('SIGINT', stop)
-    process.on('SIGHUP', () => running.reload('SIGHUP'))
+    })
+    signals.onReload(() => void running.reload('SIGHUP'))
     return undefined
   } catch (err) {
     if (!(err instanceof PolicyLoadError)) throw err

@@ -6,7 +6,7 @@ import { sourcesOf } from '../dynamic/sources.js'
 import { compilePolicy } from '../policy/compile.js'
 import { type PolicyError, PolicyLoadError } from '../policy/errors.js'
 import { loadPolicyFile } from '../policy/load.js'
-import { parse, UsageError } from './args.js'
+import { maxPolicyBytes, parse, UsageError } from './args.js'
 
 interface FileResult {
   readonly file: string
@@ -15,15 +15,16 @@ interface FileResult {
   readonly warnings: readonly PolicyError[]
 }
 
-function validateFile(file: string, strict: boolean): FileResult {
+function validateFile(file: string, strict: boolean, maxBytes: number): FileResult {
   try {
-    const spec = loadPolicyFile(file)
+    const read = { maxPolicyBytes: maxBytes }
+    const spec = loadPolicyFile(file, process.env, read)
     // Address files are read as serve reads them; Kubernetes sources are not contacted.
     const errors: PolicyError[] = []
     for (const { source } of sourcesOf(spec).values()) {
       if (source.kind !== 'file') continue
       try {
-        readAddressFile(source.path, source.name)
+        readAddressFile(source.path, source.name, read)
       } catch (err) {
         if (!(err instanceof PolicyLoadError)) throw err
         errors.push(...err.errors)
@@ -58,13 +59,18 @@ function asJson(e: PolicyError) {
 export function validateCommand(args: string[]): number {
   const { values, positionals } = parse(
     args,
-    { format: { type: 'string', default: 'text' }, strict: { type: 'boolean', default: false } },
+    {
+      format: { type: 'string', default: 'text' },
+      strict: { type: 'boolean', default: false },
+      'max-policy-bytes': { type: 'string' },
+    },
     true,
   )
   if (values.format !== 'text' && values.format !== 'json')
     throw new UsageError(`--format is text or json, not "${values.format}"`)
   if (positionals.length === 0) throw new UsageError('name at least one policy file')
-  const results = positionals.map((file) => validateFile(file, values.strict))
+  const maxBytes = maxPolicyBytes(values['max-policy-bytes'])
+  const results = positionals.map((file) => validateFile(file, values.strict, maxBytes))
   const valid = results.every((r) => r.valid)
   if (values.format === 'json') {
     const files = results.map((r) => ({

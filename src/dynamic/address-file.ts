@@ -3,18 +3,25 @@
 
 import type { CidrRange } from '../net/cidr.js'
 import { PolicyError, PolicyLoadError } from '../policy/errors.js'
-import { parseCidrEntry, readConfigFile } from '../policy/load.js'
+import { MAX_ENTRIES, parseCidrEntry, type ReadOptions, readConfigFile } from '../policy/load.js'
 
 /** The ranges of an address file's text; throws PolicyLoadError naming every bad line. */
 export function parseAddressFile(text: string, file: string, sourceName: string): CidrRange[] {
   const ranges: CidrRange[] = []
   const errors: PolicyError[] = []
-  text.split('\n').forEach((raw, i) => {
+  const lines = text.split('\n')
+  for (const [i, raw] of lines.entries()) {
     const hash = raw.indexOf('#')
     const content = hash < 0 ? raw : raw.slice(0, hash)
     const entry = content.trim()
-    if (entry === '') return
+    if (entry === '') continue
     const line = i + 1
+    if (ranges.length + errors.length >= MAX_ENTRIES) {
+      const at = { file, line, col: 1, field: '(address file)' }
+      const detail = `more than ${MAX_ENTRIES} entries in one address file`
+      errors.push(new PolicyError('POLICY_TOO_MANY_ENTRIES', at, detail))
+      break
+    }
     const result = parseCidrEntry(entry)
     if ('range' in result) {
       ranges.push({ ...result.range, origin: `${sourceName} line ${line}` })
@@ -22,18 +29,23 @@ export function parseAddressFile(text: string, file: string, sourceName: string)
       const at = { file, line, col: content.indexOf(entry) + 1, field: '(address file)' }
       errors.push(new PolicyError(result.code, at, result.detail))
     }
-  })
+  }
   if (errors.length > 0) throw new PolicyLoadError(errors)
   return ranges
 }
 
 /** Reads and parses an address file; throws PolicyLoadError when it is unreadable or bad. */
-export function readAddressFile(file: string, sourceName: string): CidrRange[] {
+export function readAddressFile(
+  file: string,
+  sourceName: string,
+  options: ReadOptions = {},
+): CidrRange[] {
   const text = readConfigFile(
     file,
     'POLICY_ADDRESS_FILE_UNREADABLE',
     '(address file)',
     `the address file of ${sourceName}`,
+    options,
   )
   return parseAddressFile(text, file, sourceName)
 }

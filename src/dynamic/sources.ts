@@ -7,7 +7,7 @@ import { type CidrRange, sameIp } from '../net/cidr.js'
 import type { DynamicAddresses } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import type { AddressList, AddressSource, PolicySpec, SiteSpec } from '../policy/schema.js'
-import { watchPolicy } from '../policy/watch.js'
+import { watchFiles } from '../policy/watch.js'
 import { readAddressFile } from './address-file.js'
 import { loadCache, saveCache } from './cache.js'
 import type { NodeWatch } from './k8s-nodes.js'
@@ -60,7 +60,20 @@ export interface DynamicSourcesOptions {
   readonly onChange: () => void
   /** `ready()` may have changed. */
   readonly onReadinessChange: () => void
+  /**
+   * Whether address-file sources are read and watched here (explain); serve's load worker reads
+   * them instead, so that no file is read on the thread that answers Checks.
+   */
+  readonly readsFiles?: boolean
+  /** `--max-policy-bytes` for the address files read here. */
+  readonly maxPolicyBytes?: number
 }
+
+/** The sources a policy names, by name (sourcesOf). */
+export type WantedSources = ReadonlyMap<
+  string,
+  { readonly source: AddressSource; readonly widens: boolean }
+>
 
 /** Each source the policy names, once, and whether an empty set of it could let more through. */
 export function sourcesOf(
@@ -84,7 +97,7 @@ export function sourcesOf(
   return out
 }
 
-function sameRanges(a: readonly CidrRange[], b: readonly CidrRange[]): boolean {
+export function sameRanges(a: readonly CidrRange[], b: readonly CidrRange[]): boolean {
   return (
     a.length === b.length &&
     a.every((r, i) => {
@@ -128,17 +141,20 @@ export class DynamicSources {
   }
 
   /**
-   * Starts the sources `spec` names that are not running and stops those it no longer names.
+   * Starts the sources named that are not running and stops those no longer named.
    * A new file source is read first: a bad one throws PolicyLoadError and changes nothing.
    */
-  update(spec: PolicySpec): void {
-    const wanted = sourcesOf(spec)
+  update(sources: WantedSources): void {
+    const readsFiles = this.#options.readsFiles ?? true
+    const wanted = readsFiles
+      ? sources
+      : new Map([...sources].filter(([, { source }]) => source.kind !== 'file'))
     const files = new Map<string, CidrRange[]>()
     const errors = []
     for (const [name, { source }] of wanted) {
       if (source.kind !== 'file' || this.#states.has(name)) continue
       try {
-        files.set(name, readAddressFile(source.path, name))
+        files.set(name, readAddressFile(source.path, name, this.#readOptions()))
       } catch (err) {
         if (!(err instanceof PolicyLoadError)) throw err
         errors.push(...err.errors)
@@ -202,6 +218,11 @@ export class DynamicSources {
     this.#states.clear()
   }
 
+  #readOptions() {
+    const max = this.#options.maxPolicyBytes
+    return max === undefined ? {} : { maxPolicyBytes: max }
+  }
+
   #publish(): void {
     const next = new Map<string, readonly CidrRange[]>()
     for (const [name, state] of this.#states) if (state.ranges) next.set(name, state.ranges)
@@ -233,7 +254,7 @@ export class DynamicSources {
     }
     const reread = (): void => {
       try {
-        const next = readAddressFile(source.path, source.name)
+        const next = readAddressFile(source.path, source.name, this.#readOptions())
         failedSince = undefined
         goodAt = Date.now()
         if (this.#set(state, next)) {
@@ -254,7 +275,7 @@ export class DynamicSources {
         )
       }
     }
-    const watcher = watchPolicy(source.path, reread, (err) =>
+    const watcher = watchFiles([source.path], reread, (err) =>
       log.error({ err, source: source.name }, 'cannot watch the address file'),
     )
     return state

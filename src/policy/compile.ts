@@ -149,7 +149,7 @@ function compileSite(
 }
 
 /** Freezes what is not frozen yet; matchers come frozen (net/cidr.ts, net/host.ts). */
-function deepFreeze<T>(value: T): T {
+export function deepFreeze<T>(value: T): T {
   if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value
   // Typed arrays and Buffers cannot be frozen; nothing writes to them after compile.
   if (ArrayBuffer.isView(value)) return value

@@ -1,9 +1,19 @@
 // Policy file (YAML or JSON) → PolicySpec. Load is cold, so it reports every problem at once,
 // each with a stable code and the file:line:col of the node it is about (SPEC "Policy file").
 
-import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml'
+import {
+  type Alias,
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  visit,
+} from 'yaml'
 import {
   type CidrRange,
   compileCidrs,
@@ -13,6 +23,7 @@ import {
 } from '../net/cidr.js'
 import { formatIp, parseIp } from '../net/ip.js'
 import { PolicyError, type PolicyErrorCode, PolicyLoadError, type SourcePos } from './errors.js'
+import { DEFAULT_MAX_POLICY_BYTES, FileReadError, readBoundedFile } from './read.js'
 import {
   type AddressList,
   type AddressSource,
@@ -53,14 +64,53 @@ const BRACKETED_V6 = /^\[[a-f0-9]*:[a-f0-9.:]+\]$/i
 
 type Value = Node | null
 
+// Bounds on what a policy may make the loader do (SPEC "Bounded work"), far above any real
+// policy: a YAML alias is resolved once, but each use of an aliased list is validated (and each
+// site compiled) again, so a small file could otherwise expand into a huge one.
+/** YAML aliases (`*name`) in one policy file. */
+export const MAX_ALIASES = 1000
+/** Sites under `sites:`. */
+export const MAX_SITES = 1000
+/** List and mapping entries validated in all, an aliased collection counted at each use; also the entries of one address file. */
+export const MAX_ENTRIES = 100_000
+
+/** How the files a policy names are read. */
+export interface ReadOptions {
+  /** `--max-policy-bytes` (DEFAULT_MAX_POLICY_BYTES). */
+  readonly maxPolicyBytes?: number
+  /** Called with each file read and its bytes (serve compares them with the last load's). */
+  readonly onRead?: (file: string, bytes: Buffer) => void
+}
+
 interface Ctx {
   readonly file: string
   readonly baseDir: string
   readonly lines: LineCounter
   readonly env: NodeJS.ProcessEnv
+  readonly read: ReadOptions
   readonly errors: PolicyError[]
   readonly warnings: PolicyError[]
   readonly resolveAlias: (node: Node) => Value
+  /** Entries validated so far, against MAX_ENTRIES. */
+  entries: number
+}
+
+/**
+ * Counts a collection's entries against MAX_ENTRIES; false (reported once) when over, and the
+ * collection is then not looked into.
+ */
+function withinEntries(ctx: Ctx, node: Value, field: string, count: number): boolean {
+  if (ctx.entries > MAX_ENTRIES) return false
+  ctx.entries += count
+  if (ctx.entries <= MAX_ENTRIES) return true
+  report(
+    ctx,
+    'POLICY_TOO_MANY_ENTRIES',
+    node,
+    field,
+    `the policy has more than ${MAX_ENTRIES} list and mapping entries (an aliased list counts at each use)`,
+  )
+  return false
 }
 
 function position(ctx: Ctx, node: Value, field: string): SourcePos {
@@ -126,6 +176,7 @@ function entries(
     return undefined
   }
   const out = new Map<string, { key: Value; value: Value }>()
+  if (!withinEntries(ctx, node, field || '(document)', node.items.length)) return out
   for (const pair of node.items) {
     const key = deref(ctx, pair.key)
     const name = isScalar(key) ? key.value : undefined
@@ -150,6 +201,7 @@ function list(ctx: Ctx, node: Value, field: string): Value[] | undefined {
     report(ctx, 'POLICY_TYPE', node, field, `expected a list, got ${describe(node)}`)
     return undefined
   }
+  if (!withinEntries(ctx, node, field, node.items.length)) return []
   return node.items.map((item) => deref(ctx, item))
 }
 
@@ -547,9 +599,10 @@ function secret(ctx: Ctx, node: Value, field: string): Buffer | undefined {
     try {
       // One trailing newline is dropped: `kubectl create secret --from-file` keeps the editor's.
       // Bytes as they are: a binary secret must not be decoded as UTF-8 (SPEC "Bounded work").
-      value = withoutTrailingNewline(readFileSync(resolve(ctx.baseDir, path)))
+      value = withoutTrailingNewline(readFile(resolve(ctx.baseDir, path), ctx.read))
     } catch (err) {
-      const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
+      if (!(err instanceof FileReadError)) throw err
+      const reason = err.message
       report(
         ctx,
         'POLICY_SECRET_UNREADABLE',
@@ -800,22 +853,56 @@ function checkAllowsSomething(
   }
 }
 
+/**
+ * Each alias's node, from one walk of the document: the `yaml` package's Alias.resolve walks the
+ * whole document on every call, so 16,000 aliases cost 16,000 walks. An alias names the last
+ * node before it with that anchor, as in `yaml`. `tooMany` is the first alias over MAX_ALIASES.
+ */
+function aliasTargets(doc: Document.Parsed): {
+  targets: Map<Alias, Node>
+  tooMany: Alias | undefined
+} {
+  const targets = new Map<Alias, Node>()
+  const anchors = new Map<string, Node>()
+  let tooMany: Alias | undefined
+  visit(doc, {
+    Node(_key, node) {
+      if (isAlias(node)) {
+        if (targets.size >= MAX_ALIASES) {
+          tooMany = node
+          return visit.BREAK
+        }
+        const target = anchors.get(node.source)
+        if (target) targets.set(node, target)
+      } else if (node.anchor) {
+        anchors.set(node.anchor, node)
+      }
+      return undefined
+    },
+  })
+  return { targets, tooMany }
+}
+
 /** Parses and validates policy text; throws PolicyLoadError with every error found. */
 export function parsePolicy(
   text: string,
   file: string,
   env: NodeJS.ProcessEnv = process.env,
+  read: ReadOptions = {},
 ): PolicySpec {
   const lines = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false })
+  const { targets, tooMany } = aliasTargets(doc)
   const ctx: Ctx = {
     file,
     baseDir: dirname(resolve(file)),
     lines,
     env,
+    read,
     errors: [],
     warnings: [],
-    resolveAlias: (node) => deref(ctx, isAlias(node) ? node.resolve(doc) : node),
+    resolveAlias: (node) => deref(ctx, isAlias(node) ? (targets.get(node) ?? null) : node),
+    entries: 0,
   }
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
@@ -829,6 +916,16 @@ export function parsePolicy(
         ),
       )
     }
+    throw new PolicyLoadError(ctx.errors)
+  }
+  if (tooMany) {
+    report(
+      ctx,
+      'POLICY_YAML_ALIASES',
+      tooMany,
+      '(document)',
+      `more than ${MAX_ALIASES} YAML aliases; write the lists out, or share fewer of them`,
+    )
     throw new PolicyLoadError(ctx.errors)
   }
   const root = deref(ctx, doc.contents)
@@ -870,7 +967,15 @@ export function parsePolicy(
 
   const sites = new Map<string, SiteSpec>()
   const sitesEntry = fields.get('sites')
-  if (sitesEntry && !isNull(sitesEntry.value)) {
+  if (isMap(sitesEntry?.value) && sitesEntry.value.items.length > MAX_SITES) {
+    report(
+      ctx,
+      'POLICY_TOO_MANY_SITES',
+      sitesEntry.value,
+      'sites',
+      `${sitesEntry.value.items.length} sites, more than the ${MAX_SITES} a policy may have`,
+    )
+  } else if (sitesEntry && !isNull(sitesEntry.value)) {
     for (const [name, { key, value }] of entries(ctx, sitesEntry.value, 'sites', undefined) ?? []) {
       const field = `sites.${name}`
       if (name === TOP_LEVEL_SITE || !SITE_NAME.test(name)) {
@@ -897,23 +1002,34 @@ export function parsePolicy(
   return { top, sites, warnings: ctx.warnings }
 }
 
+function readFile(file: string, options: ReadOptions): Buffer {
+  const bytes = readBoundedFile(file, options.maxPolicyBytes ?? DEFAULT_MAX_POLICY_BYTES)
+  options.onRead?.(file, bytes)
+  return bytes
+}
+
 /** A file's text; throws PolicyLoadError with `code`, at its first line, when it cannot be read. */
 export function readConfigFile(
   file: string,
   code: PolicyErrorCode,
   field: string,
   what: string,
+  options: ReadOptions = {},
 ): string {
   try {
-    return readFileSync(file, 'utf8')
+    return readFile(file, options).toString('utf8')
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable'
+    if (!(err instanceof FileReadError)) throw err
     const at = { file, line: 1, col: 1, field }
-    throw new PolicyLoadError([new PolicyError(code, at, `cannot read ${what} (${reason})`)])
+    throw new PolicyLoadError([new PolicyError(code, at, `cannot read ${what} (${err.message})`)])
   }
 }
 
-export function loadPolicyFile(file: string, env: NodeJS.ProcessEnv = process.env): PolicySpec {
-  const text = readConfigFile(file, 'POLICY_FILE_UNREADABLE', '(file)', 'the policy file')
-  return parsePolicy(text, file, env)
+export function loadPolicyFile(
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+  options: ReadOptions = {},
+): PolicySpec {
+  const text = readConfigFile(file, 'POLICY_FILE_UNREADABLE', '(file)', 'the policy file', options)
+  return parsePolicy(text, file, env, options)
 }

@@ -7,7 +7,6 @@ import type { Client } from '@grpc/grpc-js'
 import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { KubeTimings } from '../../src/dynamic/sources.js'
-import { DEBOUNCE_MS } from '../../src/policy/watch.js'
 import { type Running, serve } from '../../src/serve.js'
 import { FakeKubeApi } from '../support/fake-kube-api.js'
 import { callCheck, checkClient } from '../support/grpc.js'
@@ -59,7 +58,7 @@ async function start(
     listen: '127.0.0.1',
     grpcPort: 0,
     httpPort: 0,
-    log: pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line)) }),
+    log: pino({ level: 'debug' }, { write: (line: string) => logs.push(JSON.parse(line)) }),
     env: {},
     kubeconfig: api.writeKubeconfig(dir),
     kubeTimings: {
@@ -332,7 +331,7 @@ describe('k8s:nodes', () => {
     const { running, client } = await start(NODES_ONLY)
     await allowedWithin(client, '10.0.12.34')
     writeFileSync(join(dir, 'policy.yaml'), 'version: 1\nallowedHosts: [www.example.com]\n')
-    expect(running.reload('test')).toBe(true)
+    expect(await running.reload('test')).toBe(true)
     expect(await answer(client, '10.0.12.34')).toBe('deny Forbidden')
     await until(2000, () => api.openWatches === 0, 'the watch closed')
     expect(await metric(running, 'hostguard_dynamic_addresses', 'k8s:nodes')).toBeUndefined()
@@ -360,7 +359,11 @@ describe('address file source', () => {
     const changes = () => logs.filter((l) => l['msg'] === 'dynamic source changed').length
     const changed = changes()
     replace('::ffff:198.51.100.0/120  # the same range, as IPv6\n')
-    await new Promise((resolve) => setTimeout(resolve, 5 * DEBOUNCE_MS))
+    await until(
+      2000,
+      () => logs.some((l) => l['msg'] === 'address file read; its addresses are the ones in force'),
+      'the file read again',
+    )
     expect(changes()).toBe(changed)
     replace('198.51.100.0/24\n\n10.0.0.1/8\n')
     await until(

@@ -153,6 +153,24 @@ const CASES: [string, string, string, string][] = [
     '3:17',
     'deny.status',
   ],
+  [
+    'POLICY_YAML_ALIASES',
+    `version: 1\nh: &h a.example\nallowedHosts: [${Array(1001).fill('*h').join(', ')}]\n`,
+    `3:${16 + 1000 * 4}`,
+    '(document)',
+  ],
+  [
+    'POLICY_TOO_MANY_SITES',
+    `version: 1\nallowedHosts: ["*"]\nsites:\n${Array.from({ length: 1001 }, (_, i) => `  s${i}: {}\n`).join('')}`,
+    '4:3',
+    'sites',
+  ],
+  [
+    'POLICY_TOO_MANY_ENTRIES',
+    `version: 1\nallowedHosts: [${Array(100_001).fill('a.example').join(', ')}]\n`,
+    '2:15',
+    'allowedHosts',
+  ],
 ]
 
 describe('policy errors', () => {
