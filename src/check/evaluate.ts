@@ -169,6 +169,41 @@ function splitList(value: string, max: number): string[] | undefined {
 const TOO_MANY_HOSTS = (site: CompiledSite, header: string): string =>
   `the trusted ${header} header is longer than ${site.limits.maxHeaderBytes} bytes (--max-header-bytes), has more than ${site.limits.maxForwardedHops} elements (--max-forwarded-hops)${header === 'forwarded' ? ` or an element longer than ${MAX_FORWARDED_ELEMENT} characters` : ''}`
 
+const UNREADABLE = 'unreadable'
+
+/**
+ * The hosts the site's trusted host header names, read only from a trusted peer: undefined when
+ * the header is absent (or `forwarded` has no `host=`), UNREADABLE when it cannot be read.
+ */
+function trustedHosts(
+  site: CompiledSite,
+  http: HttpInput,
+  trace: Trace | undefined,
+): readonly string[] | typeof UNREADABLE | undefined {
+  const header = site.hostHeader
+  const value = header === undefined ? undefined : http.headers.get(header)
+  if (header === undefined || value === undefined) return undefined
+  const max = site.limits.maxForwardedHops
+  const tooLong = value.length > site.limits.maxHeaderBytes
+  if (header === 'x-forwarded-host') {
+    const hosts = tooLong ? undefined : splitList(value, max)
+    if (hosts !== undefined) return hosts
+  } else {
+    const elements = tooLong ? undefined : parseForwarded(value, max)
+    // Fail closed: a host= we cannot read may be the one that would not pass.
+    if (elements?.some((e) => e.malformed)) {
+      if (trace) trace.rule = 'the trusted forwarded header has a malformed element'
+      return UNREADABLE
+    }
+    if (elements !== undefined) {
+      const hosts = elements.flatMap((e) => (e.host === undefined ? [] : [e.host]))
+      return hosts.length > 0 ? hosts : undefined
+    }
+  }
+  if (trace) trace.rule = TOO_MANY_HOSTS(site, header)
+  return UNREADABLE
+}
+
 /**
  * 4. The hosts to check: from the trusted host header when the peer is a trusted proxy (then the
  * authority names the internal hop and is not checked), else the authority.
@@ -179,38 +214,10 @@ function hostStep(
   client: Client,
   trace: Trace | undefined,
 ): Reason {
-  if (client.peerTrusted && site.hostHeader === 'x-forwarded-host') {
-    const value = http.headers.get('x-forwarded-host')
-    if (value !== undefined) {
-      const hosts =
-        value.length > site.limits.maxHeaderBytes
-          ? undefined
-          : splitList(value, site.limits.maxForwardedHops)
-      if (hosts === undefined) {
-        if (trace) trace.rule = TOO_MANY_HOSTS(site, 'x-forwarded-host')
-        return 'invalid_host'
-      }
-      return hostsReason(site, hosts, trace)
-    }
-  } else if (client.peerTrusted && site.hostHeader === 'forwarded') {
-    const value = http.headers.get('forwarded')
-    if (value !== undefined) {
-      const elements =
-        value.length > site.limits.maxHeaderBytes
-          ? undefined
-          : parseForwarded(value, site.limits.maxForwardedHops)
-      if (elements === undefined) {
-        if (trace) trace.rule = TOO_MANY_HOSTS(site, 'forwarded')
-        return 'invalid_host'
-      }
-      // Fail closed: a host= we cannot read may be the one that would not pass.
-      if (elements.some((e) => e.malformed)) {
-        if (trace) trace.rule = 'the trusted forwarded header has a malformed element'
-        return 'invalid_host'
-      }
-      const hosts = elements.flatMap((e) => (e.host === undefined ? [] : [e.host]))
-      if (hosts.length > 0) return hostsReason(site, hosts, trace)
-    }
+  if (client.peerTrusted) {
+    const hosts = trustedHosts(site, http, trace)
+    if (hosts === UNREADABLE) return 'invalid_host'
+    if (hosts !== undefined) return hostsReason(site, hosts, trace)
   }
   if (http.authority === undefined) {
     if (trace) trace.rule = 'the request has no Host (http.host, :authority or host)'
