@@ -11,6 +11,7 @@ const USAGE = `usage:
                   [--log-level info]            (LOG_LEVEL sets the default level)
                   [--grace-period 10]           seconds to drain and finish calls on SIGTERM
                   [--max-request-bytes 1048576] [--max-forwarded-hops 32] [--max-header-bytes 8192]
+                  [--max-concurrent-streams 1024] [--request-timeout 10] [--preface-timeout 10]
                   [--kubeconfig FILE] [--cache-dir DIR] [--sync-wait 30]   for k8s: address sources
   hostguard validate [--format text|json] [--strict] FILE...
   hostguard explain --policy FILE [--json] REQUEST.bin|REQUEST.json

@@ -4,7 +4,13 @@ import { pino } from 'pino'
 import { DEFAULT_LIMITS } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SYNC_WAIT_MS, serve } from '../serve.js'
+import { DEFAULT_CONNECTION_LIMITS } from '../server/grpc.js'
 import { parse, UsageError, whole } from './args.js'
+
+/** A time limit flag in whole seconds, 1 to 3600, as milliseconds. */
+function seconds(value: string | undefined, fallbackMs: number, flag: string): number {
+  return whole(value, fallbackMs / 1000, flag, 1, 3600) * 1000
+}
 
 /** Serves until SIGTERM or SIGINT; resolves with the exit code when start-up fails. */
 export async function serveCommand(args: string[]): Promise<number | undefined> {
@@ -20,6 +26,9 @@ export async function serveCommand(args: string[]): Promise<number | undefined> 
       'max-request-bytes': { type: 'string' },
       'max-forwarded-hops': { type: 'string' },
       'max-header-bytes': { type: 'string' },
+      'max-concurrent-streams': { type: 'string' },
+      'request-timeout': { type: 'string' },
+      'preface-timeout': { type: 'string' },
       kubeconfig: { type: 'string' },
       'cache-dir': { type: 'string' },
       'sync-wait': { type: 'string' },
@@ -47,6 +56,25 @@ export async function serveCommand(args: string[]): Promise<number | undefined> 
         1024,
         64 * 1024 * 1024,
       ),
+      connections: {
+        maxConcurrentStreams: whole(
+          values['max-concurrent-streams'],
+          DEFAULT_CONNECTION_LIMITS.maxConcurrentStreams,
+          '--max-concurrent-streams',
+          1,
+          2 ** 31 - 1,
+        ),
+        requestTimeoutMs: seconds(
+          values['request-timeout'],
+          DEFAULT_CONNECTION_LIMITS.requestTimeoutMs,
+          '--request-timeout',
+        ),
+        prefaceTimeoutMs: seconds(
+          values['preface-timeout'],
+          DEFAULT_CONNECTION_LIMITS.prefaceTimeoutMs,
+          '--preface-timeout',
+        ),
+      },
       ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
       ...(values['cache-dir'] === undefined ? {} : { cacheDir: values['cache-dir'] }),
       syncWaitMs:
