@@ -16,6 +16,7 @@ import {
   rawHalfOpenStreams,
 } from '../support/h2.js'
 import { FIXTURES, official, ROOT } from '../support/protos.js'
+import { spawnServe } from '../support/server.js'
 
 const EXAMPLE = join(ROOT, 'examples', 'policy.yaml')
 const FIXTURE = readFileSync(join(FIXTURES, '01-ipv4-direct-host.bin'))
@@ -149,4 +150,59 @@ describe('Envoy-like traffic under the default limits', () => {
       client.close()
     }
   })
+})
+
+describe('memory under half-open streams (built server)', () => {
+  const TOTAL = 20_000
+  const CONNECTIONS_AT_ONCE = 2
+  const rssMiB = (pid: number): number =>
+    Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024
+
+  const CAP = DEFAULT_CONNECTION_LIMITS.maxConcurrentStreams
+
+  /** Opens `count` half-open streams on a new connection; resolves once all were reset and it closed. */
+  async function fillAndLeave(port: number, count: number, codes: Map<number, number>) {
+    const session = await h2Session(port)
+    expect(session.remoteSettings.maxConcurrentStreams).toBe(CAP)
+    const resets = await Promise.all(
+      Array.from({ length: count }, () => closed(halfOpenCheck(session))),
+    )
+    for (const code of resets) codes.set(code, (codes.get(code) ?? 0) + 1)
+    const left = new Promise((resolve) => session.once('close', resolve))
+    session.close()
+    await left
+  }
+
+  it.skipIf(process.platform !== 'linux')(
+    `${TOTAL} streams that never send their message leave RSS within 100 MiB of idle, also once the client left`,
+    async () => {
+      const server = spawnServe(EXAMPLE, ['--request-timeout', '1'])
+      try {
+        const { grpcPort } = await server.started()
+        const pid = server.child.pid ?? 0
+        const client = checkClient(grpcPort)
+        expect(official.decodeResponse(await callCheck(client, FIXTURE)).ok_response).toBeDefined()
+        client.close()
+        const idle = rssMiB(pid)
+        const codes = new Map<number, number>()
+        // As many connections as the cap requires, a few at a time.
+        const batches: number[] = []
+        for (let left = TOTAL; left > 0; left -= CAP) batches.push(Math.min(CAP, left))
+        let highest = idle
+        const worker = async () => {
+          for (let count = batches.pop(); count !== undefined; count = batches.pop()) {
+            await fillAndLeave(grpcPort, count, codes)
+            highest = Math.max(highest, rssMiB(pid))
+          }
+        }
+        await Promise.all(Array.from({ length: CONNECTIONS_AT_ONCE }, worker))
+        expect(codes).toEqual(new Map([[h2.NGHTTP2_CANCEL, TOTAL]]))
+        expect(highest).toBeLessThan(idle + 100)
+        expect(rssMiB(pid)).toBeLessThan(idle + 100)
+      } finally {
+        server.child.kill()
+      }
+    },
+    120_000,
+  )
 })
