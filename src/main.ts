@@ -41,6 +41,7 @@ const USAGE = `usage:
                   [--grace-period 10]           seconds to drain and finish calls on SIGTERM
                   [--max-request-bytes 1048576] [--max-forwarded-hops 32] [--max-header-bytes 8192]
                   [--max-policy-bytes 16777216]  largest policy, secret or address file read
+                  [--max-concurrent-streams 1024] [--request-timeout 10] [--preface-timeout 10]
                   [--kubeconfig FILE] [--cache-dir DIR] [--sync-wait 30]   for k8s: address sources
   hostguard validate [--format text|json] [--strict] [--max-policy-bytes 16777216] FILE...
   hostguard explain --policy FILE [--json] [--max-policy-bytes 16777216] REQUEST.bin|REQUEST.json

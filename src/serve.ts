@@ -11,7 +11,12 @@ import { DEFAULT_MAX_POLICY_BYTES } from './policy/read.js'
 import { PolicyStore } from './policy/store.js'
 import { unpackPolicy } from './policy/transfer.js'
 import { type PolicyWatcher, watchFiles } from './policy/watch.js'
-import { startGrpc, stopGrpc } from './server/grpc.js'
+import {
+  type ConnectionLimits,
+  DEFAULT_CONNECTION_LIMITS,
+  startGrpc,
+  stopGrpc,
+} from './server/grpc.js'
 import { startHttp, stopHttp } from './server/http.js'
 import { createMetrics, type Metrics } from './server/metrics.js'
 
@@ -30,6 +35,8 @@ export interface ServeOptions {
   readonly limits?: Limits
   /** Largest CheckRequest accepted, in bytes (default 1 MiB); a larger one gets RESOURCE_EXHAUSTED. */
   readonly maxRequestBytes?: number
+  /** Streams per connection and the request and preface time limits (DEFAULT_CONNECTION_LIMITS). */
+  readonly connections?: ConnectionLimits
   /** Kubeconfig file for `k8s:` sources; default KUBECONFIG, ~/.kube/config or in-cluster. */
   readonly kubeconfig?: string
   /** Where the last known addresses of `k8s:` sources are kept across restarts. */
@@ -286,6 +293,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
     options.listen,
     options.grpcPort,
     options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
+    options.connections ?? DEFAULT_CONNECTION_LIMITS,
     () => metrics.internalErrors.inc(),
   ).catch(async (err: unknown) => {
     dynamic.stop()

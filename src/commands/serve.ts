@@ -4,6 +4,7 @@ import { pino } from 'pino'
 import { DEFAULT_LIMITS } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SYNC_WAIT_MS, serve } from '../serve.js'
+import { DEFAULT_CONNECTION_LIMITS } from '../server/grpc.js'
 import { maxPolicyBytes, parse, UsageError, whole } from './args.js'
 
 /** Signal handlers installed by main.ts before anything else; `serve` takes them over. */
@@ -11,6 +12,11 @@ export interface Signals {
   /** Called for each SIGHUP, and at once for one that came before. */
   onReload(handler: () => void): void
   onStop(handler: (signal: NodeJS.Signals) => void): void
+}
+
+/** A time limit flag in whole seconds, 1 to 3600, as milliseconds. */
+function seconds(value: string | undefined, fallbackMs: number, flag: string): number {
+  return whole(value, fallbackMs / 1000, flag, 1, 3600) * 1000
 }
 
 /** Serves until SIGTERM or SIGINT; resolves with the exit code when start-up fails. */
@@ -28,6 +34,9 @@ export async function serveCommand(args: string[], signals: Signals): Promise<nu
       'max-forwarded-hops': { type: 'string' },
       'max-header-bytes': { type: 'string' },
       'max-policy-bytes': { type: 'string' },
+      'max-concurrent-streams': { type: 'string' },
+      'request-timeout': { type: 'string' },
+      'preface-timeout': { type: 'string' },
       kubeconfig: { type: 'string' },
       'cache-dir': { type: 'string' },
       'sync-wait': { type: 'string' },
@@ -56,6 +65,25 @@ export async function serveCommand(args: string[], signals: Signals): Promise<nu
         64 * 1024 * 1024,
       ),
       maxPolicyBytes: maxPolicyBytes(values['max-policy-bytes']),
+      connections: {
+        maxConcurrentStreams: whole(
+          values['max-concurrent-streams'],
+          DEFAULT_CONNECTION_LIMITS.maxConcurrentStreams,
+          '--max-concurrent-streams',
+          1,
+          2 ** 31 - 1,
+        ),
+        requestTimeoutMs: seconds(
+          values['request-timeout'],
+          DEFAULT_CONNECTION_LIMITS.requestTimeoutMs,
+          '--request-timeout',
+        ),
+        prefaceTimeoutMs: seconds(
+          values['preface-timeout'],
+          DEFAULT_CONNECTION_LIMITS.prefaceTimeoutMs,
+          '--preface-timeout',
+        ),
+      },
       ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
       ...(values['cache-dir'] === undefined ? {} : { cacheDir: values['cache-dir'] }),
       syncWaitMs:

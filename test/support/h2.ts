@@ -1,0 +1,140 @@
+// Hostile HTTP/2 clients for the connection limits: node:http2 for well-formed streams that never
+// send their message, and raw frames for a client that ignores the server's SETTINGS.
+
+import { type ClientHttp2Session, type ClientHttp2Stream, connect } from 'node:http2'
+import { type Socket, connect as tcpConnect } from 'node:net'
+import { CHECK_METHOD } from '../../src/server/authorization.js'
+
+export const CHECK_HEADERS = {
+  ':method': 'POST',
+  ':path': CHECK_METHOD,
+  'content-type': 'application/grpc',
+  te: 'trailers',
+}
+
+/** A node:http2 session to 127.0.0.1:port, once the server's SETTINGS have arrived. */
+export async function h2Session(port: number): Promise<ClientHttp2Session> {
+  // The client's own session memory limit (10 MB) would refuse its streams before the server does.
+  const session = connect(`http://127.0.0.1:${port}`, { maxSessionMemory: 1000 })
+  session.on('error', () => {})
+  await new Promise((resolve) => session.once('remoteSettings', resolve))
+  return session
+}
+
+/** A Check stream that sends HEADERS and never its message. */
+export function halfOpenCheck(session: ClientHttp2Session): ClientHttp2Stream {
+  const stream = session.request(CHECK_HEADERS)
+  stream.on('error', () => {})
+  return stream
+}
+
+/** Resolves with the stream's RST_STREAM code once it has closed (0 when it ended normally). */
+export function closed(stream: ClientHttp2Stream): Promise<number> {
+  stream.resume()
+  // Resolved outside the 'close' callback: on Node 20 a session destroyed from within it while
+  // another stream is open never returns.
+  return new Promise((resolve) =>
+    stream.once('close', () => setImmediate(() => resolve(stream.rstCode ?? 0))),
+  )
+}
+
+/** One gRPC message frame: uncompressed flag, big-endian length, the bytes. */
+export function grpcFrame(message: Buffer): Buffer {
+  const head = Buffer.alloc(5)
+  head.writeUInt32BE(message.length, 1)
+  return Buffer.concat([head, message])
+}
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+const FRAME_HEADERS = 0x1
+const FRAME_RST_STREAM = 0x3
+const FRAME_SETTINGS = 0x4
+const FLAG_END_HEADERS = 0x4
+const SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
+
+function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9)
+  head.writeUIntBE(payload.length, 0, 3)
+  head[3] = type
+  head[4] = flags
+  head.writeUInt32BE(streamId, 5)
+  return Buffer.concat([head, payload])
+}
+
+/** HPACK literals without indexing or Huffman coding; every name and value under 127 bytes. */
+function hpack(headers: Record<string, string>): Buffer {
+  const parts: Buffer[] = []
+  for (const [name, value] of Object.entries(headers)) {
+    parts.push(Buffer.from([0, name.length]), Buffer.from(name), Buffer.from([value.length]))
+    parts.push(Buffer.from(value))
+  }
+  return Buffer.concat(parts)
+}
+
+export interface RawClient {
+  readonly socket: Socket
+  /** The server's SETTINGS_MAX_CONCURRENT_STREAMS, once its SETTINGS frame arrived. */
+  maxConcurrentStreams(): number | undefined
+  /** Resolves with the RST_STREAM code the server sends for each of `streamIds`. */
+  resets(streamIds: readonly number[]): Promise<Map<number, number>>
+}
+
+/**
+ * Sends the preface, an empty SETTINGS frame and HEADERS for `streams` Check streams at once,
+ * never acknowledging the server's SETTINGS nor sending any message: a client that ignores
+ * SETTINGS_MAX_CONCURRENT_STREAMS. Stream ids are 1, 3, 5, …
+ */
+export function rawHalfOpenStreams(port: number, streams: number): Promise<RawClient> {
+  const socket = tcpConnect(port, '127.0.0.1')
+  const rstCodes = new Map<number, number>()
+  const waiters = new Set<() => void>()
+  let settingsCap: number | undefined
+  let buffered = Buffer.alloc(0)
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk])
+    while (buffered.length >= 9) {
+      const length = buffered.readUIntBE(0, 3)
+      if (buffered.length < 9 + length) break
+      const type = buffered[3]
+      const streamId = buffered.readUInt32BE(5) & 0x7fffffff
+      const payload = buffered.subarray(9, 9 + length)
+      if (type === FRAME_RST_STREAM) rstCodes.set(streamId, payload.readUInt32BE(0))
+      if (type === FRAME_SETTINGS)
+        for (let at = 0; at + 6 <= payload.length; at += 6)
+          if (payload.readUInt16BE(at) === SETTINGS_MAX_CONCURRENT_STREAMS)
+            settingsCap = payload.readUInt32BE(at + 2)
+      buffered = buffered.subarray(9 + length)
+    }
+    for (const wake of waiters) wake()
+  })
+  socket.on('error', () => {})
+  // Pseudo-headers first, as RFC 9113 requires.
+  const block = hpack({ ':scheme': 'http', ':authority': `127.0.0.1:${port}`, ...CHECK_HEADERS })
+  const frames = [PREFACE, frame(FRAME_SETTINGS, 0, 0, Buffer.alloc(0))]
+  for (let i = 0; i < streams; i++)
+    frames.push(frame(FRAME_HEADERS, FLAG_END_HEADERS, 2 * i + 1, block))
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject)
+    socket.once('connect', () => {
+      socket.write(Buffer.concat(frames))
+      resolve({
+        socket,
+        maxConcurrentStreams: () => settingsCap,
+        resets: (streamIds) =>
+          new Promise((done, fail) => {
+            const check = () => {
+              if (streamIds.every((id) => rstCodes.has(id))) {
+                waiters.delete(check)
+                done(new Map(streamIds.map((id) => [id, rstCodes.get(id) ?? -1])))
+              }
+            }
+            waiters.add(check)
+            socket.once('close', () => {
+              if (waiters.has(check)) fail(new Error('connection closed before every reset came'))
+            })
+            check()
+          }),
+      })
+    })
+  })
+}
