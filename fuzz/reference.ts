@@ -378,10 +378,10 @@ export class ReferenceEvaluator {
     for (let i = entries.length - 1; i >= 0; i--) {
       const entry = entries[i] as { start: number; text: string }
       if (entry.start < floor) return undefined
+      // docs/policy.md: an entry or element longer than 1,024 characters is not read.
+      if (entry.text.length > 1024) return undefined
       let a: Address | undefined
       if (header === 'forwarded') {
-        // docs/policy.md: an element longer than 1,024 characters cannot be read.
-        if (entry.text.length > 1024) return undefined
         const parsed = forwardedElements(entry.text)
         if (parsed.length === 0) continue
         const e = parsed.length === 1 ? parsed[0] : undefined

@@ -4,6 +4,7 @@
 import { matchCidr } from '../net/cidr.js'
 import {
   forwardedElementStart,
+  MAX_CHAIN_ENTRY,
   owsEnd,
   owsStart,
   parseForwardedElement,
@@ -86,7 +87,8 @@ function walkChain(
   let hops = 0
   for (;;) {
     const start = syntax.entryStart(value, end, floor)
-    if (start < 0) return undefined // the entry reaches past --max-header-bytes
+    // The entry reaches past --max-header-bytes, or is longer than any address with its padding.
+    if (start < 0 || end - start > MAX_CHAIN_ENTRY) return undefined
     const ip = syntax.node(value, start, end, trace)
     if (ip !== EMPTY) {
       // Every entry walked was a trusted proxy: a longer chain than any real one, client unknown.

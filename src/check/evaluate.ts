@@ -2,7 +2,7 @@
 
 import { timingSafeEqual } from 'node:crypto'
 import { matchCidr, matchingRange } from '../net/cidr.js'
-import { MAX_FORWARDED_ELEMENT, owsEnd, owsStart, parseForwarded } from '../net/forwarding.js'
+import { MAX_CHAIN_ENTRY, owsEnd, owsStart, parseForwarded } from '../net/forwarding.js'
 import { hostDomain, hostLiteralIp, matchHost } from '../net/host.js'
 import type { CompiledPolicy, CompiledSite } from '../policy/compile.js'
 import type { CheckInput, Client, Decision, HttpInput, Mode, Reason, Trace } from './types.js'
@@ -167,7 +167,7 @@ function splitList(value: string, max: number): string[] | undefined {
 }
 
 const TOO_MANY_HOSTS = (site: CompiledSite, header: string): string =>
-  `the trusted ${header} header is longer than ${site.limits.maxHeaderBytes} bytes (--max-header-bytes), has more than ${site.limits.maxForwardedHops} elements (--max-forwarded-hops)${header === 'forwarded' ? ` or an element longer than ${MAX_FORWARDED_ELEMENT} characters` : ''}`
+  `the trusted ${header} header is longer than ${site.limits.maxHeaderBytes} bytes (--max-header-bytes), has more than ${site.limits.maxForwardedHops} elements (--max-forwarded-hops)${header === 'forwarded' ? ` or an element longer than ${MAX_CHAIN_ENTRY} characters` : ''}`
 
 const UNREADABLE = 'unreadable'
 

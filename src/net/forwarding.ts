@@ -6,6 +6,8 @@ import { type Ip, parseIpRange, parseIpV6Range } from './ip.js'
 const COLON = 0x3a
 const OPEN = 0x5b // [
 const CLOSE = 0x5d // ]
+/** `[`, the longest address (45 characters), `]` and `:`. */
+const NODE_SCAN = 48
 
 function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39
@@ -35,12 +37,14 @@ export function parseNode(
   obfuscatedPort = false,
 ): Ip | undefined {
   if (start >= end) return undefined
-  // Colons and the bracket are looked for within [start, end) only: indexOf would run on to the
-  // end of a long header for every entry of it.
+  // Colons and the bracket are looked for within the entry's first NODE_SCAN characters only:
+  // an address is at most 45, so a later `]` or first colon cannot make one, and a later second
+  // colon fails the port check below. indexOf would run on to the end of a long header instead.
   let colon = -1
   let second = -1
   let close = -1
-  for (let i = start; i < end; i++) {
+  const scanEnd = Math.min(end, start + NODE_SCAN)
+  for (let i = start; i < scanEnd; i++) {
     const c = text.charCodeAt(i)
     if (c === COLON) {
       if (colon < 0) colon = i
@@ -112,29 +116,31 @@ function tokenEnd(text: string, pos: number, end: number): number {
 }
 
 /**
- * The longest `Forwarded` element read: room for `for=`, `by=`, `proto=` and a `host=` of a full
- * DNS name with a port. A longer one is unreadable, as a malformed one is, so no element costs
- * more than this to split or parse, however a client pads it (SPEC "Bounded work").
+ * The longest entry of a client-address header read (an `x-forwarded-for` element, an
+ * `x-real-ip` value, a `Forwarded` element): room for `for=`, `by=`, `proto=` and a `host=` of a
+ * full DNS name with a port. A longer one is not an address (or, as a host header, unreadable),
+ * so no entry costs more than this to split, trim or parse, however a client pads it (SPEC
+ * "Bounded work").
  */
-export const MAX_FORWARDED_ELEMENT = 1024
+export const MAX_CHAIN_ENTRY = 1024
 
 /**
  * Where the `Forwarded` element that ends at `end` begins, found by scanning leftwards for a comma
  * outside a quoted string (a quote preceded by an odd run of backslashes is escaped). Leftwards,
  * so that a quote a client left open further left cannot swallow the elements a trusted proxy
  * appended on the right. -1 when the element begins before `floor` or is longer than
- * MAX_FORWARDED_ELEMENT: either way it cannot be read.
+ * MAX_CHAIN_ENTRY: either way it cannot be read.
  */
 export function forwardedElementStart(value: string, end: number, floor: number): number {
   if (end === 0) return floor === 0 ? 0 : -1
   // Most elements hold no quote: then the nearest comma is the boundary. The searches run on the
   // element's window only (a slice is a view, not a copy): lastIndexOf scans backwards one
   // character at a time, so it must not be left to cross a whole padded header.
-  const from = Math.max(0, end - MAX_FORWARDED_ELEMENT - 1)
+  const from = Math.max(0, end - MAX_CHAIN_ENTRY - 1)
   const window = from === 0 && end === value.length ? value : value.slice(from, end)
   const at = window.lastIndexOf(',')
   const start = at < 0 ? from : from + at + 1
-  if (end - start > MAX_FORWARDED_ELEMENT || (at < 0 && from > 0)) return -1
+  if (end - start > MAX_CHAIN_ENTRY || (at < 0 && from > 0)) return -1
   if (window.indexOf('"', at + 1) < 0) return start < floor ? -1 : start
   return quotedElementStart(value, end, Math.max(floor, from))
 }
@@ -239,7 +245,7 @@ export function parseForwardedElement(
 /**
  * A `Forwarded` value's elements, left to right, split as the client walk splits them (from the
  * right). Empty elements are left out; a malformed one is MALFORMED. Undefined when there are
- * more than `max`, or one is longer than MAX_FORWARDED_ELEMENT.
+ * more than `max`, or one is longer than MAX_CHAIN_ENTRY.
  */
 export function parseForwarded(
   value: string,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { resolveClient } from '../../src/check/client.js'
-import { MAX_FORWARDED_ELEMENT, parseForwarded, parseNode } from '../../src/net/forwarding.js'
+import { MAX_CHAIN_ENTRY, parseForwarded, parseNode } from '../../src/net/forwarding.js'
 import { formatIp } from '../../src/net/ip.js'
 import { checkInput, headers, policyFrom } from '../support/policy.js'
 
@@ -171,18 +171,18 @@ describe('parseNode and parseForwarded', () => {
   })
 })
 
-describe('a forwarded element longer than MAX_FORWARDED_ELEMENT', () => {
+describe('a forwarded element longer than MAX_CHAIN_ENTRY', () => {
   const fwd = (value: string) => clientOf('forwarded', '10.0.0.2', { forwarded: value }).ip
   const padded = (n: number) => `for=192.0.2.60;ext=${'x'.repeat(n - 'for=192.0.2.60;ext='.length)}`
 
   it('is read up to the bound', () => {
-    expect(padded(MAX_FORWARDED_ELEMENT)).toHaveLength(MAX_FORWARDED_ELEMENT)
-    expect(fwd(padded(MAX_FORWARDED_ELEMENT))).toBe('192.0.2.60')
-    expect(fwd(`${padded(MAX_FORWARDED_ELEMENT)}, for=10.1.2.3`)).toBe('192.0.2.60')
+    expect(padded(MAX_CHAIN_ENTRY)).toHaveLength(MAX_CHAIN_ENTRY)
+    expect(fwd(padded(MAX_CHAIN_ENTRY))).toBe('192.0.2.60')
+    expect(fwd(`${padded(MAX_CHAIN_ENTRY)}, for=10.1.2.3`)).toBe('192.0.2.60')
   })
 
   it('cannot be read past it, quoted or not: the client is unknown', () => {
-    expect(fwd(padded(MAX_FORWARDED_ELEMENT + 1))).toBeUndefined()
+    expect(fwd(padded(MAX_CHAIN_ENTRY + 1))).toBeUndefined()
     expect(fwd(`for=192.0.2.60;ext="${'x,'.repeat(600)}", for=10.1.2.3`)).toBeUndefined()
   })
 
@@ -191,5 +191,25 @@ describe('a forwarded element longer than MAX_FORWARDED_ELEMENT', () => {
     expect(parseForwarded('host=a.example;ext="x,y"')).toEqual([
       { malformed: false, for: undefined, host: 'a.example' },
     ])
+  })
+})
+
+describe('an x-forwarded-for or x-real-ip entry longer than MAX_CHAIN_ENTRY', () => {
+  const pad = (n: number) => ' '.repeat(n - '203.0.113.7'.length)
+  it('is read up to the bound, trimmed', () => {
+    expect(
+      clientOf('x-real-ip', '10.0.0.2', { 'x-real-ip': `203.0.113.7${pad(MAX_CHAIN_ENTRY)}` }).ip,
+    ).toBe('203.0.113.7')
+    expect(
+      clientOf('x-forwarded-for', '10.0.0.2', {
+        'x-forwarded-for': `${pad(MAX_CHAIN_ENTRY)}203.0.113.7`,
+      }).ip,
+    ).toBe('203.0.113.7')
+  })
+
+  it('is not an address past it: the client is unknown', () => {
+    const long = `203.0.113.7${pad(MAX_CHAIN_ENTRY + 1)}`
+    expect(clientOf('x-real-ip', '10.0.0.2', { 'x-real-ip': long }).ip).toBeUndefined()
+    expect(clientOf('x-forwarded-for', '10.0.0.2', { 'x-forwarded-for': long }).ip).toBeUndefined()
   })
 })
