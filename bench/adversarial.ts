@@ -121,6 +121,38 @@ export const SHAPES: readonly { name: string; bytes: Buffer }[] = [
     bytes: request('www.example.com', { 'x-real-ip': fill('1', LIMIT) }, 'realip'),
   },
   {
+    name: "forwarded: 8 KiB of commas, then the proxy's element",
+    bytes: request(
+      'internal',
+      { forwarded: `${fill(',', LIMIT - 60)}for=198.51.100.7;host=www.example.org` },
+      'fwd',
+    ),
+  },
+  {
+    name: "forwarded: elements of 150 parameters, then the proxy's",
+    bytes: request(
+      'internal',
+      {
+        forwarded: `${fill(`${Array.from({ length: 150 }, (_, i) => `e${i}=v`).join(';')},`, LIMIT - 60)}for=198.51.100.7;host=www.example.org`,
+      },
+      'fwd',
+    ),
+  },
+  {
+    name: 'x-forwarded-for: 8 KiB of commas right of a trusted entry',
+    bytes: request('www.example.com', {
+      'x-forwarded-for': `198.51.100.7${fill(',', LIMIT - 40)}10.1.5.5`,
+    }),
+  },
+  {
+    name: `x-forwarded-host: ${HOPS} names of 247 characters`,
+    bytes: request('internal', {
+      'x-forwarded-host': Array.from({ length: HOPS }, () => `${fill('a.', 236)}example.org`).join(
+        ',',
+      ),
+    }),
+  },
+  {
     name: '200 headers of 40 bytes',
     bytes: request(
       'www.example.com',

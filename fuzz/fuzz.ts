@@ -189,6 +189,8 @@ const PADDING = [
   () => '"',
   () => 'for="unterminated, ',
   () => '\\"',
+  () => `${',, '.repeat(20)}10.0.0.1`,
+  () => `${Array.from({ length: 16 }, (_, i) => `a${i}=1;`).join('')}for=10.1.2.3`,
 ]
 
 function xff(r: Rng): string {
@@ -236,6 +238,9 @@ function forwarded(r: Rng): string {
     'proto=https',
     'host=',
     '"x"=y',
+    `${Array.from({ length: 15 }, (_, i) => `e${i}=1;`).join('')}for=192.0.2.60`,
+    `${Array.from({ length: 16 }, (_, i) => `e${i}=1;`).join('')}for=192.0.2.60`,
+    ', , ,',
   ]
   const n = 1 + r.int(4)
   const elements: string[] = []

@@ -207,6 +207,11 @@ function forwardedElements(value: string): Element[] {
       continue
     }
     names.add(lower)
+    // docs/policy.md: more than 16 parameters make an element malformed.
+    if (names.size > 16) {
+      spoil(after)
+      continue
+    }
     if (lower === 'for') current.for = v
     if (lower === 'host') current.host = v
     rest = after.replace(/^[ \t]+/, '')
@@ -316,7 +321,7 @@ export class ReferenceEvaluator {
         return this.answer(s, siteName, 'invalid_host', client, peerTrusted)
       const elements = forwardedElements(v)
       if (
-        elements.length > this.maxHops ||
+        forwardedSplit(v).length > this.maxHops ||
         elements.some((e) => e.malformed) ||
         forwardedSplit(v).some((e) => e.text.length > 1024)
       )
@@ -380,18 +385,18 @@ export class ReferenceEvaluator {
       if (entry.start < floor) return undefined
       // docs/policy.md: an entry or element longer than 1,024 characters is not read.
       if (entry.text.length > 1024) return undefined
+      // docs/operations.md: every entry walked counts against the hops, empty ones included.
+      if (++walked > this.maxHops) return undefined
       let a: Address | undefined
       if (header === 'forwarded') {
         const parsed = forwardedElements(entry.text)
         if (parsed.length === 0) continue
         const e = parsed.length === 1 ? parsed[0] : undefined
-        if (++walked > this.maxHops) return undefined
         if (!e || e.malformed || e.for === undefined) return undefined
         a = node(e.for, false, true)
       } else {
         const t = trim(entry.text)
         if (t === '') continue
-        if (++walked > this.maxHops) return undefined
         a = node(t, true, false)
       }
       if (!a) return undefined

@@ -89,10 +89,11 @@ function walkChain(
     const start = syntax.entryStart(value, end, floor)
     // The entry reaches past --max-header-bytes, or is longer than any address with its padding.
     if (start < 0 || end - start > MAX_CHAIN_ENTRY) return undefined
+    // Every entry walked was a trusted proxy (or empty: `,,,` costs a step each as well): a
+    // longer chain than any real one, client unknown.
+    if (++hops > site.limits.maxForwardedHops) return undefined
     const ip = syntax.node(value, start, end, trace)
     if (ip !== EMPTY) {
-      // Every entry walked was a trusted proxy: a longer chain than any real one, client unknown.
-      if (++hops > site.limits.maxForwardedHops) return undefined
       if (ip === undefined) return undefined
       if (!matchCidr(site.trustedProxies, ip)) return ip
       leftmost = ip

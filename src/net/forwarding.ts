@@ -161,6 +161,9 @@ function quotedElementStart(value: string, end: number, floor: number): number {
   return floor === 0 ? 0 : -1
 }
 
+/** More parameters than this make an element malformed (each costs a token scan and a lookup). */
+export const MAX_FORWARDED_PARAMETERS = 16
+
 const FOR = 1
 const HOST = 2
 /** RFC 7239's parameters by lower-case name, each a bit (no string made for them per request). */
@@ -235,7 +238,8 @@ export function parseForwardedElement(
       if (others.has(name)) return MALFORMED
       others.add(name)
     }
-    pairs++
+    // RFC 7239 defines four parameters; a real element carries a few more at most.
+    if (++pairs > MAX_FORWARDED_PARAMETERS) return MALFORMED
     while (pos < end && isOws(value.charCodeAt(pos))) pos++
     if (pos < end && value.charCodeAt(pos) !== 0x3b) return MALFORMED
   }
@@ -245,7 +249,7 @@ export function parseForwardedElement(
 /**
  * A `Forwarded` value's elements, left to right, split as the client walk splits them (from the
  * right). Empty elements are left out; a malformed one is MALFORMED. Undefined when there are
- * more than `max`, or one is longer than MAX_CHAIN_ENTRY.
+ * more than `max`, empty ones included, or one is longer than MAX_CHAIN_ENTRY.
  */
 export function parseForwarded(
   value: string,
@@ -253,14 +257,13 @@ export function parseForwarded(
 ): ForwardedElement[] | undefined {
   const elements: ForwardedElement[] = []
   let end = value.length
-  for (;;) {
+  // Empty elements count too: each costs a split, and `,,,…` must not be free to repeat.
+  for (let count = 1; ; count++) {
+    if (count > max) return undefined
     const start = forwardedElementStart(value, end, 0)
     if (start < 0) return undefined
     const element = parseForwardedElement(value, start, end)
-    if (element !== undefined) {
-      if (elements.length === max) return undefined
-      elements.push(element)
-    }
+    if (element !== undefined) elements.push(element)
     if (start === 0) return elements.reverse()
     end = start - 1
   }

@@ -261,9 +261,11 @@ export function parseCidrEntry(text: string): CidrResult {
   if (mapped && prefix < 96) {
     // SPEC "Addresses": IPv4 and IPv6 are separate spaces. A shorter prefix would reach outside
     // ::ffff:0:0/96 into IPv6; reading it as ::/n (as proxy-addr 2.0.7 did) trusts every IPv4 peer.
-    const v4 = formatIp(networkAddress(ip, Math.min(prefix, 32)))
-    const meant =
-      prefix <= 32 ? `; did you mean ${v4}/${prefix} (or ::ffff:${v4}/${prefix + 96})?` : ''
+    // Suggested only when the address is exactly the network of a.b.c.d/n: a rounded range
+    // (::ffff:10.0.0.0/0 → 0.0.0.0/0) would widen trust, so none is offered then.
+    const exact = prefix <= 32 && sameIp(networkAddress(ip, prefix), ip)
+    const v4 = formatIp(ip)
+    const meant = exact ? `; did you mean ${v4}/${prefix} (or ::ffff:${v4}/${prefix + 96})?` : ''
     return {
       code: 'POLICY_CIDR_MAPPED_PREFIX',
       detail: `"${text}" is an IPv4-mapped range with a prefix under 96, which would reach outside the mapped space${meant}`,

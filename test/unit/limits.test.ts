@@ -134,3 +134,29 @@ describe('hostile shapes of the host headers', () => {
     expect(reason({ forwarded: elements(5) }, 'i', 'fwd')).toBe('invalid_host')
   })
 })
+
+describe('empty elements and parameters cost like any other', () => {
+  it('counts empty x-forwarded-for and forwarded elements walked against --max-forwarded-hops', () => {
+    expect(clientOf({ 'x-forwarded-for': '203.0.113.7,,,10.0.0.1' })).toBe('203.0.113.7')
+    expect(clientOf({ 'x-forwarded-for': '203.0.113.7,,,,10.0.0.1' })).toBeUndefined()
+    expect(clientOf({ forwarded: 'for=203.0.113.7,,,for=10.0.0.1' }, 'fwd')).toBe('203.0.113.7')
+    expect(clientOf({ forwarded: 'for=203.0.113.7,,,,for=10.0.0.1' }, 'fwd')).toBeUndefined()
+  })
+
+  it('treats a trusted forwarded host header of more elements, empty ones included, as invalid', () => {
+    const s = POLICY.sites.get('fwd')
+    if (!s) throw new Error('no site')
+    const reason = (forwarded: string) => {
+      const i = input({ forwarded }, 'internal', 'fwd')
+      return evaluate(s, i, resolveClient(s, i))
+    }
+    expect(reason('host=www.example.com,,,for=203.0.113.7')).toBe('host_allowed')
+    expect(reason(',host=www.example.com,,,for=203.0.113.7')).toBe('invalid_host')
+  })
+
+  it('makes a forwarded element of more than 16 parameters malformed', () => {
+    const params = (n: number) => Array.from({ length: n - 1 }, (_, i) => `e${i}=1;`).join('')
+    expect(clientOf({ forwarded: `${params(16)}for=203.0.113.7` }, 'fwd')).toBe('203.0.113.7')
+    expect(clientOf({ forwarded: `${params(17)}for=203.0.113.7` }, 'fwd')).toBeUndefined()
+  })
+})

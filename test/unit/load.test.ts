@@ -196,16 +196,23 @@ describe('policy errors', () => {
     )
   })
 
-  it.each([
-    ['::ffff:10.0.0.0/8', 'did you mean 10.0.0.0/8 (or ::ffff:10.0.0.0/104)?'],
-    ['::ffff:10.1.0.0/8', 'did you mean 10.0.0.0/8 (or ::ffff:10.0.0.0/104)?'],
-    ['::ffff:0:0/0', 'did you mean 0.0.0.0/0 (or ::ffff:0.0.0.0/96)?'],
-  ])('never suggests an IPv6 range for the mapped range %s', (entry, hint) => {
-    const [error] = errorsOf(`version: 1\nallowedHosts: ["*"]\ntrustedProxies: ["${entry}"]\n`)
+  it('suggests the IPv4 range a mapped range with a short prefix names, never an IPv6 one', () => {
+    const [error] = errorsOf(
+      'version: 1\nallowedHosts: ["*"]\ntrustedProxies: ["::ffff:10.0.0.0/8"]\n',
+    )
     expect(error?.code).toBe('POLICY_CIDR_MAPPED_PREFIX')
-    expect(error?.detail).toContain(hint)
+    expect(error?.detail).toContain('did you mean 10.0.0.0/8 (or ::ffff:10.0.0.0/104)?')
     expect(error?.detail).not.toMatch(/::\/\d/)
   })
+
+  it.each(['::ffff:10.1.0.0/8', '::ffff:10.0.0.0/0', '::ffff:10.1.2.3/1'])(
+    'suggests nothing for %s, where the IPv4 range would be wider than the address written',
+    (entry) => {
+      const [error] = errorsOf(`version: 1\nallowedHosts: ["*"]\ntrustedProxies: ["${entry}"]\n`)
+      expect(error?.code).toBe('POLICY_CIDR_MAPPED_PREFIX')
+      expect(error?.detail).not.toContain('did you mean')
+    },
+  )
 
   it('names no range for a mapped prefix between 33 and 95', () => {
     const [error] = errorsOf('version: 1\nallowedHosts: ["*"]\ntrustedProxies: ["::ffff:0:0/64"]\n')
