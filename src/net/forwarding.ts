@@ -248,7 +248,7 @@ export function parseForwardedElement(
 
 /**
  * A `Forwarded` value's elements, left to right, split as the client walk splits them (from the
- * right). Empty elements are left out; a malformed one is MALFORMED. Undefined when there are
+ * right). Empty elements are left out; at a malformed one, [MALFORMED] alone. Undefined when there are
  * more than `max`, empty ones included, or one is longer than MAX_CHAIN_ENTRY.
  */
 export function parseForwarded(
@@ -263,6 +263,8 @@ export function parseForwarded(
     const start = forwardedElementStart(value, end, 0)
     if (start < 0) return undefined
     const element = parseForwardedElement(value, start, end)
+    // One malformed element makes the whole header unreadable: no need to read on.
+    if (element === MALFORMED) return [MALFORMED]
     if (element !== undefined) elements.push(element)
     if (start === 0) return elements.reverse()
     end = start - 1
