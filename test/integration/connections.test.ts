@@ -2,9 +2,8 @@ import { readFileSync } from 'node:fs'
 import { constants as h2 } from 'node:http2'
 import { connect as tcpConnect } from 'node:net'
 import { join } from 'node:path'
-import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type Running, serve } from '../../src/serve.js'
+import type { Running } from '../../src/serve.js'
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from '../../src/server/grpc.js'
 import { callCheck, checkClient } from '../support/grpc.js'
 import {
@@ -16,7 +15,7 @@ import {
   rawHalfOpenStreams,
 } from '../support/h2.js'
 import { FIXTURES, official, ROOT } from '../support/protos.js'
-import { MAIN, spawnServe } from '../support/server.js'
+import { MAIN, spawnServe, startServer } from '../support/server.js'
 
 /** The container image's NODE_OPTIONS (Dockerfile), which the Deployment runs with. */
 const IMAGE_NODE_OPTIONS =
@@ -32,13 +31,7 @@ afterEach(async () => {
 })
 
 async function start(limits: Partial<ConnectionLimits> = {}): Promise<Running> {
-  running = await serve({
-    policyFile: EXAMPLE,
-    listen: '127.0.0.1',
-    grpcPort: 0,
-    httpPort: 0,
-    log: pino({ level: 'silent' }),
-    env: {},
+  running = await startServer(EXAMPLE, {
     connections: { ...DEFAULT_CONNECTION_LIMITS, ...limits },
   })
   return running

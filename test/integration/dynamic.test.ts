@@ -7,11 +7,11 @@ import type { Client } from '@grpc/grpc-js'
 import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { KubeTimings } from '../../src/dynamic/sources.js'
-import { type Running, serve } from '../../src/serve.js'
+import type { Running } from '../../src/serve.js'
 import { FakeKubeApi } from '../support/fake-kube-api.js'
 import { callCheck, checkClient } from '../support/grpc.js'
 import { type Message, official } from '../support/protos.js'
-import { MAIN } from '../support/server.js'
+import { MAIN, startServer } from '../support/server.js'
 import { until } from '../support/wait.js'
 
 const NODE_A = { name: 'ip-10-0-12-34', addresses: [['InternalIP', '10.0.12.34']] } as const
@@ -53,13 +53,8 @@ async function start(
   const file = join(dir, 'policy.yaml')
   writeFileSync(file, policy)
   const logs: Record<string, unknown>[] = []
-  const running = await serve({
-    policyFile: file,
-    listen: '127.0.0.1',
-    grpcPort: 0,
-    httpPort: 0,
+  const running = await startServer(file, {
     log: pino({ level: 'debug' }, { write: (line: string) => logs.push(JSON.parse(line)) }),
-    env: {},
     kubeconfig: api.writeKubeconfig(dir),
     kubeTimings: {
       retryInitialMs: 50,

@@ -13,13 +13,12 @@ import { describe, expect, it } from 'vitest'
 import { DecisionObserver } from '../../src/check/observe.js'
 import type { CompiledPolicy } from '../../src/policy/compile.js'
 import { PolicyStore } from '../../src/policy/store.js'
-import { serve } from '../../src/serve.js'
 import { checkHandler } from '../../src/server/grpc.js'
 import { createMetrics } from '../../src/server/metrics.js'
 import { callCheck, checkClient } from '../support/grpc.js'
 import { policyFile } from '../support/policy.js'
 import { FIXTURES, type Message, official, ROOT } from '../support/protos.js'
-import { spawnServe } from '../support/server.js'
+import { spawnServe, startServer } from '../support/server.js'
 import { until } from '../support/wait.js'
 
 const EXAMPLE = join(ROOT, 'examples', 'policy.yaml')
@@ -58,15 +57,7 @@ describe('the last-resort handler', () => {
 
 describe('--max-request-bytes', () => {
   it('refuses a larger CheckRequest with RESOURCE_EXHAUSTED and serves the next one', async () => {
-    const running = await serve({
-      policyFile: EXAMPLE,
-      listen: '127.0.0.1',
-      grpcPort: 0,
-      httpPort: 0,
-      log: pino({ level: 'silent' }),
-      env: {},
-      maxRequestBytes: 4096,
-    })
+    const running = await startServer(EXAMPLE, { maxRequestBytes: 4096 })
     const client = checkClient(running.grpcPort)
     try {
       const big = official.encodeRequest({

@@ -17,7 +17,8 @@ import { join } from 'node:path'
 import type { Client } from '@grpc/grpc-js'
 import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { type Running, serve } from '../../src/serve.js'
+import type { Running } from '../../src/serve.js'
+import { startServer } from '../support/server.js'
 import { callCheck, checkClient } from '../support/grpc.js'
 import { type Message, official } from '../support/protos.js'
 import { skipLoudly } from '../support/system.js'
@@ -42,13 +43,8 @@ type Log = Record<string, unknown>
 
 async function start(file: string): Promise<{ logs: Log[]; running: Running; client: Client }> {
   const logs: Log[] = []
-  running = await serve({
-    policyFile: file,
-    listen: '127.0.0.1',
-    grpcPort: 0,
-    httpPort: 0,
+  running = await startServer(file, {
     log: pino({ level: 'debug' }, { write: (line: string) => logs.push(JSON.parse(line)) }),
-    env: {},
     maxPolicyBytes: 4096,
   })
   client = checkClient(running.grpcPort)

@@ -4,21 +4,25 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { pino } from 'pino'
-import { type Running, serve } from '../../src/serve.js'
+import { type Running, type ServeOptions, serve } from '../../src/serve.js'
 import { ROOT } from './protos.js'
 import { until } from './wait.js'
 
 export const MAIN = join(ROOT, 'dist', 'main.js')
 
-/** serve() on 127.0.0.1 with free ports and a silent log. */
-export function startServer(policyFile: string, env: NodeJS.ProcessEnv = {}): Promise<Running> {
+/** serve() on 127.0.0.1 with free ports, an empty environment and a silent log, unless given. */
+export function startServer(
+  policyFile: string,
+  options: Partial<Omit<ServeOptions, 'policyFile'>> = {},
+): Promise<Running> {
   return serve({
     policyFile,
     listen: '127.0.0.1',
     grpcPort: 0,
     httpPort: 0,
     log: pino({ level: 'silent' }),
-    env,
+    env: {},
+    ...options,
   })
 }
 
