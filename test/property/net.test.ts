@@ -84,6 +84,9 @@ describe('compiled CIDR matcher', () => {
       const broadcast = ipaddr.fromByteArray(bytes).toString()
       for (const a of [network, broadcast]) {
         const ip = parseIp(a)
+        // An IPv6 range's bound inside ::ffff:0:0/96 is an IPv4 address, which no IPv6 range
+        // holds (SPEC "Addresses": separate spaces); `::/80` ends at ::ffff:255.255.255.255.
+        if (ip?.family !== r.range.ip.family) continue
         expect(ip && matchCidr(compiled, ip)).toBe(true)
       }
     },
