@@ -246,6 +246,8 @@ export class ReferenceEvaluator {
   readonly secret: string
   readonly maxHops: number
   readonly maxHeaderBytes: number
+  /** Where the last walk's entries begin in its header (SPEC step 3; read by the host step). */
+  private walkedFrom = 0
 
   constructor(policyText: string, secret: string, maxHops = 32, maxHeaderBytes = 8192) {
     this.policy = parseYaml(policyText)
@@ -319,11 +321,13 @@ export class ReferenceEvaluator {
       const v = headers.get('forwarded') ?? ''
       if (v.length > this.maxHeaderBytes)
         return this.answer(s, siteName, 'invalid_host', client, peerTrusted)
-      const elements = forwardedElements(v)
+      // Only the elements the client walk read: a host= left of them is the client's writing.
+      const read = forwardedSplit(v).filter((e) => e.start >= this.walkedFrom)
+      const elements = forwardedElements(v.slice(this.walkedFrom))
       if (
-        forwardedSplit(v).length > this.maxHops ||
+        read.length > this.maxHops ||
         elements.some((e) => e.malformed) ||
-        forwardedSplit(v).some((e) => e.text.length > 1024)
+        read.some((e) => e.text.length > 1024)
       )
         return this.answer(s, siteName, 'invalid_host', client, peerTrusted)
       const fromHeader = elements.flatMap((e) => (e.host === undefined ? [] : [e.host]))
@@ -380,9 +384,16 @@ export class ReferenceEvaluator {
         : commaSplit(value)
     let leftmost = peer
     let walked = 0
+    this.walkedFrom = 0
     for (let i = entries.length - 1; i >= 0; i--) {
       const entry = entries[i] as { start: number; text: string }
-      if (entry.start < floor) return undefined
+      // Where the entries read begin; an entry that cannot be read leaves it at 0.
+      const readable = entry.start >= floor && entry.text.length <= 1024
+      this.walkedFrom = readable || header !== 'forwarded' ? Math.max(0, entry.start) : 0
+      if (entry.start < floor) {
+        this.walkedFrom = 0
+        return undefined
+      }
       // docs/policy.md: an entry or element longer than 1,024 characters is not read.
       if (entry.text.length > 1024) return undefined
       // docs/operations.md: every entry walked counts against the hops, empty ones included.

@@ -16,7 +16,7 @@ export interface CheckResult {
   readonly input: CheckInput | undefined
 }
 
-const UNKNOWN_CLIENT = Object.freeze({ ip: undefined, peerTrusted: false })
+const UNKNOWN_CLIENT = Object.freeze({ ip: undefined, peerTrusted: false, walkedFrom: 0 })
 
 /** `trace`, when given, is filled in with how the decision was reached (for `explain`). */
 export function check(policy: CompiledPolicy, request: Buffer, trace?: Trace): CheckResult {

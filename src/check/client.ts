@@ -68,6 +68,9 @@ const SYNTAX: Record<ClientAddressHeader, ChainSyntax> = {
   'x-client-ip': SINGLE,
 }
 
+/** Where the last walk's entries begin (Client.walkedFrom): set by walkChain, read at once. */
+let walkedFrom = 0
+
 /**
  * The one client walk (proxy-addr's shape): from the peer leftwards, the first address that is
  * not a trusted proxy; the leftmost when all are. Only the entries walked are read and counted
@@ -87,6 +90,7 @@ function walkChain(
   let hops = 0
   for (;;) {
     const start = syntax.entryStart(value, end, floor)
+    walkedFrom = Math.max(0, start)
     // The entry reaches past --max-header-bytes, or is longer than any address with its padding.
     if (start < 0 || end - start > MAX_CHAIN_ENTRY) return undefined
     // Every entry walked was a trusted proxy (or empty: `,,,` costs a step each as well): a
@@ -106,12 +110,13 @@ function walkChain(
 export function resolveClient(site: CompiledSite, input: CheckInput, trace?: Trace): Client {
   trace?.chain.push(input.peer)
   const peer = input.peerIp
-  if (peer === undefined) return { ip: undefined, peerTrusted: false }
+  if (peer === undefined) return { ip: undefined, peerTrusted: false, walkedFrom: 0 }
   const peerTrusted = matchCidr(site.trustedProxies, peer)
   const header = site.clientHeader
-  if (!peerTrusted || header === undefined) return { ip: peer, peerTrusted }
+  if (!peerTrusted || header === undefined) return { ip: peer, peerTrusted, walkedFrom: 0 }
   const value = input.http?.headers.get(header)
-  if (value === undefined) return { ip: peer, peerTrusted }
+  if (value === undefined) return { ip: peer, peerTrusted, walkedFrom: 0 }
   if (trace) trace.header = header
-  return { ip: walkChain(site, SYNTAX[header], value, peer, trace), peerTrusted }
+  const ip = walkChain(site, SYNTAX[header], value, peer, trace)
+  return { ip, peerTrusted, walkedFrom }
 }

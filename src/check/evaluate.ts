@@ -178,6 +178,7 @@ const UNREADABLE = 'unreadable'
 function trustedHosts(
   site: CompiledSite,
   http: HttpInput,
+  client: Client,
   trace: Trace | undefined,
 ): readonly string[] | typeof UNREADABLE | undefined {
   const header = site.hostHeader
@@ -189,7 +190,9 @@ function trustedHosts(
     const hosts = tooLong ? undefined : splitList(value, max)
     if (hosts !== undefined) return hosts
   } else {
-    const elements = tooLong ? undefined : parseForwarded(value, max)
+    // Only the elements the client walk read (forwarded is then also the client header): a
+    // host= the client wrote left of its own element must not stand in for the authority.
+    const elements = tooLong ? undefined : parseForwarded(value, max, client.walkedFrom)
     // Fail closed: a host= we cannot read may be the one that would not pass.
     if (elements?.some((e) => e.malformed)) {
       if (trace) trace.rule = 'the trusted forwarded header has a malformed element'
@@ -215,7 +218,7 @@ function hostStep(
   trace: Trace | undefined,
 ): Reason {
   if (client.peerTrusted) {
-    const hosts = trustedHosts(site, http, trace)
+    const hosts = trustedHosts(site, http, client, trace)
     if (hosts === UNREADABLE) return 'invalid_host'
     if (hosts !== undefined) return hostsReason(site, hosts, trace)
   }

@@ -56,6 +56,12 @@ export interface Client {
   readonly ip: Ip | undefined
   /** The peer, Envoy's downstream address, is a trusted proxy. */
   readonly peerTrusted: boolean
+  /**
+   * Where, in the client-address header, the entries the walk read begin (the one naming the
+   * client, or where the walk stopped); 0 when no header was walked. A trusted `forwarded` is
+   * read for `host=` from here on only: what lies further left is the client's own writing.
+   */
+  readonly walkedFrom: number
 }
 
 /** The outcome of one request; built by `decide` with every field set (one object shape). */

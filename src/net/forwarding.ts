@@ -147,7 +147,8 @@ export function forwardedElementStart(value: string, end: number, floor: number)
 
 function quotedElementStart(value: string, end: number, floor: number): number {
   let quoted = false
-  for (let i = end - 1; i >= floor; i--) {
+  // Down to floor - 1: an element that begins at floor has its comma there.
+  for (let i = end - 1; i >= Math.max(0, floor - 1); i--) {
     const c = value.charCodeAt(i)
     if (c === 0x22 /* " */) {
       let slashes = 0
@@ -249,24 +250,26 @@ export function parseForwardedElement(
 /**
  * A `Forwarded` value's elements, left to right, split as the client walk splits them (from the
  * right). Empty elements are left out; at a malformed one, [MALFORMED] alone. Undefined when there are
- * more than `max`, empty ones included, or one is longer than MAX_CHAIN_ENTRY.
+ * more than `max`, empty ones included, or one is longer than MAX_CHAIN_ENTRY. With `from`, only
+ * the elements that begin at or after it (an element boundary) are read.
  */
 export function parseForwarded(
   value: string,
   max = Number.POSITIVE_INFINITY,
+  from = 0,
 ): ForwardedElement[] | undefined {
   const elements: ForwardedElement[] = []
   let end = value.length
   // Empty elements count too: each costs a split, and `,,,…` must not be free to repeat.
   for (let count = 1; ; count++) {
     if (count > max) return undefined
-    const start = forwardedElementStart(value, end, 0)
+    const start = forwardedElementStart(value, end, from)
     if (start < 0) return undefined
     const element = parseForwardedElement(value, start, end)
     // One malformed element makes the whole header unreadable: no need to read on.
     if (element === MALFORMED) return [MALFORMED]
     if (element !== undefined) elements.push(element)
-    if (start === 0) return elements.reverse()
+    if (start <= from) return elements.reverse()
     end = start - 1
   }
 }

@@ -108,6 +108,21 @@ describe('an IPv6 range trusts no IPv4 peer', () => {
   })
 })
 
+describe('a host= the client wrote in forwarded does not stand in for the authority', () => {
+  // The trusted proxy 10.1.2.3 appends only for= to the client's own forwarded header.
+  it('checks the authority when the elements the walk read carry no host=', async () => {
+    const headers = { forwarded: 'host=www.example.com, for=198.51.100.7' }
+    const { meta } = await ask('10.1.2.3', headers, 'fwd', 'evil.example.net')
+    expect(meta).toMatchObject({ decision: 'deny', reason: 'host_not_allowed' })
+  })
+
+  it('reads host= from the element the trusted proxy wrote', async () => {
+    const headers = { forwarded: 'host=evil.example.net, for=198.51.100.7;host=www.example.com' }
+    const { meta } = await ask('10.1.2.3', headers, 'fwd', 'internal')
+    expect(meta).toMatchObject({ decision: 'allow', reason: 'host_allowed' })
+  })
+})
+
 describe('a long dotted Host is answered, not scanned', () => {
   const dotted = `${'a.'.repeat(4000)}example.org`
   it.each([
