@@ -35,18 +35,20 @@ export interface SourceEntry {
   readonly widens: boolean
 }
 
+interface LoadedReply {
+  readonly kind: 'loaded'
+  readonly policy: PackedPolicy
+  readonly sites: readonly string[]
+  readonly warnings: readonly PlainError[]
+  readonly sources: readonly SourceEntry[]
+  readonly fileAddresses: readonly { readonly name: string; readonly count: number }[]
+  /** Every file the load read: what the watcher watches. */
+  readonly reads: readonly string[]
+  readonly topLevel: Readonly<Record<string, number>>
+}
+
 export type LoaderReply =
-  | {
-      readonly kind: 'loaded'
-      readonly policy: PackedPolicy
-      readonly sites: readonly string[]
-      readonly warnings: readonly PlainError[]
-      readonly sources: readonly SourceEntry[]
-      readonly fileAddresses: readonly { readonly name: string; readonly count: number }[]
-      /** Every file the load read: what the watcher watches. */
-      readonly reads: readonly string[]
-      readonly topLevel: Readonly<Record<string, number>>
-    }
+  | LoadedReply
   | { readonly kind: 'compiled'; readonly policy: PackedPolicy }
   | {
       readonly kind: 'files'
@@ -68,14 +70,9 @@ export function policyErrors(errors: readonly PlainError[]): PolicyError[] {
 }
 
 /** What a `loaded` reply holds, with the policy unpacked. */
-export interface Loaded {
+export interface Loaded extends Omit<LoadedReply, 'kind' | 'policy' | 'warnings'> {
   readonly policy: CompiledPolicy
-  readonly sites: readonly string[]
   readonly warnings: readonly PolicyError[]
-  readonly sources: readonly SourceEntry[]
-  readonly fileAddresses: readonly { readonly name: string; readonly count: number }[]
-  readonly reads: readonly string[]
-  readonly topLevel: Readonly<Record<string, number>>
 }
 
 /**
