@@ -80,11 +80,6 @@ export interface ForwardedElement {
 
 const MALFORMED: ForwardedElement = { malformed: true, for: undefined, host: undefined }
 
-/** RFC 7230 tchar, by ASCII code. */
-const TCHAR = new Uint8Array(128)
-for (let c = 0; c < 128; c++)
-  TCHAR[c] = /[!#$%&'*+\-.^_`|~0-9A-Za-z]/.test(String.fromCharCode(c)) ? 1 : 0
-
 function isOws(c: number): boolean {
   return c === 0x20 || c === 0x09
 }

@@ -2,19 +2,17 @@ import { type Ip, parseIpRange, parseIpV6Range } from './ip.js'
 
 // Django's `host_validation_re`, /^([a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(:\d+)?$/i, matched
 // against the whole value (Django's `$` also lets a trailing newline through; a guard should not)
-// by the scanner below, which finds the port in the same pass (the regex is its test oracle in
-// test/property/net.test.ts). It is checked before lower-casing, unlike Django: Unicode
+// by the scanner below: sticky regexes for a name, a loop over char codes for a [v6] literal
+// (Django's regex is its test oracle in test/property/net.test.ts). It is checked before lower-casing, unlike Django: Unicode
 // lower-casing turns U+212A KELVIN SIGN into an ASCII "k", and the backend would see another
 // name than the one checked.
 
-const CHAR_NAME = 1 // [a-z0-9.-], either case
 const CHAR_HEX = 2 // [a-f0-9], either case
 const CHAR_UPPER = 4
 /** Character classes of ASCII, by code. */
 const CLASS = new Uint8Array(128)
 for (let c = 0; c < 128; c++) {
   const ch = String.fromCharCode(c)
-  if (/[a-z0-9.-]/i.test(ch)) CLASS[c] = (CLASS[c] ?? 0) | CHAR_NAME
   if (/[a-f0-9]/i.test(ch)) CLASS[c] = (CLASS[c] ?? 0) | CHAR_HEX
   if (/[A-Z]/.test(ch)) CLASS[c] = (CLASS[c] ?? 0) | CHAR_UPPER
 }
