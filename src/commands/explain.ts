@@ -160,7 +160,7 @@ const CONTROL_IN_JSON = /[\u007f-\u009f\u2028\u2029]/g
 const escapeOne = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
 
 /** The text with every control character written as a \uXXXX escape. */
-export function escapeControls(text: string): string {
+function escapeControls(text: string): string {
   return text.replace(CONTROL, escapeOne)
 }
 
