@@ -1,5 +1,5 @@
 // check() of two builds of dist/ side by side in one process, alternated round by round over the
-// shared fixtures, so that a change of a few per cent shows through a noisy machine (an A/A run
+// Envoy fixtures, so that a change of a few per cent shows through a noisy machine (an A/A run
 // gives 1.00 ± 0.01). Each change to the request path in bench/RESULTS.md's history was taken
 // this way. Make the two builds (inside the project, so that both find node_modules), then
 // compare them:

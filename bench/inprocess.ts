@@ -1,4 +1,4 @@
-// In-process figures: check() per shared fixture against a naive pipeline on the same bytes, and
+// In-process figures: check() per Envoy fixture against a naive pipeline on the same bytes, and
 // decision time against policy size. tinybench times batches of BATCH calls, so that the timer's
 // own cost does not swamp a call of a few microseconds.
 

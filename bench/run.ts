@@ -36,7 +36,7 @@ say(
 say(`- Node.js ${process.version}, ${new Date().toISOString().slice(0, 10)}`)
 say()
 
-say('## In process: check() against a naive pipeline, per shared fixture')
+say('## In process: check() against a naive pipeline, per Envoy fixture')
 say()
 say(
   '| fixture | hostguard ns/op | ops/s | heap B/op | naive ns/op | heap B/op | naive / hostguard |',

@@ -1,4 +1,4 @@
-// npm run soak -- --minutes M --rps R: a steady open-loop load of the shared fixtures against the
+// npm run soak -- --minutes M --rps R: a steady open-loop load of the Envoy fixtures against the
 // built server, with a policy reload every few seconds (two valid policies and one invalid, in
 // turn). Prints a Markdown table a minute: RSS, heap, event-loop delay p99, calls, errors, and
 // whether hostguard_decisions_total equals the calls answered. Exits 1 on any error, a count

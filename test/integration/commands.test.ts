@@ -129,7 +129,7 @@ describe('hostguard explain', () => {
     return official.decodeResponse(await callCheck(client, bytes))
   }
 
-  it('agrees with the server on every shared fixture, from .bin and from .json', {
+  it('agrees with the server on every Envoy fixture, from .bin and from .json', {
     timeout: 60_000,
   }, async () => {
     const explained = await Promise.all(

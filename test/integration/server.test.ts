@@ -7,7 +7,7 @@ import type { Client } from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Running } from '../../src/serve.js'
 import { callCheck, checkClient } from '../support/grpc.js'
-import { FIXTURES, type Message, official, ROOT, SHARED_TOOLS } from '../support/protos.js'
+import { FIXTURES, type Message, official, ROOT, TOOLS } from '../support/protos.js'
 import { spawnServe, startServer } from '../support/server.js'
 
 const EXAMPLE = join(ROOT, 'examples', 'policy.yaml')
@@ -36,7 +36,7 @@ const REMOVE_ALL = [
 ]
 const TRUSTED = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port']
 
-// Every shared fixture under examples/policy.yaml, with the decision an operator should expect.
+// Every Envoy fixture under examples/policy.yaml, with the decision an operator should expect.
 const EXPECTED: Record<string, Expected> = {
   '01-ipv4-direct-host': {
     allowed: true,
@@ -201,7 +201,7 @@ describe('the server on examples/policy.yaml', () => {
     async () => {
       const files = NAMES.map((n) => join(FIXTURES, `${n}.bin`))
       const { stdout } = await promisify(execFile)(PYTHON, [
-        join(SHARED_TOOLS, 'authz_client.py'),
+        join(TOOLS, 'authz_client.py'),
         `127.0.0.1:${running.grpcPort}`,
         ...files,
       ])

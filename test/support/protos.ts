@@ -21,8 +21,8 @@ function findRoot(from: string): string {
 }
 
 export const ROOT = findRoot(dirname(fileURLToPath(import.meta.url)))
-export const FIXTURES = join(ROOT, '..', 'shared', 'fixtures', 'envoy-v3')
-export const SHARED_TOOLS = join(ROOT, '..', 'shared', 'tools')
+export const FIXTURES = join(ROOT, 'test', 'fixtures', 'envoy-v3')
+export const TOOLS = join(ROOT, 'tools')
 
 const OPTIONS = {
   keepCase: true,
