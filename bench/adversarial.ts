@@ -4,7 +4,8 @@
 // no shape may cost more than a few times a typical Check (target: 3x).
 
 import { check } from '../src/check/check.js'
-import { compilePolicy, DEFAULT_LIMITS } from '../src/policy/compile.js'
+import { DEFAULT_LIMITS } from '../src/check/types.js'
+import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
 import { type Message, ours } from '../test/support/protos.js'
 import { measure } from './inprocess.js'

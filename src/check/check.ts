@@ -1,12 +1,11 @@
 // One request through the whole pipeline: decode → select site → resolve client → evaluate →
 // encode. The gRPC handler, `explain` and the benchmarks all call this one function.
 
-import type { CompiledPolicy } from '../policy/compile.js'
 import { resolveClient } from './client.js'
 import { decode } from './decode.js'
 import { encode } from './encode.js'
 import { decide, evaluate, selectSite } from './evaluate.js'
-import type { CheckInput, Decision, Trace } from './types.js'
+import type { CheckInput, CompiledPolicy, Decision, Trace } from './types.js'
 
 export interface CheckResult {
   readonly decision: Decision

@@ -11,9 +11,7 @@ import {
   parseNode,
 } from '../net/forwarding.js'
 import type { Ip } from '../net/ip.js'
-import type { CompiledSite } from '../policy/compile.js'
-import type { ClientAddressHeader } from '../policy/schema.js'
-import type { CheckInput, Client, Trace } from './types.js'
+import type { CheckInput, Client, ClientAddressHeader, CompiledSite, Trace } from './types.js'
 
 /**
  * How one client-address header lists its entries. `entryStart` finds where the entry ending at

@@ -13,7 +13,7 @@
 
 import { type Ip, parseIpRange } from '../net/ip.js'
 import { LEN, utf8Text, WireReader } from './protobuf.js'
-import type { CheckInput, HttpInput } from './types.js'
+import type { CheckInput, HeaderName, HeaderNames, HttpInput } from './types.js'
 
 // envoy.service.auth.v3.CheckRequest
 const CHECK_REQUEST_ATTRIBUTES = 1
@@ -49,17 +49,6 @@ const KEY_TAG = MAP_KEY * 8 + LEN
  */
 const NO_FIELD = -1
 const HEADERS_TAG = HTTP_HEADERS * 8 + LEN
-
-/** Header names to keep, as bytes grouped by length, so a key is matched without a string. */
-export interface HeaderNames {
-  /** Dense, indexed by length (an empty group where no name has that length). */
-  readonly byLength: readonly (readonly HeaderName[])[]
-}
-
-interface HeaderName {
-  readonly bytes: Uint8Array
-  readonly name: string
-}
 
 export function compileHeaderNames(names: Iterable<string>): HeaderNames {
   const all = [...names].map((name) => ({ bytes: Buffer.from(name, 'latin1'), name }))

@@ -5,7 +5,13 @@ import { STATUS_CODES } from 'node:http'
 import { formatIp } from '../net/ip.js'
 import { denyStatusFor, isAllowReason, modeFor } from './evaluate.js'
 import { LEN, messageField, stringField, varintField, varintSize, WireWriter } from './protobuf.js'
-import { type Decision, REASONS, type Reason } from './types.js'
+import {
+  type AnswerTemplate,
+  type Decision,
+  REASONS,
+  type Reason,
+  type SiteAnswers,
+} from './types.js'
 
 // envoy.service.auth.v3.CheckResponse
 const RESPONSE_STATUS = 1
@@ -52,35 +58,6 @@ function structEntry(key: string, value: string): Buffer {
     stringField(ENTRY_KEY, key),
     messageField(ENTRY_VALUE, stringField(VALUE_STRING, value)),
   )
-}
-
-/** The parts of a site's answers that do not depend on the request. */
-export interface SiteAnswers {
-  /** headers_to_remove fields, indexed [peer trusted ? 1 : 0][client known ? 1 : 0]. */
-  readonly remove: readonly [readonly [Buffer, Buffer], readonly [Buffer, Buffer]]
-  /** The header key field of clientIpHeader, when configured. */
-  readonly clientHeaderKey: Buffer | undefined
-  /** Struct entries decision, reason, site and mode, by reason. */
-  readonly metadata: ReadonlyMap<Reason, Buffer>
-  /** The complete denied_response field, by deny reason. */
-  readonly denied: ReadonlyMap<Reason, Buffer>
-  /**
-   * The whole answer when deciding failed unexpectedly: a deny with the site's status (fail
-   * closed), without dynamic metadata, since no reason of SPEC's closed set applies.
-   */
-  readonly internalError: Buffer
-  /**
-   * Whole answers with the client address left blank, made on first use: by reason, peer
-   * trusted and the address's length, which is all an answer varies by. A memo, not policy: the
-   * only thing written after compile (bounded by REASONS × 2 × 40 address lengths).
-   */
-  readonly templates: Map<number, AnswerTemplate>
-}
-
-/** An answer with the client address left blank at `clientAt` (once for the header, once in the metadata). */
-export interface AnswerTemplate {
-  readonly bytes: Buffer
-  readonly clientAt: readonly number[]
 }
 
 export interface AnswerSettings {

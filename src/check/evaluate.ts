@@ -4,8 +4,17 @@ import { timingSafeEqual } from 'node:crypto'
 import { matchCidr, matchingRange } from '../net/cidr.js'
 import { MAX_CHAIN_ENTRY, owsEnd, owsStart, parseForwarded } from '../net/forwarding.js'
 import { hostDomain, hostLiteralIp, matchHost } from '../net/host.js'
-import type { CompiledPolicy, CompiledSite } from '../policy/compile.js'
-import type { CheckInput, Client, Decision, HttpInput, Mode, Reason, Trace } from './types.js'
+import type {
+  CheckInput,
+  Client,
+  CompiledPolicy,
+  CompiledSite,
+  Decision,
+  HttpInput,
+  Mode,
+  Reason,
+  Trace,
+} from './types.js'
 
 const ALLOW_REASONS: ReadonlySet<Reason> = new Set([
   'health_check',

@@ -3,10 +3,9 @@
 // increments. Metrics and logger are passed in: check/ knows no registry and no log sink.
 
 import { formatIp } from '../net/ip.js'
-import type { CompiledPolicy, CompiledSite } from '../policy/compile.js'
 import type { CheckResult } from './check.js'
 import { isAllowReason, modeFor } from './evaluate.js'
-import { type Mode, REASONS, type Reason } from './types.js'
+import { type CompiledPolicy, type CompiledSite, type Mode, REASONS, type Reason } from './types.js'
 
 export type DecisionLabel = 'allow' | 'deny'
 

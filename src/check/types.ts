@@ -1,5 +1,9 @@
+// The plain types between the request steps, and the compiled policy they read: policy/compile.ts
+// builds a CompiledPolicy once per load; the request path only reads it.
+
+import type { CidrMatcher } from '../net/cidr.js'
+import type { HostMatcher } from '../net/host.js'
 import type { Ip } from '../net/ip.js'
-import type { CompiledSite } from '../policy/compile.js'
 
 /** SPEC's closed set of reasons: used verbatim in answers, logs and metric labels. */
 export const REASONS = [
@@ -87,4 +91,99 @@ export interface Trace {
   readonly chain: string[]
   /** The rule that decided, in words: `allowedHosts ".example.org"`, `clientCidrs.deny 10.0.0.0/8`. */
   rule: string | undefined
+}
+
+/** Headers that name the client; at most one may be trusted. */
+export const CLIENT_ADDRESS_HEADERS = [
+  'x-forwarded-for',
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+] as const
+export type ClientAddressHeader = (typeof CLIENT_ADDRESS_HEADERS)[number]
+
+/** Headers that name the host; at most one may be trusted. */
+export const HOST_HEADERS = ['x-forwarded-host', 'forwarded'] as const
+export type HostHeader = (typeof HOST_HEADERS)[number]
+
+/** Bounds on what a request may make hostguard parse (flags of `serve`; docs/policy.md). */
+export interface Limits {
+  /** Forwarding-chain entries walked at most; a longer chain makes the client unknown. */
+  readonly maxForwardedHops: number
+  /** Longest Host or forwarding header value parsed; a longer one is invalid (fail closed). */
+  readonly maxHeaderBytes: number
+}
+
+export const DEFAULT_LIMITS: Limits = Object.freeze({ maxForwardedHops: 32, maxHeaderBytes: 8192 })
+
+/** Header names to keep, as bytes grouped by length, so a key is matched without a string. */
+export interface HeaderNames {
+  /** Dense, indexed by length (an empty group where no name has that length). */
+  readonly byLength: readonly (readonly HeaderName[])[]
+}
+
+export interface HeaderName {
+  readonly bytes: Uint8Array
+  readonly name: string
+}
+
+/** The parts of a site's answers that do not depend on the request (check/encode.ts). */
+export interface SiteAnswers {
+  /** headers_to_remove fields, indexed [peer trusted ? 1 : 0][client known ? 1 : 0]. */
+  readonly remove: readonly [readonly [Buffer, Buffer], readonly [Buffer, Buffer]]
+  /** The header key field of clientIpHeader, when configured. */
+  readonly clientHeaderKey: Buffer | undefined
+  /** Struct entries decision, reason, site and mode, by reason. */
+  readonly metadata: ReadonlyMap<Reason, Buffer>
+  /** The complete denied_response field, by deny reason. */
+  readonly denied: ReadonlyMap<Reason, Buffer>
+  /**
+   * The whole answer when deciding failed unexpectedly: a deny with the site's status (fail
+   * closed), without dynamic metadata, since no reason of SPEC's closed set applies.
+   */
+  readonly internalError: Buffer
+  /**
+   * Whole answers with the client address left blank, made on first use: by reason, peer
+   * trusted and the address's length, which is all an answer varies by. A memo, not policy: the
+   * only thing written after compile (bounded by REASONS × 2 × 40 address lengths).
+   */
+  readonly templates: Map<number, AnswerTemplate>
+}
+
+/** An answer with the client address left blank at `clientAt` (once for the header, once in the metadata). */
+export interface AnswerTemplate {
+  readonly bytes: Buffer
+  readonly clientAt: readonly number[]
+}
+
+export interface CompiledHealthCheck {
+  readonly header: string
+  readonly secret: Buffer
+  readonly paths: ReadonlySet<string> | undefined
+}
+
+export interface CompiledSite {
+  readonly name: string
+  readonly limits: Limits
+  readonly trustedProxies: CidrMatcher
+  /** The trusted client-address header, if any. */
+  readonly clientHeader: ClientAddressHeader | undefined
+  /** The trusted host header, if any. */
+  readonly hostHeader: HostHeader | undefined
+  readonly allowedHosts: HostMatcher
+  readonly allowedCidrNets: CidrMatcher
+  readonly clientAllow: CidrMatcher | undefined
+  readonly clientDeny: CidrMatcher | undefined
+  readonly healthCheck: CompiledHealthCheck | undefined
+  readonly clientIpHeader: string | undefined
+  readonly denyStatus: number
+  readonly dryRun: boolean
+  readonly answers: SiteAnswers
+}
+
+export interface CompiledPolicy {
+  readonly top: CompiledSite
+  readonly sites: ReadonlyMap<string, CompiledSite>
+  /** Every header any site reads: the decoder keeps only these. */
+  readonly headerNames: HeaderNames
 }

@@ -1,7 +1,7 @@
 // `hostguard serve --policy FILE [--grpc-port 9000] [--http-port 9001] [--listen 0.0.0.0] …`: see USAGE in main.ts
 
 import { pino } from 'pino'
-import { DEFAULT_LIMITS } from '../policy/compile.js'
+import { DEFAULT_LIMITS } from '../check/types.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SYNC_WAIT_MS, serve } from '../serve.js'
 import { DEFAULT_CONNECTION_LIMITS } from '../server/grpc.js'

@@ -1,8 +1,8 @@
 // `hostguard validate [--format text|json] [--strict] FILE…`: the same loader and compiler as
 // serve, for CI pipelines and pre-commit hooks.
 
-import { readAddressFile } from '../dynamic/address-file.js'
-import { sourcesOf } from '../dynamic/sources.js'
+import { readAddressFile } from '../policy/address-file.js'
+import { sourcesOf } from '../policy/address-list.js'
 import { compilePolicy } from '../policy/compile.js'
 import { type PolicyError, PolicyLoadError } from '../policy/errors.js'
 import { loadPolicyFile } from '../policy/load.js'

@@ -6,7 +6,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { CidrRange } from '../net/cidr.js'
 import { formatIp } from '../net/ip.js'
-import { parseCidrEntry } from '../policy/load.js'
+import { parseCidrEntry } from '../policy/cidr-entry.js'
 
 interface CacheFile {
   readonly version: 1

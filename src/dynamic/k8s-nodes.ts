@@ -12,7 +12,7 @@ import {
   type V1NodeList,
   Watch,
 } from '@kubernetes/client-node'
-import { type KubeTimings, WATCH_TIMEOUT_SECONDS } from './sources.js'
+import { type KubeTimings, WATCH_TIMEOUT_SECONDS } from './kube-timings.js'
 
 /** `--kubeconfig FILE`, else KUBECONFIG, ~/.kube/config or the Pod's ServiceAccount. */
 export function loadKubeConfig(file: string | undefined): KubeConfig {

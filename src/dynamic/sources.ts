@@ -3,39 +3,17 @@
 // addresses calls `onChange`, and the caller recompiles and swaps the policy as a reload does.
 
 import type { Logger } from 'pino'
-import { type CidrRange, sameIp } from '../net/cidr.js'
+import { type CidrRange, sameRanges } from '../net/cidr.js'
+import { readAddressFile } from '../policy/address-file.js'
+import type { WantedSources } from '../policy/address-list.js'
 import type { DynamicAddresses } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
-import type { AddressList, AddressSource, PolicySpec, SiteSpec } from '../policy/schema.js'
+import type { AddressSource } from '../policy/schema.js'
 import { watchFiles } from '../policy/watch.js'
-import { readAddressFile } from './address-file.js'
 import { loadCache, saveCache } from './cache.js'
 import type { NodeWatch } from './k8s-nodes.js'
+import type { KubeTimings } from './kube-timings.js'
 import { nodeRanges } from './node-addresses.js'
-
-/** How long Kubernetes calls may take, and how retries back off. */
-export interface KubeTimings {
-  /** The first retry delay after a failed list or watch; it doubles up to retryMaxMs. */
-  readonly retryInitialMs: number
-  readonly retryMaxMs: number
-  /** A list that has not answered by then failed (a hung or unreachable API server). */
-  readonly listTimeoutMs: number
-  /**
-   * A watch silent for this long is given up and counts as failed: the API server is asked to
-   * end every watch within WATCH_TIMEOUT_SECONDS, so silence past it means a dead connection.
-   */
-  readonly watchIdleMs: number
-}
-
-/** Asked of the API server for every watch; it then ends it cleanly and the watch resumes. */
-export const WATCH_TIMEOUT_SECONDS = 300
-
-export const DEFAULT_KUBE_TIMINGS: KubeTimings = {
-  retryInitialMs: 500,
-  retryMaxMs: 30_000,
-  listTimeoutMs: 30_000,
-  watchIdleMs: (WATCH_TIMEOUT_SECONDS + 60) * 1000,
-}
 
 export interface SourceMetrics {
   /** Sets `hostguard_dynamic_addresses{source}`. */
@@ -67,44 +45,6 @@ export interface DynamicSourcesOptions {
   readonly readsFiles?: boolean
   /** `--max-policy-bytes` for the address files read here. */
   readonly maxPolicyBytes?: number
-}
-
-/** The sources a policy names, by name (sourcesOf). */
-export type WantedSources = ReadonlyMap<
-  string,
-  { readonly source: AddressSource; readonly widens: boolean }
->
-
-/** Each source the policy names, once, and whether an empty set of it could let more through. */
-export function sourcesOf(
-  spec: PolicySpec,
-): Map<string, { source: AddressSource; widens: boolean }> {
-  const out = new Map<string, { source: AddressSource; widens: boolean }>()
-  const add = (list: AddressList | undefined, widens: boolean): void => {
-    for (const source of list?.sources ?? []) {
-      const seen = out.get(source.name)
-      out.set(source.name, { source, widens: widens || (seen?.widens ?? false) })
-    }
-  }
-  for (const site of [spec.top, ...spec.sites.values()] as SiteSpec[]) {
-    // An empty trusted-proxy set makes the proxy the client, which a deny list may not hold; an
-    // empty deny list denies nobody. The allow lists only deny more when empty.
-    add(site.trustedProxies, true)
-    add(site.clientCidrs?.deny, true)
-    add(site.allowedCidrNets, false)
-    add(site.clientCidrs?.allow, false)
-  }
-  return out
-}
-
-export function sameRanges(a: readonly CidrRange[], b: readonly CidrRange[]): boolean {
-  return (
-    a.length === b.length &&
-    a.every((r, i) => {
-      const other = b[i] as CidrRange
-      return r.prefix === other.prefix && r.origin === other.origin && sameIp(r.ip, other.ip)
-    })
-  )
 }
 
 interface SourceState {

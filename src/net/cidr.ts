@@ -177,3 +177,13 @@ export function matchingRange(matcher: CidrMatcher, ip: Ip): string | undefined 
   const cidr = `${formatIp(range.ip)}/${range.prefix}`
   return range.origin ? `${range.origin} (${cidr})` : cidr
 }
+
+export function sameRanges(a: readonly CidrRange[], b: readonly CidrRange[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((r, i) => {
+      const other = b[i] as CidrRange
+      return r.prefix === other.prefix && r.origin === other.origin && sameIp(r.ip, other.ip)
+    })
+  )
+}

@@ -1,65 +1,27 @@
 // PolicySpec → CompiledPolicy: lookup structures and precomputed answer parts, built once per
 // load and deep-frozen, so a request only reads them.
 
-import { compileHeaderNames, type HeaderNames } from '../check/decode.js'
-import { prepareAnswers, type SiteAnswers } from '../check/encode.js'
+import { compileHeaderNames } from '../check/decode.js'
+import { prepareAnswers } from '../check/encode.js'
+import {
+  CLIENT_ADDRESS_HEADERS,
+  type CompiledPolicy,
+  type CompiledSite,
+  DEFAULT_LIMITS,
+  HOST_HEADERS,
+  type Limits,
+} from '../check/types.js'
 import { type CidrMatcher, type CidrRange, compileCidrs } from '../net/cidr.js'
 import { compileHosts, type HostMatcher } from '../net/host.js'
 import {
   type AddressList,
-  CLIENT_ADDRESS_HEADERS,
-  type ClientAddressHeader,
   DEFAULT_DENY_STATUS,
   DEFAULT_TRUSTED_HEADERS,
   FORWARDING_HEADERS,
-  HOST_HEADERS,
-  type HostHeader,
   type PolicySpec,
   type SiteSpec,
   TOP_LEVEL_SITE,
 } from './schema.js'
-
-export interface CompiledHealthCheck {
-  readonly header: string
-  readonly secret: Buffer
-  readonly paths: ReadonlySet<string> | undefined
-}
-
-/** Bounds on what a request may make hostguard parse (flags of `serve`; docs/policy.md). */
-export interface Limits {
-  /** Forwarding-chain entries walked at most; a longer chain makes the client unknown. */
-  readonly maxForwardedHops: number
-  /** Longest Host or forwarding header value parsed; a longer one is invalid (fail closed). */
-  readonly maxHeaderBytes: number
-}
-
-export const DEFAULT_LIMITS: Limits = Object.freeze({ maxForwardedHops: 32, maxHeaderBytes: 8192 })
-
-export interface CompiledSite {
-  readonly name: string
-  readonly limits: Limits
-  readonly trustedProxies: CidrMatcher
-  /** The trusted client-address header, if any. */
-  readonly clientHeader: ClientAddressHeader | undefined
-  /** The trusted host header, if any. */
-  readonly hostHeader: HostHeader | undefined
-  readonly allowedHosts: HostMatcher
-  readonly allowedCidrNets: CidrMatcher
-  readonly clientAllow: CidrMatcher | undefined
-  readonly clientDeny: CidrMatcher | undefined
-  readonly healthCheck: CompiledHealthCheck | undefined
-  readonly clientIpHeader: string | undefined
-  readonly denyStatus: number
-  readonly dryRun: boolean
-  readonly answers: SiteAnswers
-}
-
-export interface CompiledPolicy {
-  readonly top: CompiledSite
-  readonly sites: ReadonlyMap<string, CompiledSite>
-  /** Every header any site reads: the decoder keeps only these. */
-  readonly headerNames: HeaderNames
-}
 
 /**
  * The current addresses of each dynamic source, by source name (AddressSource.name); a source

@@ -3,7 +3,8 @@
 // `validate` and `explain`, which load in their own thread since they answer no requests.
 
 import { Worker } from 'node:worker_threads'
-import type { CompiledPolicy, DynamicAddresses, Limits } from './compile.js'
+import type { CompiledPolicy, Limits } from '../check/types.js'
+import type { DynamicAddresses } from './compile.js'
 import { PolicyError, type PolicyErrorCode, PolicyLoadError, type SourcePos } from './errors.js'
 import type { AddressSource } from './schema.js'
 import { type PackedPolicy, unpackPolicy } from './transfer.js'

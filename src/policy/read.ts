@@ -4,6 +4,7 @@
 // aborts, losing the last good policy.
 
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs'
+import { PolicyError, type PolicyErrorCode, PolicyLoadError } from './errors.js'
 
 /** `--max-policy-bytes`: the largest policy, secret or address file read. */
 export const DEFAULT_MAX_POLICY_BYTES = 16 * 1024 * 1024
@@ -64,5 +65,37 @@ export function readBoundedFile(file: string, maxBytes: number): Buffer {
     return chunk.subarray(0, length)
   } finally {
     closeSync(fd)
+  }
+}
+
+/** How the files a policy names are read. */
+export interface ReadOptions {
+  /** `--max-policy-bytes` (DEFAULT_MAX_POLICY_BYTES). */
+  readonly maxPolicyBytes?: number
+  /** Called with each file read and its bytes (serve compares them with the last load's). */
+  readonly onRead?: (file: string, bytes: Buffer) => void
+}
+
+/** A file the policy names (or the policy itself), reported to `onRead`. */
+export function readNamedFile(file: string, options: ReadOptions): Buffer {
+  const bytes = readBoundedFile(file, options.maxPolicyBytes ?? DEFAULT_MAX_POLICY_BYTES)
+  options.onRead?.(file, bytes)
+  return bytes
+}
+
+/** A file's text; throws PolicyLoadError with `code`, at its first line, when it cannot be read. */
+export function readConfigFile(
+  file: string,
+  code: PolicyErrorCode,
+  field: string,
+  what: string,
+  options: ReadOptions = {},
+): string {
+  try {
+    return readNamedFile(file, options).toString('utf8')
+  } catch (err) {
+    if (!(err instanceof FileReadError)) throw err
+    const at = { file, line: 1, col: 1, field }
+    throw new PolicyLoadError([new PolicyError(code, at, `cannot read ${what} (${err.message})`)])
   }
 }

@@ -1,19 +1,6 @@
 import type { CidrRange } from '../net/cidr.js'
 import type { PolicyError } from './errors.js'
 
-/** Headers that name the client; at most one may be trusted. */
-export const CLIENT_ADDRESS_HEADERS = [
-  'x-forwarded-for',
-  'forwarded',
-  'x-real-ip',
-  'x-client-ip',
-] as const
-export type ClientAddressHeader = (typeof CLIENT_ADDRESS_HEADERS)[number]
-
-/** Headers that name the host; at most one may be trusted. */
-export const HOST_HEADERS = ['x-forwarded-host', 'forwarded'] as const
-export type HostHeader = (typeof HOST_HEADERS)[number]
-
 /** What `trustedHeaders` may list. */
 export const TRUSTABLE_HEADERS = [
   'x-forwarded-for',

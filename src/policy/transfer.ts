@@ -8,10 +8,11 @@
 // between: building the 10,000-pattern matcher at once held the thread for milliseconds, and
 // every Check due meanwhile waited (bench: "Check latency during reloads").
 
+import type { CompiledPolicy, CompiledSite } from '../check/types.js'
 import type { CidrMatcher, CidrRange } from '../net/cidr.js'
 import type { HostMatcher } from '../net/host.js'
 import type { Ip } from '../net/ip.js'
-import { type CompiledPolicy, type CompiledSite, deepFreeze } from './compile.js'
+import { deepFreeze } from './compile.js'
 
 /** A CidrMatcher with its ranges packed: per range, family, four words (or value) and prefix. */
 interface PackedMatcher {

@@ -4,7 +4,7 @@ import { describe, expect } from 'vitest'
 import { compileCidrs, matchCidr, networkAddress, sameIp } from '../../src/net/cidr.js'
 import { compileHosts, hostDomain, matchHost } from '../../src/net/host.js'
 import { formatIp, type Ip, parseIp } from '../../src/net/ip.js'
-import { parseCidrEntry } from '../../src/policy/load.js'
+import { parseCidrEntry } from '../../src/policy/cidr-entry.js'
 import { prop } from '../support/prop.js'
 
 const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join('.'))

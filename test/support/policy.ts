@@ -1,6 +1,6 @@
-import type { CheckInput, HttpInput } from '../../src/check/types.js'
+import type { CheckInput, CompiledPolicy, HttpInput } from '../../src/check/types.js'
 import { parseIp } from '../../src/net/ip.js'
-import { type CompiledPolicy, compilePolicy } from '../../src/policy/compile.js'
+import { compilePolicy } from '../../src/policy/compile.js'
 import { loadPolicyFile, parsePolicy } from '../../src/policy/load.js'
 
 /** Compiles policy YAML given inline; `env` supplies secrets. */

@@ -6,9 +6,10 @@ import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { readAddressFile } from '../../src/dynamic/address-file.js'
+import { readAddressFile } from '../../src/policy/address-file.js'
 import { PolicyLoadError } from '../../src/policy/errors.js'
-import { loadPolicyFile, MAX_ENTRIES, parsePolicy } from '../../src/policy/load.js'
+import { loadPolicyFile, parsePolicy } from '../../src/policy/load.js'
+import { MAX_ENTRIES } from '../../src/policy/yaml-nodes.js'
 import { skipLoudly } from '../support/system.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'hostguard-bounds-'))

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { compileCidrs, matchCidr } from '../../src/net/cidr.js'
 import { parseIp } from '../../src/net/ip.js'
-import { parseCidrEntry } from '../../src/policy/load.js'
+import { parseCidrEntry } from '../../src/policy/cidr-entry.js'
 
 function matcher(...entries: string[]) {
   return compileCidrs(

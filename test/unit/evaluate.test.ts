@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { resolveClient } from '../../src/check/client.js'
 import { evaluate, selectSite } from '../../src/check/evaluate.js'
-import type { CheckInput, HttpInput } from '../../src/check/types.js'
-import type { CompiledPolicy } from '../../src/policy/compile.js'
+import type { CheckInput, CompiledPolicy, HttpInput } from '../../src/check/types.js'
 import { checkInput, headers, policyFrom } from '../support/policy.js'
 
 const POLICY = policyFrom(

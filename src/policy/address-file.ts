@@ -2,8 +2,10 @@
 // a cloud load balancer's) that a CronJob syncs into a ConfigMap. Entries use the policy's syntax.
 
 import type { CidrRange } from '../net/cidr.js'
-import { PolicyError, PolicyLoadError } from '../policy/errors.js'
-import { MAX_ENTRIES, parseCidrEntry, type ReadOptions, readConfigFile } from '../policy/load.js'
+import { parseCidrEntry } from './cidr-entry.js'
+import { PolicyError, PolicyLoadError } from './errors.js'
+import { type ReadOptions, readConfigFile } from './read.js'
+import { MAX_ENTRIES } from './yaml-nodes.js'
 
 /** The ranges of an address file's text; throws PolicyLoadError naming every bad line. */
 export function parseAddressFile(text: string, file: string, sourceName: string): CidrRange[] {
