@@ -15,7 +15,7 @@ import { FORWARDING_HEADERS } from '../src/policy/schema.js'
 import { FIXTURES, type Message, official } from '../test/support/protos.js'
 import { type ReferenceAnswer, ReferenceEvaluator } from './reference.js'
 
-export const FUZZ_POLICY = `version: 1
+const FUZZ_POLICY = `version: 1
 trustedProxies: [10.0.0.0/8, "fd00::/8", "::ffff:192.168.0.0/112"]
 trustedHeaders: [x-forwarded-for, x-forwarded-host, x-forwarded-proto]
 allowedHosts: [www.example.com, .example.org, "[2001:db8::1]", localhost]

@@ -41,7 +41,7 @@ type Plain = any
 const V4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/
 
 /** SPEC "Addresses": strict IPv4, or RFC 4291 IPv6 without a zone; mapped IPv6 is its IPv4. */
-export function strictAddress(text: string): Address | undefined {
+function strictAddress(text: string): Address | undefined {
   if (V4.test(text)) return ipaddr.IPv4.parse(text)
   if (!text.includes(':') || !/^[0-9a-fA-F:.]+$/.test(text)) return undefined
   let hex = text

@@ -4,7 +4,7 @@
 import { fileURLToPath } from 'node:url'
 import { loadSync, type MethodDefinition, type PackageDefinition } from '@grpc/proto-loader'
 
-export const PROTO_DIR = fileURLToPath(new URL('../proto', import.meta.url))
+const PROTO_DIR = fileURLToPath(new URL('../proto', import.meta.url))
 
 // Proto field names as written; enums as numbers (an HTTP status is its code).
 const OPTIONS = { keepCase: true, longs: String, defaults: false, oneofs: true }

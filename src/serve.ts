@@ -75,7 +75,7 @@ export interface Running {
 export const DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 
 /** A drain ends early once no call arrived for this long: the clients have moved away. */
-export const QUIET_MS = 1000
+const QUIET_MS = 1000
 /** Part of the grace period kept for in-flight calls to finish after the drain. */
 const FINISH_MS = 500
 

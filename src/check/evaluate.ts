@@ -100,7 +100,7 @@ function clientReason(
  * bound; a longer name can name no host, and scanning one costs per character (SPEC "Bounded
  * work"), so it is an invalid Host at once.
  */
-export const MAX_HOST_LENGTH = 253 + 1 + 6
+const MAX_HOST_LENGTH = 253 + 1 + 6
 
 /** 4, for one Host value: Django's split and match, then `allowedCidrNets` for IP literals. */
 function hostReason(site: CompiledSite, raw: string, trace: Trace | undefined): Reason {

@@ -7,7 +7,7 @@ import type { CheckResult } from './check.js'
 import { isAllowReason, modeFor } from './evaluate.js'
 import { type CompiledPolicy, type CompiledSite, type Mode, REASONS, type Reason } from './types.js'
 
-export type DecisionLabel = 'allow' | 'deny'
+type DecisionLabel = 'allow' | 'deny'
 
 export interface Counter {
   inc(): void

@@ -2,12 +2,12 @@
 // returns false instead of throwing, and field writers for precomputed answer parts. Field numbers
 // live in decode.ts and encode.ts, never here.
 
-export const VARINT = 0
-export const FIXED64 = 1
+const VARINT = 0
+const FIXED64 = 1
 export const LEN = 2
-export const START_GROUP = 3
-export const END_GROUP = 4
-export const FIXED32 = 5
+const START_GROUP = 3
+const END_GROUP = 4
+const FIXED32 = 5
 
 /**
  * bytes[start, end) as UTF-8 text; invalid sequences become U+FFFD. Node's own `utf8Slice`, which
@@ -141,7 +141,7 @@ export function varintField(fieldNumber: number, value: number): Buffer {
   return Buffer.from([...varintBytes(fieldNumber * 8 + VARINT), ...varintBytes(value)])
 }
 
-export function bytesField(fieldNumber: number, value: Uint8Array): Buffer {
+function bytesField(fieldNumber: number, value: Uint8Array): Buffer {
   const head = Buffer.from([...varintBytes(fieldNumber * 8 + LEN), ...varintBytes(value.length)])
   return Buffer.concat([head, value])
 }

@@ -21,11 +21,11 @@ export const REASONS = [
 ] as const
 export type Reason = (typeof REASONS)[number]
 
-export const MODES = ['enforce', 'dry_run'] as const
+const MODES = ['enforce', 'dry_run'] as const
 export type Mode = (typeof MODES)[number]
 
 /** Header values by lower-case name (decode's HeaderValues; a Map in tests). */
-export interface HeaderLookup {
+interface HeaderLookup {
   get(name: string): string | undefined
   has(name: string): boolean
   /** The value's bytes as the request carried them (a secret is compared byte for byte). */
@@ -104,7 +104,7 @@ export type ClientAddressHeader = (typeof CLIENT_ADDRESS_HEADERS)[number]
 
 /** Headers that name the host; at most one may be trusted. */
 export const HOST_HEADERS = ['x-forwarded-host', 'forwarded'] as const
-export type HostHeader = (typeof HOST_HEADERS)[number]
+type HostHeader = (typeof HOST_HEADERS)[number]
 
 /** Bounds on what a request may make hostguard parse (flags of `serve`; docs/policy.md). */
 export interface Limits {
@@ -156,7 +156,7 @@ export interface AnswerTemplate {
   readonly clientAt: readonly number[]
 }
 
-export interface CompiledHealthCheck {
+interface CompiledHealthCheck {
   readonly header: string
   readonly secret: Buffer
   readonly paths: ReadonlySet<string> | undefined

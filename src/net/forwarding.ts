@@ -158,7 +158,7 @@ function quotedElementStart(value: string, end: number, floor: number): number {
 }
 
 /** More parameters than this make an element malformed (each costs a token scan and a lookup). */
-export const MAX_FORWARDED_PARAMETERS = 16
+const MAX_FORWARDED_PARAMETERS = 16
 
 const FOR = 1
 const HOST = 2

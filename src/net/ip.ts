@@ -4,13 +4,13 @@
 // `netmask` and proxy-addr read them differently, and a guard must not guess.
 
 /** An IPv4 address as an unsigned 32-bit number; IPv4-mapped IPv6 is folded into this form. */
-export interface IpV4 {
+interface IpV4 {
   readonly family: 4
   readonly value: number
 }
 
 /** An IPv6 address as four unsigned 32-bit words, most significant first. */
-export interface IpV6 {
+interface IpV6 {
   readonly family: 6
   readonly words: readonly [number, number, number, number]
 }

@@ -25,7 +25,7 @@ import {
 } from './yaml-nodes.js'
 
 /** The shorthand for `{k8s: nodes}`: every Node's InternalIP addresses. */
-export const K8S_NODES = 'k8s:nodes'
+const K8S_NODES = 'k8s:nodes'
 
 function nodesSource(
   labelSelector: string,

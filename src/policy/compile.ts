@@ -29,7 +29,7 @@ import {
  */
 export type DynamicAddresses = ReadonlyMap<string, readonly CidrRange[]>
 
-export const NO_DYNAMIC_ADDRESSES: DynamicAddresses = new Map()
+const NO_DYNAMIC_ADDRESSES: DynamicAddresses = new Map()
 
 // A list is compiled once per policy load and per change of one of its sources: a site that
 // inherits a list shares its matcher, and a change of one source recompiles only the lists that

@@ -45,7 +45,7 @@ export type PolicyErrorCode =
   | (typeof POLICY_ERROR_CODES)[number]
   | (typeof POLICY_WARNING_CODES)[number]
 
-export function isWarning(code: PolicyErrorCode): boolean {
+function isWarning(code: PolicyErrorCode): boolean {
   return (POLICY_WARNING_CODES as readonly string[]).includes(code)
 }
 

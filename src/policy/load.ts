@@ -72,9 +72,9 @@ const SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
 // site compiled) again, so a small file could otherwise expand into a huge one (MAX_ENTRIES:
 // yaml-nodes.ts).
 /** YAML aliases (`*name`) in one policy file. */
-export const MAX_ALIASES = 1000
+const MAX_ALIASES = 1000
 /** Sites under `sites:`. */
-export const MAX_SITES = 1000
+const MAX_SITES = 1000
 
 function headerName(ctx: LoadContext, node: Value, field: string): string | undefined {
   const raw = string(ctx, node, field)

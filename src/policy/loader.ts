@@ -30,7 +30,7 @@ export interface PlainError {
   readonly detail: string
 }
 
-export interface SourceEntry {
+interface SourceEntry {
   readonly name: string
   readonly source: AddressSource
   readonly widens: boolean

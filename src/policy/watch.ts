@@ -12,11 +12,11 @@ import { type FSWatcher, statSync, watch } from 'node:fs'
 import { basename, dirname } from 'node:path'
 
 /** How often a changed file is looked at while it settles. */
-export const DEBOUNCE_MS = 100
+const DEBOUNCE_MS = 100
 /** How long a file written in place must keep its size, mtime and inode before it is read. */
-export const SETTLE_MS = 1000
+const SETTLE_MS = 1000
 /** A file still changing after this long is read anyway (something rewrites it constantly). */
-export const MAX_SETTLE_MS = 10_000
+const MAX_SETTLE_MS = 10_000
 
 export interface PolicyWatcher {
   close(): void

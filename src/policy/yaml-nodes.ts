@@ -28,12 +28,7 @@ export interface LoadContext {
  * Counts a collection's entries against MAX_ENTRIES; false (reported once) when over, and the
  * collection is then not looked into.
  */
-export function withinEntries(
-  ctx: LoadContext,
-  node: Value,
-  field: string,
-  count: number,
-): boolean {
+function withinEntries(ctx: LoadContext, node: Value, field: string, count: number): boolean {
   if (ctx.entries > MAX_ENTRIES) return false
   ctx.entries += count
   if (ctx.entries <= MAX_ENTRIES) return true
@@ -47,7 +42,7 @@ export function withinEntries(
   return false
 }
 
-export function position(ctx: LoadContext, node: Value, field: string): SourcePos {
+function position(ctx: LoadContext, node: Value, field: string): SourcePos {
   const { line, col } = ctx.lines.linePos(node?.range?.[0] ?? 0)
   return { file: ctx.file, line, col, field }
 }

@@ -26,7 +26,7 @@ import { loadCheckProtos } from '../proto.js'
 import { AUTHORIZATION_SERVICE, AUTHORIZATION_SERVICE_NAME } from './authorization.js'
 
 /** The health services: the whole server ("") and the Authorization service. */
-export const HEALTH_SERVICES = ['', AUTHORIZATION_SERVICE_NAME] as const
+const HEALTH_SERVICES = ['', AUTHORIZATION_SERVICE_NAME] as const
 
 export interface GrpcServer {
   readonly server: Server
