@@ -1,5 +1,6 @@
-// `hostguard validate [--format text|json] [--strict] FILE…`: the same loader and compiler as
-// serve, for CI pipelines and pre-commit hooks.
+// `hostguard validate [--format text|json] [--strict] [--skip-secrets] FILE…`: the same loader
+// and compiler as serve, for CI pipelines and pre-commit hooks. --skip-secrets is for a CI job
+// that has the policy but not the Secret it names: each secret's source is checked, not read.
 
 import { readAddressFile } from '../policy/address-file.js'
 import { sourcesOf } from '../policy/address-list.js'
@@ -15,9 +16,15 @@ interface FileResult {
   readonly warnings: readonly PolicyError[]
 }
 
-function validateFile(file: string, strict: boolean, maxBytes: number): FileResult {
+interface ValidateOptions {
+  readonly strict: boolean
+  readonly maxPolicyBytes: number
+  readonly skipSecrets: boolean
+}
+
+function validateFile(file: string, options: ValidateOptions): FileResult {
+  const { strict, ...read } = options
   try {
-    const read = { maxPolicyBytes: maxBytes }
     const spec = loadPolicyFile(file, process.env, read)
     // Address files are read as serve reads them; Kubernetes sources are not contacted.
     const errors: PolicyError[] = []
@@ -63,14 +70,19 @@ export function validateCommand(args: string[]): number {
       format: { type: 'string', default: 'text' },
       strict: { type: 'boolean', default: false },
       'max-policy-bytes': { type: 'string' },
+      'skip-secrets': { type: 'boolean', default: false },
     },
     true,
   )
   if (values.format !== 'text' && values.format !== 'json')
     throw new UsageError(`--format is text or json, not "${values.format}"`)
   if (positionals.length === 0) throw new UsageError('name at least one policy file')
-  const maxBytes = maxPolicyBytes(values['max-policy-bytes'])
-  const results = positionals.map((file) => validateFile(file, values.strict, maxBytes))
+  const options = {
+    strict: values.strict,
+    maxPolicyBytes: maxPolicyBytes(values['max-policy-bytes']),
+    skipSecrets: values['skip-secrets'],
+  }
+  const results = positionals.map((file) => validateFile(file, options))
   const valid = results.every((r) => r.valid)
   if (values.format === 'json') {
     const files = results.map((r) => ({

@@ -194,8 +194,19 @@ function clientCidrs(ctx: LoadContext, node: Value, field: string): ClientCidrsS
   if (!fields) return undefined
   const allow = fields.get('allow')
   const deny = fields.get('deny')
+  const allowList = allow ? addressList(ctx, allow.value, `${field}.allow`) : undefined
+  // A dynamic source may be empty now and fill later; a list of none stays empty.
+  if (allow && allowList?.ranges.length === 0 && allowList.sources.length === 0) {
+    warn(
+      ctx,
+      'POLICY_WARN_CLIENT_ALLOW_EMPTY',
+      allow.value,
+      `${field}.allow`,
+      'an empty allow list admits no client: every request but a health check is denied (client_not_allowed); remove allow to admit every client',
+    )
+  }
   return {
-    allow: allow ? addressList(ctx, allow.value, `${field}.allow`) : undefined,
+    allow: allowList,
     deny: deny ? addressList(ctx, deny.value, `${field}.deny`) : undefined,
   }
 }

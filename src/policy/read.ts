@@ -74,6 +74,11 @@ export interface ReadOptions {
   readonly maxPolicyBytes?: number
   /** Called with each file read and its bytes (serve compares them with the last load's). */
   readonly onRead?: (file: string, bytes: Buffer) => void
+  /**
+   * `validate --skip-secrets`: a secret's source is checked (an environment variable's name, a
+   * file's path) but not read, so neither whether it is set or readable, nor its length.
+   */
+  readonly skipSecrets?: boolean
 }
 
 /** A file the policy names (or the policy itself), reported to `onRead`. */

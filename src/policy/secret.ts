@@ -1,10 +1,14 @@
 // A health-check secret, `{env: NAME}` (optionally with `default:`) or `{file: PATH}`: read as
 // bytes, never inline in the policy, and never echoed in a message.
 
+import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import { isMap } from 'yaml'
 import { FileReadError, readNamedFile } from './read.js'
-import { entries, type LoadContext, report, string, type Value } from './yaml-nodes.js'
+import { entries, type LoadContext, report, string, type Value, warn } from './yaml-nodes.js'
+
+/** Shorter is warned about: a placeholder left in place (k8s/base's `change-me`) or guessable. */
+const MIN_SECRET_BYTES = 16
 
 /** The secret's bytes; undefined (reported) when it is inline, not set, unreadable or empty. */
 export function secret(ctx: LoadContext, node: Value, field: string): Buffer | undefined {
@@ -27,6 +31,7 @@ export function secret(ctx: LoadContext, node: Value, field: string): Buffer | u
     const name = string(ctx, env.value, `${field}.env`)
     if (name === undefined) return undefined
     const defaultValue = fallback ? string(ctx, fallback.value, `${field}.default`) : undefined
+    if (ctx.read.skipSecrets) return unreadSecret()
     const text = ctx.env[name] ?? defaultValue
     value = text === undefined ? undefined : Buffer.from(text, 'utf8')
     if (value === undefined) {
@@ -43,6 +48,11 @@ export function secret(ctx: LoadContext, node: Value, field: string): Buffer | u
   } else if (file) {
     const path = string(ctx, file.value, `${field}.file`)
     if (path === undefined) return undefined
+    if (path.trim() === '') {
+      report(ctx, 'POLICY_SECRET_UNREADABLE', file.value, `${field}.file`, 'the path is empty')
+      return undefined
+    }
+    if (ctx.read.skipSecrets) return unreadSecret()
     try {
       // One trailing newline is dropped: `kubectl create secret --from-file` keeps the editor's.
       // Bytes as they are: a binary secret must not be decoded as UTF-8 (SPEC "Bounded work").
@@ -70,7 +80,24 @@ export function secret(ctx: LoadContext, node: Value, field: string): Buffer | u
     )
     return undefined
   }
+  if (value.length < MIN_SECRET_BYTES) {
+    warn(
+      ctx,
+      'POLICY_WARN_SECRET_SHORT',
+      node,
+      field,
+      `the secret is shorter than ${MIN_SECRET_BYTES} bytes: a placeholder, or short enough to guess (make one with: openssl rand -hex 16)`,
+    )
+  }
   return value
+}
+
+/**
+ * What stands for a secret not read (`validate --skip-secrets`): random bytes, so that a policy
+ * loaded this way opens nothing to any header should it ever answer a request.
+ */
+function unreadSecret(): Buffer {
+  return randomBytes(32)
 }
 
 /** Drops one trailing LF or CRLF. */

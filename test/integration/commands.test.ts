@@ -50,9 +50,28 @@ describe('hostguard validate', () => {
     const r = await hostguard('validate', GOOD, EXAMPLE)
     expect(r.code).toBe(0)
     expect(r.stdout).toBe(
-      `${EXAMPLE}:36:13 sites.internal-api.dryRun: warning: denials are logged and counted but answered as allowed [POLICY_WARN_DRY_RUN]\n`,
+      `${EXAMPLE}:20:10 healthCheck.value: warning: the secret is shorter than 16 bytes: a placeholder, or short enough to guess (make one with: openssl rand -hex 16) [POLICY_WARN_SECRET_SHORT]\n` +
+        `${EXAMPLE}:36:13 sites.internal-api.dryRun: warning: denials are logged and counted but answered as allowed [POLICY_WARN_DRY_RUN]\n`,
     )
-    expect(r.stderr).toBe(`${GOOD}: valid\n${EXAMPLE}: valid (1 warning(s))\n`)
+    expect(r.stderr).toBe(`${GOOD}: valid\n${EXAMPLE}: valid (2 warning(s))\n`)
+  })
+
+  it('checks the shipped policy without its Secret with --skip-secrets, and --strict too', async () => {
+    const K8S = join(ROOT, 'k8s', 'base', 'policy.yaml')
+    const plain = await hostguard('validate', K8S)
+    expect(plain.code).toBe(1)
+    expect(plain.stdout).toContain('[POLICY_SECRET_UNREADABLE]')
+    const skipped = await hostguard('validate', '--skip-secrets', '--strict', K8S)
+    expect(skipped).toEqual({ code: 0, stdout: '', stderr: `${K8S}: valid\n` })
+    // Everything but the secret's readability is still checked.
+    const bad = join(dir, 'bad-secret.yaml')
+    writeFileSync(
+      bad,
+      'version: 1\nallowedHosts: [a.example]\nhealthCheck: { header: x-h, value: hunter2, paths: [/h] }\n',
+    )
+    const refused = await hostguard('validate', '--skip-secrets', bad)
+    expect(refused.code).toBe(1)
+    expect(refused.stdout).toContain('[POLICY_SECRET_SOURCE]')
   })
 
   it('exits 1 with one file:line:col field: message [CODE] line per error', async () => {

@@ -16,6 +16,8 @@ function errorsOf(yaml: string, env: NodeJS.ProcessEnv = {}): PolicyError[] {
   throw new Error('the policy loaded without errors')
 }
 
+const SIXTEEN_BYTES = '0123456789abcdef'
+
 const dir = mkdtempSync(join(tmpdir(), 'hostguard-load-'))
 writeFileSync(join(dir, 'secret'), 's3cret\n')
 writeFileSync(join(dir, 'empty'), '')
@@ -290,8 +292,8 @@ describe('policy errors', () => {
 })
 
 describe('policy warnings', () => {
-  const warningsOf = (yaml: string) =>
-    parsePolicy(yaml, 'p.yaml', { S: 'x' }).warnings.map(
+  const warningsOf = (yaml: string, env: NodeJS.ProcessEnv = { S: SIXTEEN_BYTES }) =>
+    parsePolicy(yaml, 'p.yaml', env).warnings.map(
       (w) => `${w.code} ${w.at.line}:${w.at.col} ${w.at.field}`,
     )
 
@@ -315,6 +317,16 @@ describe('policy warnings', () => {
       'POLICY_WARN_HEALTH_CHECK_ANY_PATH',
       'version: 1\nallowedHosts: [a.example]\nhealthCheck: { header: x-h, value: { env: S } }\n',
       '3:14 healthCheck',
+    ],
+    [
+      'POLICY_WARN_CLIENT_ALLOW_EMPTY',
+      'version: 1\nallowedHosts: [a.example]\nclientCidrs: { allow: [], deny: [10.0.0.0/8] }\n',
+      '3:23 clientCidrs.allow',
+    ],
+    [
+      'POLICY_WARN_SECRET_SHORT',
+      'version: 1\nallowedHosts: [a.example]\nhealthCheck: { header: x-h, value: { env: UNSET, default: change-me }, paths: [/h] }\n',
+      '3:36 healthCheck.value',
     ],
   ])('%s points at the setting', (code, yaml, where) => {
     expect(warningsOf(yaml)).toEqual([`${code} ${where}`])
@@ -349,11 +361,104 @@ describe('policy warnings', () => {
     ).toEqual(['POLICY_WARN_ANY_HOST 5:23 sites.x.allowedHosts[0]'])
   })
 
-  it('has no warning for the example policy but its dry-run site', () => {
-    const example = readFileSync(join(ROOT, 'examples', 'policy.yaml'), 'utf8')
-    expect(parsePolicy(example, 'examples/policy.yaml', {}).warnings.map((w) => w.code)).toEqual([
-      'POLICY_WARN_DRY_RUN',
+  it('warns about an empty clientCidrs.allow wherever it is written, not one with a source', () => {
+    expect(
+      warningsOf(
+        'version: 1\nallowedHosts: [a.example]\nsites:\n  closed:\n    clientCidrs: { allow: [] }\n',
+      ),
+    ).toEqual(['POLICY_WARN_CLIENT_ALLOW_EMPTY 5:27 sites.closed.clientCidrs.allow'])
+    for (const allow of ['[k8s:nodes]', '[{ file: ranges.txt }]', '[10.0.0.0/8]']) {
+      expect(
+        warningsOf(`version: 1\nallowedHosts: [a.example]\nclientCidrs: { allow: ${allow} }\n`),
+      ).toEqual([])
+    }
+  })
+
+  it('warns about a secret under 16 bytes, from the environment or a file, without showing it', () => {
+    const yaml =
+      'version: 1\nallowedHosts: [a.example]\nhealthCheck: { header: x-h, value: { env: S }, paths: [/h] }\n'
+    const short = parsePolicy(yaml, 'p.yaml', { S: 'hunter2-hunter2' }).warnings
+    expect(short.map((w) => w.code)).toEqual(['POLICY_WARN_SECRET_SHORT'])
+    expect(short[0]?.message).not.toContain('hunter2')
+    expect(short[0]?.message).not.toContain('15')
+    expect(warningsOf(yaml, { S: SIXTEEN_BYTES })).toEqual([])
+    // The trailing newline a file keeps is not counted.
+    writeFileSync(join(dir, 'short-secret'), `${SIXTEEN_BYTES.slice(1)}\n`)
+    writeFileSync(join(dir, 'long-secret'), `${SIXTEEN_BYTES}\n`)
+    const fileYaml = (name: string) =>
+      `version: 1\nallowedHosts: [a.example]\nhealthCheck: { header: x-h, value: { file: ${name} }, paths: [/h] }\n`
+    writeFileSync(join(dir, 'short.yaml'), fileYaml('short-secret'))
+    writeFileSync(join(dir, 'long.yaml'), fileYaml('long-secret'))
+    expect(loadPolicyFile(join(dir, 'short.yaml'), {}).warnings.map((w) => w.code)).toEqual([
+      'POLICY_WARN_SECRET_SHORT',
     ])
+    expect(loadPolicyFile(join(dir, 'long.yaml'), {}).warnings).toEqual([])
+  })
+
+  it('warns about the example policy only for its dry-run site and its demo secret', () => {
+    const example = readFileSync(join(ROOT, 'examples', 'policy.yaml'), 'utf8')
+    const codes = (env: NodeJS.ProcessEnv) =>
+      parsePolicy(example, 'examples/policy.yaml', env).warnings.map((w) => w.code)
+    expect(codes({})).toEqual(['POLICY_WARN_SECRET_SHORT', 'POLICY_WARN_DRY_RUN'])
+    expect(codes({ HEALTH_CHECK_HEADER_VALUE: SIXTEEN_BYTES })).toEqual(['POLICY_WARN_DRY_RUN'])
+  })
+
+  it('has no warning for the shipped Kubernetes policies', () => {
+    for (const file of ['k8s/base/policy.yaml', 'k8s/overlays/k8s-nodes/policy.yaml']) {
+      expect(loadPolicyFile(join(ROOT, file), {}, { skipSecrets: true }).warnings).toEqual([])
+    }
+  })
+})
+
+describe('loading without reading secrets (validate --skip-secrets)', () => {
+  const K8S_BASE = join(ROOT, 'k8s', 'base', 'policy.yaml')
+
+  it('loads the shipped policy whose secret file is not mounted here', () => {
+    expect(() => loadPolicyFile(K8S_BASE, {})).toThrow(/POLICY_SECRET_UNREADABLE/)
+    const spec = loadPolicyFile(K8S_BASE, {}, { skipSecrets: true })
+    expect(spec.top.healthCheck?.header).toBe('x-health')
+  })
+
+  it('reads no file and no variable, and puts 32 random bytes where the secret would be', () => {
+    const read: string[] = []
+    const yaml = (value: string) =>
+      `version: 1\nallowedHosts: [a.example]\nhealthCheck: { header: x-h, value: ${value}, paths: [/h] }\n`
+    writeFileSync(join(dir, 'skip-file.yaml'), yaml('{ file: empty }'))
+    const spec = loadPolicyFile(
+      join(dir, 'skip-file.yaml'),
+      {},
+      {
+        skipSecrets: true,
+        onRead: (file) => read.push(file),
+      },
+    )
+    expect(read).toEqual([join(dir, 'skip-file.yaml')])
+    const secret = spec.top.healthCheck?.secret
+    expect(secret?.length).toBe(32)
+    writeFileSync(join(dir, 'skip-env.yaml'), yaml('{ env: NOT_SET }'))
+    const other = loadPolicyFile(join(dir, 'skip-env.yaml'), {}, { skipSecrets: true })
+    expect(other.top.healthCheck?.secret.length).toBe(32)
+    expect(other.top.healthCheck?.secret.equals(secret ?? Buffer.alloc(0))).toBe(false)
+  })
+
+  it('still checks how each secret is given', () => {
+    const codes = (value: string) => {
+      writeFileSync(
+        join(dir, 'skip-bad.yaml'),
+        `version: 1\nallowedHosts: [a.example]\nhealthCheck: { header: x-h, value: ${value}, paths: [/h] }\n`,
+      )
+      try {
+        loadPolicyFile(join(dir, 'skip-bad.yaml'), {}, { skipSecrets: true })
+      } catch (err) {
+        if (err instanceof PolicyLoadError) return err.errors.map((e) => `${e.code} ${e.at.field}`)
+        throw err
+      }
+      return []
+    }
+    expect(codes('hunter2')).toEqual(['POLICY_SECRET_SOURCE healthCheck.value'])
+    expect(codes('{ env: 12 }')).toEqual(['POLICY_TYPE healthCheck.value.env'])
+    expect(codes('{ file: "" }')).toEqual(['POLICY_SECRET_UNREADABLE healthCheck.value.file'])
+    expect(codes('{ file: x, default: y }')).toEqual(['POLICY_SECRET_SOURCE healthCheck.value'])
   })
 })
 
