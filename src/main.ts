@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The hostguard command: serve, validate, explain.
+// The hostguard command: signals first, then src/commands/cli.ts runs the command named.
 
 import { constants } from 'node:os'
 import type { Signals } from './commands/serve.js'
@@ -33,54 +33,6 @@ const signals: Signals = {
   },
 }
 
-const { UsageError } = await import('./commands/args.js')
-
-const USAGE = `usage:
-  hostguard serve --policy FILE [--grpc-port 9000] [--http-port 9001] [--listen 0.0.0.0]
-                  [--log-level info]            (LOG_LEVEL sets the default level)
-                  [--grace-period 10]           seconds to drain and finish calls on SIGTERM
-                  [--max-request-bytes 1048576] [--max-forwarded-hops 32] [--max-header-bytes 8192]
-                  [--max-policy-bytes 16777216]  largest policy, secret or address file read
-                  [--max-concurrent-streams 1024] [--request-timeout 10] [--preface-timeout 10]
-                  [--kubeconfig FILE] [--cache-dir DIR] [--sync-wait 30]   for k8s: address sources
-  hostguard validate [--format text|json] [--strict] [--skip-secrets] [--max-policy-bytes 16777216] FILE...
-  hostguard explain --policy FILE [--json] [--max-policy-bytes 16777216] REQUEST.bin|REQUEST.json
-  hostguard explain --policy FILE [--json] [--authority HOST] [--peer IP] [--header NAME=VALUE]...
-                    [--path PATH] [--method METHOD] [--site NAME]
-                    [--kubeconfig FILE] [--cache-dir DIR] [--sync-wait 10]
-`
-
-async function main(argv: string[]): Promise<number | undefined> {
-  const [command, ...rest] = argv
-  switch (command) {
-    case 'serve':
-      return (await import('./commands/serve.js')).serveCommand(rest, signals)
-    case 'validate':
-      return (await import('./commands/validate.js')).validateCommand(rest)
-    case 'explain':
-      return (await import('./commands/explain.js')).explainCommand(rest)
-    case '--help':
-    case 'help':
-      process.stdout.write(USAGE)
-      return 0
-    default:
-      throw new UsageError(
-        command === undefined ? 'no command given' : `unknown command "${command}"`,
-      )
-  }
-}
-
-main(process.argv.slice(2)).then(
-  (code) => {
-    if (code !== undefined) process.exitCode = code
-  },
-  (err: unknown) => {
-    if (err instanceof UsageError) {
-      process.stderr.write(`hostguard: ${err.message}\n${USAGE}`)
-      process.exitCode = 2
-    } else {
-      process.stderr.write(`hostguard: ${(err as Error).message}\n`)
-      process.exitCode = 1
-    }
-  },
-)
+const { runCommand } = await import('./commands/cli.js')
+const code = await runCommand(process.argv.slice(2), process, signals)
+if (code !== undefined) process.exitCode = code

@@ -1,20 +1,28 @@
-// `hostguard explain --policy FILE [--json] (REQUEST.bin | REQUEST.json | request flags)`: one
+// `hostguard explain --policy FILE [--expect …] (REQUEST.bin | REQUEST.json | request flags)`: one
 // request through the very code the server runs (check()), with a trace of how it was decided
-// and the answer as Envoy would read it.
+// and the answer as Envoy would read it; with --expect, an assertion for CI.
 
-import { readFileSync } from 'node:fs'
+import { extname } from 'node:path'
 import { pino } from 'pino'
 import { check } from '../check/check.js'
-import type { Trace } from '../check/types.js'
+import { isAllowReason } from '../check/evaluate.js'
+import { REASONS, type Reason, type Trace } from '../check/types.js'
 import { DEFAULT_KUBE_TIMINGS } from '../dynamic/kube-timings.js'
 import { DynamicSources } from '../dynamic/sources.js'
-import { formatIp } from '../net/ip.js'
+import { formatIp, parseIp } from '../net/ip.js'
 import { sourcesOf } from '../policy/address-list.js'
 import { compilePolicy } from '../policy/compile.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import { loadPolicyFile } from '../policy/load.js'
+import { FileReadError, readBoundedFile } from '../policy/read.js'
 import { checkCodec } from '../proto.js'
-import { maxPolicyBytes, parse, UsageError, whole } from './args.js'
+import {
+  type CommandIo,
+  type CommandSpec,
+  MAX_POLICY_BYTES_OPTION,
+  type Parsed,
+  UsageError,
+} from './args.js'
 
 export interface Explanation {
   readonly decision: 'allow' | 'deny'
@@ -28,6 +36,8 @@ export interface Explanation {
   readonly rule: string | null
   /** The HTTP status of a deny answer; null for an allow. */
   readonly status: number | null
+  /** The HTTP status of a deny decision, whether or not dry run answers it; null for an allow. */
+  readonly denyStatus: number | null
   readonly set: readonly { readonly name: string; readonly value: string }[]
   readonly remove: readonly string[]
   /** The policy's dynamic sources and their address counts; null: no addresses in time. */
@@ -41,26 +51,62 @@ export interface DynamicOptions {
   readonly syncWaitMs: number
   /** `--max-policy-bytes`. */
   readonly maxPolicyBytes?: number
+  /** Where the sources' warnings (an unreachable API) go: stderr unless given. */
+  readonly warnings?: { write(line: string): unknown }
 }
 
 type Json = Record<string, unknown>
 
+/** What `--expect allow|deny[:REASON]` asks of the decision. */
+interface Expectation {
+  readonly decision: 'allow' | 'deny'
+  readonly reason: Reason | undefined
+}
+
+function expectation(text: string): Expectation {
+  const colon = text.indexOf(':')
+  const decision = colon < 0 ? text : text.slice(0, colon)
+  const reason = colon < 0 ? undefined : text.slice(colon + 1)
+  if (decision !== 'allow' && decision !== 'deny') {
+    throw new UsageError(
+      `--expect is allow or deny, optionally with a reason (deny:host_not_allowed); got ${JSON.stringify(text)}`,
+    )
+  }
+  if (reason === undefined) return { decision, reason }
+  const known = REASONS.find((r) => r === reason)
+  if (known === undefined) {
+    throw new UsageError(
+      `--expect ${JSON.stringify(text)}: ${JSON.stringify(reason)} is not a reason; the reasons are ${REASONS.join(', ')}`,
+    )
+  }
+  if (isAllowReason(known) !== (decision === 'allow')) {
+    throw new UsageError(
+      `--expect ${text} never matches: ${known} is ${isAllowReason(known) ? 'an allow' : 'a deny'} reason`,
+    )
+  }
+  return { decision, reason: known }
+}
+
 /** The CheckRequest object (proto field names) that the request flags describe. */
-function requestFromFlags(values: Record<string, string | string[] | boolean | undefined>): Json {
+function requestFromFlags(values: Parsed<typeof EXPLAIN>['values']): Json {
   const headers: Record<string, string> = {}
-  for (const header of (values['header'] as string[] | undefined) ?? []) {
+  for (const header of values.header) {
     const eq = header.indexOf('=')
-    if (eq <= 0) throw new UsageError(`--header wants name=value, got "${header}"`)
+    if (eq <= 0) throw new UsageError(`--header wants NAME=VALUE, got ${JSON.stringify(header)}`)
     const name = header.slice(0, eq).trim().toLowerCase()
     const value = header.slice(eq + 1)
     // Envoy joins repeated headers with a bare comma.
     headers[name] = headers[name] === undefined ? value : `${headers[name]},${value}`
   }
-  const authority = values['authority'] as string | undefined
-  const path = (values['path'] as string | undefined) ?? '/'
-  const method = (values['method'] as string | undefined) ?? 'GET'
-  const site = values['site'] as string | undefined
-  const peer = values['peer'] as string | undefined
+  const { authority, peer, site } = values
+  // A peer the server would not read as an address leaves the client unknown: almost surely a
+  // typo here, not the question asked.
+  if (peer !== undefined && parseIp(peer) === undefined) {
+    throw new UsageError(
+      `--peer wants an IP address such as 203.0.113.7 or 2001:db8::7 (no port, no brackets), got ${JSON.stringify(peer)}`,
+    )
+  }
+  const { path, method } = values
   return {
     attributes: {
       ...(peer === undefined ? {} : { source: { address: { socket_address: { address: peer } } } }),
@@ -80,6 +126,93 @@ function requestFromFlags(values: Record<string, string | string[] | boolean | u
       ...(site === undefined ? {} : { context_extensions: { site } }),
     },
   }
+}
+
+/** The keys of a JSON request that proto-loader dropped, by why. */
+interface Dropped {
+  /** camelCase names of fields hostguard reads, with their proto names: a certain mistake. */
+  readonly misnamed: [at: string, name: string][]
+  /** Fields hostguard's proto/ does not have: Envoy's others (it reads few), or typos. */
+  readonly unread: string[]
+}
+
+const snakeCase = (name: string): string => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
+
+/**
+ * Walks `given` beside `decoded` (every field of the message made of it) for the keys it lacks.
+ * `names`: every field name in proto/ (an unset oneof member is not in `decoded`).
+ */
+function dropped(
+  given: unknown,
+  decoded: unknown,
+  names: ReadonlySet<string>,
+  path: string,
+  out: Dropped,
+): Dropped {
+  if (typeof given !== 'object' || given === null) return out
+  if (typeof decoded !== 'object' || decoded === null) return out
+  for (const [key, value] of Object.entries(given)) {
+    const at = Array.isArray(given) ? `${path}[${key}]` : path ? `${path}.${key}` : key
+    if (Object.hasOwn(decoded, key)) dropped(value, (decoded as Json)[key], names, at, out)
+    else if (/[A-Z]/.test(key) && names.has(snakeCase(key))) out.misnamed.push([at, snakeCase(key)])
+    else out.unread.push(at)
+  }
+  return out
+}
+
+interface RequestFile {
+  readonly bytes: Buffer
+  /** Keys of a JSON request that are not fields hostguard reads, and so were not read. */
+  readonly unread: readonly string[]
+}
+
+/**
+ * A request file's CheckRequest: a `.bin` as it is, a `.json` (proto field names) encoded.
+ * proto-loader drops a JSON key the proto lacks: a camelCase name of a field hostguard reads is
+ * an error (`socketAddress` would explain a request without a peer); others are reported.
+ */
+function readRequest(file: string, maxBytes: number): RequestFile {
+  const ext = extname(file)
+  if (ext !== '.bin' && ext !== '.json') {
+    throw new UsageError(
+      `${file}: explain reads a CheckRequest as .bin (protobuf bytes) or .json (proto JSON with the proto's field names), not ${ext === '' ? 'a file without an extension' : ext}`,
+    )
+  }
+  let bytes: Buffer
+  try {
+    bytes = readBoundedFile(file, maxBytes)
+  } catch (err) {
+    if (!(err instanceof FileReadError)) throw err
+    throw new UsageError(`${file}: cannot read the request (${err.message})`)
+  }
+  if (ext === '.bin') return { bytes, unread: [] }
+  let given: unknown
+  try {
+    given = JSON.parse(bytes.toString('utf8'))
+  } catch (err) {
+    throw new UsageError(`${file}: not JSON: ${(err as Error).message}`)
+  }
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) {
+    throw new UsageError(`${file}: a CheckRequest is a JSON object`)
+  }
+  const codec = checkCodec()
+  let request: Buffer
+  try {
+    request = codec.encodeRequest(given)
+  } catch (err) {
+    // protobufjs names the field: ".envoy.service.auth.v3.CheckRequest.attributes: object expected"
+    throw new UsageError(`${file}: not a CheckRequest: ${(err as Error).message}`)
+  }
+  const { misnamed, unread } = dropped(given, codec.decodeRequest(request), codec.fieldNames, '', {
+    misnamed: [],
+    unread: [],
+  })
+  if (misnamed.length > 0) {
+    throw new UsageError(
+      `${file}: fields are named as in the proto: ${misnamed.map(([at, name]) => `${at} is ${name}`).join(', ')}`,
+    )
+  }
+  return { bytes: request, unread }
 }
 
 function text(value: unknown): string {
@@ -103,8 +236,8 @@ export async function explain(
     maxPolicyBytes === undefined ? {} : { maxPolicyBytes },
   )
   const dynamic = new DynamicSources({
-    // Its warnings (an unreachable API) go to stderr: stdout holds the explanation.
-    log: pino({ level: 'warn' }, pino.destination(2)),
+    // stdout holds the explanation.
+    log: pino({ level: 'warn' }, dynamicOptions.warnings ?? pino.destination(2)),
     metrics: { setAddresses() {}, countError() {}, forget() {} },
     kubeconfig: dynamicOptions.kubeconfig,
     cacheDir: dynamicOptions.cacheDir,
@@ -143,6 +276,7 @@ export async function explain(
     rule: trace.rule ?? null,
     // A denied_response without a status is answered 403 by Envoy.
     status: denied ? (typeof status === 'number' ? status : 403) : null,
+    denyStatus: decision.allowed ? null : decision.status,
     set: headers.map((h) => ({ name: text(h['key']), value: text(h['value']) })),
     remove: ((ok?.['headers_to_remove'] as string[] | undefined) ?? []).map(text),
     sources: [...sourcesOf(spec).keys()].map((name) => ({
@@ -166,6 +300,29 @@ function escapeControls(text: string): string {
   return text.replace(CONTROL, escapeOne)
 }
 
+/** Who the client is, or why it is unknown. */
+function clientText(e: Explanation): string {
+  if (e.client !== null) return e.client
+  const peer = e.chain.entries[0] ?? ''
+  if (peer === '') return '(unknown: the request has no peer address)'
+  if (e.chain.header === null)
+    return `(unknown: the peer ${JSON.stringify(peer)} is not an IP address)`
+  return `(unknown: the ${e.chain.header} walk stopped at an entry that is not an address, or at a limit)`
+}
+
+function chainText(e: Explanation): string {
+  const peer = e.chain.entries[0] ?? ''
+  if (peer === '') return 'no peer address'
+  if (e.chain.header === null) return `the peer ${peer}`
+  return `${e.chain.header}, from the peer leftwards: ${e.chain.entries.join(' ← ')}`
+}
+
+function statusText(e: Explanation): string {
+  if (e.status !== null) return String(e.status)
+  if (e.denyStatus !== null) return `- (dry run: enforced, the answer would be ${e.denyStatus})`
+  return '-'
+}
+
 function humanText(e: Explanation): string {
   const lines: [string, string][] = [
     [
@@ -175,15 +332,10 @@ function humanText(e: Explanation): string {
     ['reason', e.reason],
     ['site', e.site],
     ['mode', e.mode],
-    ['client', e.client ?? '(unknown)'],
-    [
-      'chain',
-      e.chain.header
-        ? `${e.chain.header}, from the peer leftwards: ${e.chain.entries.join(' ← ')}`
-        : `the peer ${e.chain.entries[0] ?? '(none)'}`,
-    ],
+    ['client', clientText(e)],
+    ['chain', chainText(e)],
     ['rule', e.rule ?? '-'],
-    ['status', e.status === null ? '-' : String(e.status)],
+    ['status', statusText(e)],
     ['set', e.set.map((h) => `${h.name}: ${h.value}`).join(', ') || '-'],
     ['remove', e.remove.join(', ') || '-'],
   ]
@@ -197,62 +349,104 @@ function humanText(e: Explanation): string {
   return `${lines.map(([k, v]) => `${k.padEnd(9)}${escapeControls(v)}`).join('\n')}\n`
 }
 
-/** Exit code 0 when the request was explained (allow or deny), 1 when the policy is bad. */
-export async function explainCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse(
-    args,
-    {
-      policy: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      authority: { type: 'string' },
-      peer: { type: 'string' },
-      header: { type: 'string', multiple: true },
-      path: { type: 'string' },
-      method: { type: 'string' },
-      site: { type: 'string' },
-      kubeconfig: { type: 'string' },
-      'cache-dir': { type: 'string' },
-      'sync-wait': { type: 'string' },
-      'max-policy-bytes': { type: 'string' },
+const REQUEST_FLAGS = ['authority', 'peer', 'header', 'path', 'method', 'site'] as const
+
+export const EXPLAIN = {
+  name: 'explain',
+  summary: "Decide one request with the server's code and show how: client, chain, rule, answer",
+  options: {
+    policy: { kind: 'text', value: 'FILE', required: true, help: 'the policy to decide with' },
+    json: { kind: 'flag', help: 'print the explanation as JSON' },
+    expect: {
+      kind: 'text',
+      value: 'allow|deny[:REASON]',
+      help: 'exit 1 unless the decision (and its reason) is this one',
     },
-    true,
-  )
-  if (values.policy === undefined) throw new UsageError('--policy FILE is required')
-  if (positionals.length > 1) throw new UsageError('explain takes one request')
-  const flags = ['authority', 'peer', 'header', 'path', 'method', 'site'].some(
-    (f) => values[f as keyof typeof values] !== undefined,
-  )
-  const file = positionals[0]
+    authority: { kind: 'text', value: 'HOST', help: 'the Host (:authority)' },
+    peer: { kind: 'text', value: 'IP', help: "the connection's source address Envoy reports" },
+    header: { kind: 'text', value: 'NAME=VALUE', multiple: true, help: 'a request header' },
+    path: { kind: 'text', value: 'PATH', default: '/', help: 'the request path' },
+    method: { kind: 'text', value: 'METHOD', default: 'GET', help: 'the request method' },
+    site: { kind: 'text', value: 'NAME', help: "the site, as Envoy's context_extensions name it" },
+    kubeconfig: { kind: 'text', value: 'FILE', help: 'for k8s: address sources' },
+    'cache-dir': { kind: 'text', value: 'DIR', help: "k8s: sources' addresses kept by serve" },
+    'sync-wait': {
+      kind: 'whole',
+      value: 'SECONDS',
+      default: 10,
+      min: 0,
+      max: 3600,
+      help: 'how long to wait for k8s: sources',
+    },
+    'max-policy-bytes': {
+      ...MAX_POLICY_BYTES_OPTION,
+      help: 'largest policy, {file} secret, address file or request file read',
+    },
+  },
+  operands: { value: 'REQUEST.bin|REQUEST.json', min: 0, max: 1 },
+  notes: [
+    "The request is a file (a captured CheckRequest as protobuf bytes, or its proto JSON with the proto's field names) or the request flags --authority, --peer, --header, --path, --method and --site; without --peer the request has no peer address. Protobuf text format (.txtpb) is not read.",
+    '--expect checks the decision, not the answer: on a dry-run site a deny is answered allow, and --expect deny:host_not_allowed still matches, so a check keeps its meaning when dryRun is switched off.',
+    'Exit 0: explained (and as expected); 1: not as expected, or the policy has errors; 2: a usage error or an unreadable request.',
+  ],
+} as const satisfies CommandSpec
+
+/** Exit code 0 when the request was explained (and as --expect wanted), 1 when not or the policy is bad. */
+export async function explainCommand(
+  { values, operands, given }: Parsed<typeof EXPLAIN>,
+  io: CommandIo,
+): Promise<number> {
+  const expected = values.expect === undefined ? undefined : expectation(values.expect)
+  const flags = REQUEST_FLAGS.some((f) => given.has(f))
+  const file = operands[0]
   if (file !== undefined && flags)
     throw new UsageError('give a request file or request flags, not both')
   if (file === undefined && !flags)
     throw new UsageError(
       'give a request: a .bin or .json CheckRequest, or flags such as --authority and --peer',
     )
-  let request: Buffer
-  if (file === undefined) {
-    request = checkCodec().encodeRequest(requestFromFlags(values))
-  } else if (file.endsWith('.json')) {
-    request = checkCodec().encodeRequest(JSON.parse(readFileSync(file, 'utf8')) as Json)
-  } else {
-    request = readFileSync(file)
-  }
-  try {
-    const explanation = await explain(values.policy, request, {
-      ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
-      ...(values['cache-dir'] === undefined ? {} : { cacheDir: values['cache-dir'] }),
-      syncWaitMs: whole(values['sync-wait'], 10, '--sync-wait', 0, 3600) * 1000,
-      maxPolicyBytes: maxPolicyBytes(values['max-policy-bytes']),
-    })
-    process.stdout.write(
-      values.json
-        ? `${JSON.stringify(explanation, null, 2).replace(CONTROL_IN_JSON, escapeOne)}\n`
-        : humanText(explanation),
+  const request =
+    file === undefined
+      ? { bytes: checkCodec().encodeRequest(requestFromFlags(values)), unread: [] }
+      : readRequest(file, values['max-policy-bytes'])
+  if (request.unread.length > 0) {
+    io.stderr.write(
+      `hostguard explain: ${file}: not read, hostguard reads no such field: ${request.unread.join(', ')}\n`,
     )
-    return 0
+  }
+  let explanation: Explanation
+  try {
+    explanation = await explain(
+      values.policy,
+      request.bytes,
+      {
+        ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
+        ...(values['cache-dir'] === undefined ? {} : { cacheDir: values['cache-dir'] }),
+        syncWaitMs: values['sync-wait'] * 1000,
+        maxPolicyBytes: values['max-policy-bytes'],
+        warnings: io.stderr,
+      },
+      io.env,
+    )
   } catch (err) {
     if (!(err instanceof PolicyLoadError)) throw err
-    for (const e of err.errors) process.stderr.write(`${e.message}\n`)
+    for (const e of err.errors) io.stderr.write(`${e.message}\n`)
     return 1
   }
+  io.stdout.write(
+    values.json
+      ? `${JSON.stringify(explanation, null, 2).replace(CONTROL_IN_JSON, escapeOne)}\n`
+      : humanText(explanation),
+  )
+  if (expected === undefined) return 0
+  const met =
+    explanation.decision === expected.decision &&
+    (expected.reason === undefined || explanation.reason === expected.reason)
+  if (met) return 0
+  const dryRun =
+    explanation.answer !== explanation.decision ? ` (answered ${explanation.answer}: dry run)` : ''
+  io.stderr.write(
+    `hostguard explain: expected ${values.expect}, but the decision is ${explanation.decision}:${explanation.reason}${dryRun}\n`,
+  )
+  return 1
 }

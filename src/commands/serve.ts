@@ -1,11 +1,11 @@
-// `hostguard serve --policy FILE [--grpc-port 9000] [--http-port 9001] [--listen 0.0.0.0] …`: see USAGE in main.ts
+// `hostguard serve --policy FILE [OPTION]...`: the options in SERVE, the server in ../serve.ts.
 
 import { pino } from 'pino'
 import { DEFAULT_LIMITS } from '../check/types.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SYNC_WAIT_MS, serve } from '../serve.js'
 import { DEFAULT_CONNECTION_LIMITS } from '../server/grpc.js'
-import { maxPolicyBytes, parse, UsageError, whole } from './args.js'
+import { type CommandIo, type CommandSpec, MAX_POLICY_BYTES_OPTION, type Parsed } from './args.js'
 
 /** Signal handlers installed by main.ts before anything else; `serve` takes them over. */
 export interface Signals {
@@ -14,95 +14,142 @@ export interface Signals {
   onStop(handler: (signal: NodeJS.Signals) => void): void
 }
 
-/** A time limit flag in whole seconds, 1 to 3600, as milliseconds. */
-function seconds(value: string | undefined, fallbackMs: number, flag: string): number {
-  return whole(value, fallbackMs / 1000, flag, 1, 3600) * 1000
-}
+const SECONDS = { kind: 'whole', value: 'SECONDS', min: 1, max: 3600 } as const
+
+export const SERVE = {
+  name: 'serve',
+  summary:
+    "Answer Envoy's ext_authz Check calls for a policy, with health and metrics on a second port",
+  options: {
+    policy: { kind: 'text', value: 'FILE', required: true, help: 'the policy to serve' },
+    'grpc-port': {
+      kind: 'whole',
+      value: 'PORT',
+      default: 9000,
+      min: 0,
+      max: 65535,
+      help: 'Check, gRPC health and reflection',
+    },
+    'http-port': {
+      kind: 'whole',
+      value: 'PORT',
+      default: 9001,
+      min: 0,
+      max: 65535,
+      help: '/metrics, /healthz and /readyz',
+    },
+    listen: { kind: 'text', value: 'ADDRESS', default: '0.0.0.0', help: 'address of both ports' },
+    'log-level': {
+      kind: 'text',
+      value: 'LEVEL',
+      default: 'info',
+      env: 'LOG_LEVEL',
+      choices: [...Object.keys(pino.levels.values), 'silent'],
+      help: 'denies are logged at info, allows at debug',
+    },
+    'grace-period': {
+      kind: 'whole',
+      value: 'SECONDS',
+      default: 10,
+      min: 0,
+      max: 3600,
+      help: 'how long SIGTERM waits for calls to finish',
+    },
+    'max-request-bytes': {
+      kind: 'whole',
+      value: 'BYTES',
+      default: DEFAULT_MAX_REQUEST_BYTES,
+      min: 1024,
+      max: 64 * 1024 * 1024,
+      help: 'largest CheckRequest read',
+    },
+    'max-forwarded-hops': {
+      kind: 'whole',
+      value: 'N',
+      default: DEFAULT_LIMITS.maxForwardedHops,
+      min: 1,
+      max: 1000,
+      help: 'forwarding header entries walked before the client is unknown',
+    },
+    'max-header-bytes': {
+      kind: 'whole',
+      value: 'BYTES',
+      default: DEFAULT_LIMITS.maxHeaderBytes,
+      min: 256,
+      max: 1024 * 1024,
+      help: 'bytes of a forwarding header read, from its right end',
+    },
+    'max-policy-bytes': MAX_POLICY_BYTES_OPTION,
+    'max-concurrent-streams': {
+      kind: 'whole',
+      value: 'N',
+      default: DEFAULT_CONNECTION_LIMITS.maxConcurrentStreams,
+      min: 1,
+      max: 2 ** 31 - 1,
+      help: 'streams one HTTP/2 connection may have open',
+    },
+    'request-timeout': {
+      ...SECONDS,
+      default: DEFAULT_CONNECTION_LIMITS.requestTimeoutMs / 1000,
+      help: 'how long a stream has to send its whole request',
+    },
+    'preface-timeout': {
+      ...SECONDS,
+      default: DEFAULT_CONNECTION_LIMITS.prefaceTimeoutMs / 1000,
+      help: 'how long a connection has to start HTTP/2',
+    },
+    kubeconfig: {
+      kind: 'text',
+      value: 'FILE',
+      help: 'for k8s: address sources; in a pod, its service account is used',
+    },
+    'cache-dir': {
+      kind: 'text',
+      value: 'DIR',
+      help: "where k8s: sources' addresses are kept for a restart during an API outage",
+    },
+    'sync-wait': {
+      kind: 'whole',
+      value: 'SECONDS',
+      default: DEFAULT_SYNC_WAIT_MS / 1000,
+      min: 0,
+      max: 3600,
+      help: 'how long readiness waits for k8s: sources at start',
+    },
+  },
+  notes: [
+    'SIGHUP, or a change of a file the policy reads, reloads the policy; a bad reload keeps the last good one. SIGTERM or SIGINT drains and exits 0. A bad policy at start exits 1.',
+  ],
+} as const satisfies CommandSpec
 
 /** Serves until SIGTERM or SIGINT; resolves with the exit code when start-up fails. */
-export async function serveCommand(args: string[], signals: Signals): Promise<number | undefined> {
-  const { values } = parse(
-    args,
-    {
-      policy: { type: 'string' },
-      'grpc-port': { type: 'string' },
-      'http-port': { type: 'string' },
-      listen: { type: 'string' },
-      'log-level': { type: 'string' },
-      'grace-period': { type: 'string' },
-      'max-request-bytes': { type: 'string' },
-      'max-forwarded-hops': { type: 'string' },
-      'max-header-bytes': { type: 'string' },
-      'max-policy-bytes': { type: 'string' },
-      'max-concurrent-streams': { type: 'string' },
-      'request-timeout': { type: 'string' },
-      'preface-timeout': { type: 'string' },
-      kubeconfig: { type: 'string' },
-      'cache-dir': { type: 'string' },
-      'sync-wait': { type: 'string' },
-    },
-    false,
-  )
-  const policyFile = values.policy
-  if (policyFile === undefined) throw new UsageError('--policy FILE is required')
-  const level = values['log-level'] ?? process.env['LOG_LEVEL'] ?? 'info'
-  if (!(level in pino.levels.values) && level !== 'silent')
-    throw new UsageError(`unknown log level "${level}"`)
-  const graceMs = whole(values['grace-period'], 10, '--grace-period', 0, 3600) * 1000
-  const log = pino({ level })
+export async function serveCommand(
+  { values }: Parsed<typeof SERVE>,
+  io: CommandIo,
+  signals: Signals,
+): Promise<number | undefined> {
+  const graceMs = values['grace-period'] * 1000
+  const log = pino({ level: values['log-level'] })
   try {
     const running = await serve({
-      policyFile,
-      listen: values.listen ?? '0.0.0.0',
-      grpcPort: whole(values['grpc-port'], 9000, '--grpc-port', 0, 65535),
-      httpPort: whole(values['http-port'], 9001, '--http-port', 0, 65535),
+      policyFile: values.policy,
+      listen: values.listen,
+      grpcPort: values['grpc-port'],
+      httpPort: values['http-port'],
       log,
-      maxRequestBytes: whole(
-        values['max-request-bytes'],
-        DEFAULT_MAX_REQUEST_BYTES,
-        '--max-request-bytes',
-        1024,
-        64 * 1024 * 1024,
-      ),
-      maxPolicyBytes: maxPolicyBytes(values['max-policy-bytes']),
+      maxRequestBytes: values['max-request-bytes'],
+      maxPolicyBytes: values['max-policy-bytes'],
       connections: {
-        maxConcurrentStreams: whole(
-          values['max-concurrent-streams'],
-          DEFAULT_CONNECTION_LIMITS.maxConcurrentStreams,
-          '--max-concurrent-streams',
-          1,
-          2 ** 31 - 1,
-        ),
-        requestTimeoutMs: seconds(
-          values['request-timeout'],
-          DEFAULT_CONNECTION_LIMITS.requestTimeoutMs,
-          '--request-timeout',
-        ),
-        prefaceTimeoutMs: seconds(
-          values['preface-timeout'],
-          DEFAULT_CONNECTION_LIMITS.prefaceTimeoutMs,
-          '--preface-timeout',
-        ),
+        maxConcurrentStreams: values['max-concurrent-streams'],
+        requestTimeoutMs: values['request-timeout'] * 1000,
+        prefaceTimeoutMs: values['preface-timeout'] * 1000,
       },
       ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
       ...(values['cache-dir'] === undefined ? {} : { cacheDir: values['cache-dir'] }),
-      syncWaitMs:
-        whole(values['sync-wait'], DEFAULT_SYNC_WAIT_MS / 1000, '--sync-wait', 0, 3600) * 1000,
+      syncWaitMs: values['sync-wait'] * 1000,
       limits: {
-        maxForwardedHops: whole(
-          values['max-forwarded-hops'],
-          DEFAULT_LIMITS.maxForwardedHops,
-          '--max-forwarded-hops',
-          1,
-          1000,
-        ),
-        maxHeaderBytes: whole(
-          values['max-header-bytes'],
-          DEFAULT_LIMITS.maxHeaderBytes,
-          '--max-header-bytes',
-          256,
-          1024 * 1024,
-        ),
+        maxForwardedHops: values['max-forwarded-hops'],
+        maxHeaderBytes: values['max-header-bytes'],
       },
     })
     let stopping = false
@@ -116,7 +163,7 @@ export async function serveCommand(args: string[], signals: Signals): Promise<nu
     return undefined
   } catch (err) {
     if (!(err instanceof PolicyLoadError)) throw err
-    for (const e of err.errors) process.stderr.write(`${e.message}\n`)
+    for (const e of err.errors) io.stderr.write(`${e.message}\n`)
     return 1
   }
 }

@@ -7,7 +7,7 @@ import { sourcesOf } from '../policy/address-list.js'
 import { compilePolicy } from '../policy/compile.js'
 import { type PolicyError, PolicyLoadError } from '../policy/errors.js'
 import { loadPolicyFile } from '../policy/load.js'
-import { maxPolicyBytes, parse, UsageError } from './args.js'
+import { type CommandIo, type CommandSpec, MAX_POLICY_BYTES_OPTION, type Parsed } from './args.js'
 
 interface FileResult {
   readonly file: string
@@ -22,10 +22,10 @@ interface ValidateOptions {
   readonly skipSecrets: boolean
 }
 
-function validateFile(file: string, options: ValidateOptions): FileResult {
+function validateFile(file: string, options: ValidateOptions, env: NodeJS.ProcessEnv): FileResult {
   const { strict, ...read } = options
   try {
-    const spec = loadPolicyFile(file, process.env, read)
+    const spec = loadPolicyFile(file, env, read)
     // Address files are read as serve reads them; Kubernetes sources are not contacted.
     const errors: PolicyError[] = []
     for (const { source } of sourcesOf(spec).values()) {
@@ -62,27 +62,42 @@ function asJson(e: PolicyError) {
   }
 }
 
-/** Exit code: 0 when every file is valid, 1 otherwise. */
-export function validateCommand(args: string[]): number {
-  const { values, positionals } = parse(
-    args,
-    {
-      format: { type: 'string', default: 'text' },
-      strict: { type: 'boolean', default: false },
-      'max-policy-bytes': { type: 'string' },
-      'skip-secrets': { type: 'boolean', default: false },
+export const VALIDATE = {
+  name: 'validate',
+  summary:
+    'Check policy files as serve loads them, for CI and pre-commit hooks; exit 1 on an error',
+  options: {
+    format: {
+      kind: 'text',
+      value: 'FORMAT',
+      default: 'text',
+      choices: ['text', 'json'],
+      help: 'text: one file:line:col line per mistake; json: one document for pipelines',
     },
-    true,
-  )
-  if (values.format !== 'text' && values.format !== 'json')
-    throw new UsageError(`--format is text or json, not "${values.format}"`)
-  if (positionals.length === 0) throw new UsageError('name at least one policy file')
+    strict: { kind: 'flag', help: 'warnings fail the file too' },
+    'skip-secrets': {
+      kind: 'flag',
+      help: "check each secret's source (its form, variable name or file path) without reading it: for CI without the Secret",
+    },
+    'max-policy-bytes': MAX_POLICY_BYTES_OPTION,
+  },
+  operands: { value: 'FILE...', min: 1, max: Number.POSITIVE_INFINITY },
+  notes: [
+    'Address files are read as serve reads them; Kubernetes sources are not contacted. Exit 0 when every file is valid, 1 otherwise.',
+  ],
+} as const satisfies CommandSpec
+
+/** Exit code: 0 when every file is valid, 1 otherwise. */
+export function validateCommand(
+  { values, operands }: Parsed<typeof VALIDATE>,
+  io: CommandIo,
+): number {
   const options = {
     strict: values.strict,
-    maxPolicyBytes: maxPolicyBytes(values['max-policy-bytes']),
+    maxPolicyBytes: values['max-policy-bytes'],
     skipSecrets: values['skip-secrets'],
   }
-  const results = positionals.map((file) => validateFile(file, options))
+  const results = operands.map((file) => validateFile(file, options, io.env))
   const valid = results.every((r) => r.valid)
   if (values.format === 'json') {
     const files = results.map((r) => ({
@@ -91,15 +106,15 @@ export function validateCommand(args: string[]): number {
       errors: r.errors.map(asJson),
       warnings: r.warnings.map(asJson),
     }))
-    process.stdout.write(`${JSON.stringify({ valid, files }, null, 2)}\n`)
+    io.stdout.write(`${JSON.stringify({ valid, files }, null, 2)}\n`)
   } else {
     for (const r of results) {
-      for (const e of [...r.errors, ...r.warnings]) process.stdout.write(`${e.message}\n`)
+      for (const e of [...r.errors, ...r.warnings]) io.stdout.write(`${e.message}\n`)
       const counts = [
         r.errors.length && `${r.errors.length} error(s)`,
         r.warnings.length && `${r.warnings.length} warning(s)`,
       ].filter(Boolean)
-      process.stderr.write(
+      io.stderr.write(
         `${r.file}: ${r.valid ? 'valid' : 'invalid'}${counts.length ? ` (${counts.join(', ')})` : ''}\n`,
       )
     }

@@ -1,31 +1,32 @@
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { Client } from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Running } from '../../src/serve.js'
+import { type CommandRun, hostguard as run } from '../support/cli.js'
 import { callCheck, checkClient } from '../support/grpc.js'
 import { FIXTURES, type Message, official, ROOT } from '../support/protos.js'
 import { startServer } from '../support/server.js'
 
 const MAIN = join(ROOT, 'dist', 'main.js')
+
+/** `hostguard ARGS...` in process, with an empty environment. */
+const hostguard = (...args: string[]): Promise<CommandRun> => run(args)
 const EXAMPLE = join(ROOT, 'examples', 'policy.yaml')
 const FIXTURE_NAMES = readdirSync(FIXTURES)
   .filter((f) => f.endsWith('.bin'))
   .map((f) => f.slice(0, -4))
-
-// The example's demo secret comes from its env default, whatever this shell has set.
-const { HEALTH_CHECK_HEADER_VALUE: _unset, ...ENV } = process.env
+const fixture = (name: string, ext: string): string => join(FIXTURES, `${name}.${ext}`)
 
 /** Runs the built command; resolves with its exit code and output, whatever the code. */
-async function hostguard(
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
+async function spawnHostguard(...args: string[]): Promise<CommandRun> {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [MAIN, ...args], {
-      env: ENV,
+      // The example's demo secret comes from its env default, whatever this shell has set.
+      env: {},
     })
     return { code: 0, stdout, stderr }
   } catch (err) {
@@ -126,9 +127,12 @@ describe('hostguard validate', () => {
   })
 
   it('exits 2 on a usage error', async () => {
-    const r = await hostguard('validate')
-    expect(r.code).toBe(2)
-    expect(r.stderr).toContain('usage:')
+    expect(await hostguard('validate')).toEqual({
+      code: 2,
+      stdout: '',
+      stderr:
+        'hostguard validate: no FILE given\nrun "hostguard validate --help" for its options\n',
+    })
   })
 })
 
@@ -148,23 +152,26 @@ describe('hostguard explain', () => {
     return official.decodeResponse(await callCheck(client, bytes))
   }
 
-  it('agrees with the server on every Envoy fixture, from .bin and from .json', {
-    timeout: 60_000,
-  }, async () => {
-    const explained = await Promise.all(
-      FIXTURE_NAMES.flatMap((name) =>
-        ['bin', 'json'].map((ext) =>
-          hostguard('explain', '--policy', EXAMPLE, '--json', join(FIXTURES, `${name}.${ext}`)),
-        ),
-      ),
-    )
-    for (const [i, name] of FIXTURE_NAMES.entries()) {
-      const fromBin = explained[2 * i]
-      const fromJson = explained[2 * i + 1]
-      expect(fromBin?.code, name).toBe(0)
-      const e = JSON.parse(fromBin?.stdout ?? '')
-      expect(JSON.parse(fromJson?.stdout ?? ''), name).toEqual(e)
-      const answer = await serverAnswer(readFileSync(join(FIXTURES, `${name}.bin`)))
+  it('agrees with the server on every Envoy fixture, from .bin and from .json', async () => {
+    for (const name of FIXTURE_NAMES) {
+      const fromBin = await hostguard(
+        'explain',
+        '--policy',
+        EXAMPLE,
+        '--json',
+        fixture(name, 'bin'),
+      )
+      const fromJson = await hostguard(
+        'explain',
+        '--policy',
+        EXAMPLE,
+        '--json',
+        fixture(name, 'json'),
+      )
+      expect(fromBin.code, `${name} ${fromBin.stderr}`).toBe(0)
+      const e = JSON.parse(fromBin.stdout)
+      expect(JSON.parse(fromJson.stdout), name).toEqual(e)
+      const answer = await serverAnswer(readFileSync(fixture(name, 'bin')))
       const meta = Object.fromEntries(
         Object.entries(answer.dynamic_metadata.fields).map(([k, v]) => [
           k,
@@ -252,10 +259,217 @@ describe('hostguard explain', () => {
     expect(r.stdout).toContain('rule     allowedCidrNets 10.0.0.0/16 holds "10.0.12.34"\n')
   })
 
-  it('exits 1 with the policy errors, and 2 without a request', async () => {
+  it('says that a request without --peer has no peer address', async () => {
+    const r = await hostguard('explain', '--policy', EXAMPLE, '--authority', 'www.example.com')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('client   (unknown: the request has no peer address)\n')
+    expect(r.stdout).toContain('chain    no peer address\n')
+  })
+
+  it('says why a peer in a request file is no client', async () => {
+    const file = join(dir, 'bad-peer.json')
+    writeFileSync(
+      file,
+      JSON.stringify({
+        attributes: {
+          source: { address: { socket_address: { address: '1.2.3' } } },
+          request: { http: { host: 'www.example.com' } },
+        },
+      }),
+    )
+    const r = await hostguard('explain', '--policy', EXAMPLE, file)
+    expect(r.stdout).toContain('client   (unknown: the peer "1.2.3" is not an IP address)\n')
+    expect(r.stdout).toContain('chain    the peer 1.2.3\n')
+  })
+
+  it('shows the status a dry-run deny would have when enforced', async () => {
+    const args = ['explain', '--policy', EXAMPLE, '--site', 'internal-api']
+    const flags = [...args, '--authority', 'evil.example', '--peer', '10.0.0.9']
+    const text = await hostguard(...flags)
+    expect(text.stdout).toContain('decision deny (answered allow: dry run)\n')
+    expect(text.stdout).toContain('status   - (dry run: enforced, the answer would be 403)\n')
+    const json = JSON.parse((await hostguard(...flags, '--json')).stdout)
+    expect(json).toMatchObject({ decision: 'deny', answer: 'allow', status: null, denyStatus: 403 })
+  })
+
+  it.each(['1.2.3', '10.0.0.1:443', '[2001:db8::1]', '010.0.0.1', 'localhost'])(
+    'rejects --peer %s, naming it, with exit 2',
+    async (peer) => {
+      const r = await hostguard('explain', '--policy', EXAMPLE, '--authority', 'a', '--peer', peer)
+      expect(r.code).toBe(2)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toContain(
+        `hostguard explain: --peer wants an IP address such as 203.0.113.7 or 2001:db8::7 (no port, no brackets), got ${JSON.stringify(peer)}\n`,
+      )
+    },
+  )
+
+  it('rejects a request file it cannot read as a CheckRequest, saying which forms it reads', async () => {
+    const txtpb = fixture(FIXTURE_NAMES[0] ?? '', 'txtpb')
+    const forms =
+      "explain reads a CheckRequest as .bin (protobuf bytes) or .json (proto JSON with the proto's field names)"
+    const bare = join(dir, 'request')
+    writeFileSync(bare, readFileSync(fixture(FIXTURE_NAMES[0] ?? '', 'bin')))
+    const write = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text)
+      return join(dir, name)
+    }
+    const camel = write(
+      'camel.json',
+      JSON.stringify({
+        attributes: {
+          source: { address: { socketAddress: { address: '203.0.113.7' } } },
+          request: { http: { host: 'www.example.com' } },
+        },
+      }),
+    )
+    const directory = join(dir, 'directory.bin')
+    mkdirSync(directory)
+    for (const [file, message] of [
+      [txtpb, `${txtpb}: ${forms}, not .txtpb`],
+      [bare, `${bare}: ${forms}, not a file without an extension`],
+      [
+        camel,
+        `${camel}: fields are named as in the proto: attributes.source.address.socketAddress is socket_address`,
+      ],
+      [write('list.json', '[]'), `${join(dir, 'list.json')}: a CheckRequest is a JSON object`],
+      [write('broken.json', '{"attributes":'), `${join(dir, 'broken.json')}: not JSON: `],
+      [
+        write('wrong.json', '{"attributes": 5}'),
+        `${join(dir, 'wrong.json')}: not a CheckRequest: .envoy.service.auth.v3.CheckRequest.attributes: object expected`,
+      ],
+      [join(dir, 'missing.bin'), `${join(dir, 'missing.bin')}: cannot read the request (ENOENT)`],
+      [directory, `${directory}: cannot read the request (a directory, not a regular file)`],
+    ] as const) {
+      const r = await hostguard('explain', '--policy', EXAMPLE, file)
+      expect(r.code, file).toBe(2)
+      expect(r.stdout, file).toBe('')
+      expect(r.stderr, file).toContain(`hostguard explain: ${message}`)
+    }
+  })
+
+  it('says which keys of a JSON request it did not read', async () => {
+    const typo = join(dir, 'typo.json')
+    writeFileSync(
+      typo,
+      JSON.stringify({
+        attributes: { request: { http: { host: 'www.example.com', hedaers: { x: '1' } } } },
+      }),
+    )
+    const r = await hostguard('explain', '--policy', EXAMPLE, typo)
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('reason   host_allowed\n')
+    expect(r.stderr).toBe(
+      `hostguard explain: ${typo}: not read, hostguard reads no such field: attributes.request.http.hedaers\n`,
+    )
+  })
+
+  it('takes a request file or request flags, not both, and one of them', async () => {
+    const file = fixture(FIXTURE_NAMES[0] ?? '', 'bin')
+    // --path / is its default, but given: a request flag all the same.
+    const both = await hostguard('explain', '--policy', EXAMPLE, '--path', '/', file)
+    expect(both.code).toBe(2)
+    expect(both.stderr).toContain('give a request file or request flags, not both')
+    const neither = await hostguard('explain', '--policy', EXAMPLE)
+    expect(neither.code).toBe(2)
+    expect(neither.stderr).toContain('give a request: a .bin or .json CheckRequest, or flags')
+  })
+
+  it('exits 1 with the policy errors', async () => {
     const bad = await hostguard('explain', '--policy', BAD, '--authority', 'a')
     expect(bad.code).toBe(1)
     expect(bad.stderr).toContain('[POLICY_HOST_PATTERN_PORT]')
-    expect((await hostguard('explain', '--policy', EXAMPLE)).code).toBe(2)
+  })
+})
+
+describe('hostguard explain --expect', () => {
+  const allowed = ['explain', '--policy', EXAMPLE, '--authority', 'www.example.com']
+  const allowedFrom = [...allowed, '--peer', '203.0.113.7']
+  const dryRunDeny = [
+    ...['explain', '--policy', EXAMPLE, '--site', 'internal-api'],
+    ...['--authority', 'evil.example', '--peer', '10.0.0.9'],
+  ]
+
+  it.each([
+    [allowedFrom, 'allow'],
+    [allowedFrom, 'allow:host_allowed'],
+    [['explain', '--policy', EXAMPLE, '--authority', 'evil.example'], 'deny:host_not_allowed'],
+    // Dry run answers allow; --expect checks the decision, which enforcing would answer.
+    [dryRunDeny, 'deny'],
+    [dryRunDeny, 'deny:host_not_allowed'],
+  ])('%j --expect %s: exit 0, the explanation printed', async (args, expected) => {
+    const r = await hostguard(...args, '--expect', expected)
+    expect(r.code).toBe(0)
+    expect(r.stdout).toBe((await hostguard(...args)).stdout)
+    expect(r.stderr).toBe('')
+  })
+
+  it.each([
+    [allowedFrom, 'deny', 'expected deny, but the decision is allow:host_allowed'],
+    [
+      allowedFrom,
+      'allow:host_cidr',
+      'expected allow:host_cidr, but the decision is allow:host_allowed',
+    ],
+    [
+      dryRunDeny,
+      'allow',
+      'expected allow, but the decision is deny:host_not_allowed (answered allow: dry run)',
+    ],
+  ])('%j --expect %s: exit 1, saying what the decision is', async (args, expected, message) => {
+    const r = await hostguard(...args, '--expect', expected)
+    expect(r.code).toBe(1)
+    expect(r.stdout).toBe((await hostguard(...args)).stdout)
+    expect(r.stderr).toBe(`hostguard explain: ${message}\n`)
+  })
+
+  it.each([
+    [
+      'yes',
+      '--expect is allow or deny, optionally with a reason (deny:host_not_allowed); got "yes"',
+    ],
+    ['deny:', '--expect "deny:": "" is not a reason; the reasons are unknown_site, health_check,'],
+    ['deny:nope', '--expect "deny:nope": "nope" is not a reason; the reasons are unknown_site,'],
+    [
+      'deny:host_allowed',
+      '--expect deny:host_allowed never matches: host_allowed is an allow reason',
+    ],
+    [
+      'allow:host_not_allowed',
+      '--expect allow:host_not_allowed never matches: host_not_allowed is a deny reason',
+    ],
+  ])('rejects --expect %s with exit 2', async (expected, message) => {
+    const r = await hostguard(...allowed, '--expect', expected)
+    expect(r.code).toBe(2)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toContain(`hostguard explain: ${message}`)
+  })
+})
+
+describe('the built command (dist/main.js)', () => {
+  it('exits 0 after --help, with the usage the command has in process', async () => {
+    const r = await spawnHostguard('--help')
+    expect(r).toEqual({ ...(await hostguard('--help')), code: 0 })
+  })
+
+  it('exits 1 when explain --expect is not met', async () => {
+    const r = await spawnHostguard(
+      ...['explain', '--policy', EXAMPLE, '--authority', 'www.example.com', '--expect', 'deny'],
+    )
+    expect(r.code).toBe(1)
+    expect(r.stdout).toContain('decision allow\n')
+    expect(r.stderr).toBe(
+      'hostguard explain: expected deny, but the decision is allow:host_allowed\n',
+    )
+  })
+
+  it('exits 2 on a usage error', async () => {
+    const r = await spawnHostguard('serve', '--policy', EXAMPLE, '--bogus')
+    expect(r).toEqual({
+      code: 2,
+      stdout: '',
+      stderr:
+        'hostguard serve: unknown option "--bogus"\nrun "hostguard serve --help" for its options\n',
+    })
   })
 })
