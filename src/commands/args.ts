@@ -185,7 +185,9 @@ export function parseCommand<S extends CommandSpec>(
   }
   const { operands: counted } = spec
   if (counted === undefined && operands.length > 0) {
-    throw new UsageError(`takes no ${quote(operands[0] ?? '')}: it has no operands`)
+    throw new UsageError(
+      `unexpected argument ${quote(operands[0] ?? '')}: ${spec.name} takes only options`,
+    )
   }
   if (counted !== undefined && operands.length < counted.min) {
     throw new UsageError(`no ${counted.value.replace(/\.\.\.$/, '')} given`)

@@ -369,7 +369,7 @@ export const EXPLAIN = {
     method: { kind: 'text', value: 'METHOD', default: 'GET', help: 'the request method' },
     site: { kind: 'text', value: 'NAME', help: "the site, as Envoy's context_extensions name it" },
     kubeconfig: { kind: 'text', value: 'FILE', help: 'for k8s: address sources' },
-    'cache-dir': { kind: 'text', value: 'DIR', help: "k8s: sources' addresses kept by serve" },
+    'cache-dir': { kind: 'text', value: 'DIR', help: "k8s: sources' address cache, as serve's" },
     'sync-wait': {
       kind: 'whole',
       value: 'SECONDS',

@@ -452,6 +452,14 @@ describe('the built command (dist/main.js)', () => {
     expect(r).toEqual({ ...(await hostguard('--help')), code: 0 })
   })
 
+  it("prints package.json's version from any working directory", async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))
+    const { stdout } = await promisify(execFile)(process.execPath, [MAIN, '--version'], {
+      cwd: tmpdir(),
+    })
+    expect(stdout).toBe(`${version}\n`)
+  })
+
   it('exits 1 when explain --expect is not met', async () => {
     const r = await spawnHostguard(
       ...['explain', '--policy', EXAMPLE, '--authority', 'www.example.com', '--expect', 'deny'],

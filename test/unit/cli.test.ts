@@ -87,6 +87,13 @@ describe('parseCommand', () => {
     expect(() => parse(args)).toThrow(message)
   })
 
+  it('names an argument a command without operands was given', () => {
+    const spec = { name: 'demo', summary: 'A command', options: {} } as const satisfies CommandSpec
+    expect(() => parseCommand(spec, ['x.yaml'], {})).toThrow(
+      'unexpected argument "x.yaml": demo takes only options',
+    )
+  })
+
   it('names the environment variable when its value is not a choice', () => {
     expect(() => parse(['--policy', 'p'], { DEMO_LEVEL: 'verbose' })).toThrow(
       'DEMO_LEVEL is one of info, debug; got "verbose"',
