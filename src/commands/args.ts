@@ -47,7 +47,7 @@ interface WholeOption {
   readonly max: number
 }
 
-export type OptionSpec = FlagOption | TextOption | WholeOption
+type OptionSpec = FlagOption | TextOption | WholeOption
 
 export interface CommandSpec {
   readonly name: string
@@ -210,34 +210,6 @@ function synopsisOf(name: string, option: OptionSpec): string {
 
 const WIDTH = 100
 
-/** `hostguard NAME` and every option with its default, wrapped to 100 columns. */
-export function synopsis(spec: CommandSpec): string {
-  const head = `hostguard ${spec.name}`
-  const indent = ' '.repeat(head.length + 1)
-  const names = Object.keys(spec.options)
-  const required = names.filter((n) => {
-    const o = spec.options[n]
-    return o?.kind === 'text' && o.required
-  })
-  const words = [...required, ...names.filter((n) => !required.includes(n))].map((n) =>
-    synopsisOf(n, spec.options[n] as OptionSpec),
-  )
-  if (spec.operands)
-    words.push(spec.operands.min === 0 ? `[${spec.operands.value}]` : spec.operands.value)
-  const lines: string[] = []
-  let line = head
-  for (const word of words) {
-    if (line.length + 1 + word.length > WIDTH) {
-      lines.push(line)
-      line = indent + word
-    } else {
-      line += ` ${word}`
-    }
-  }
-  lines.push(line)
-  return lines.join('\n')
-}
-
 // Joins words that wrap() keeps on one line: "default 32", "1 to 1000".
 const KEEP = '\u00a0'
 
@@ -270,6 +242,26 @@ function wrap(text: string, first: number, indent: number): string {
   return lines.join(`\n${' '.repeat(indent)}`).replaceAll(KEEP, ' ')
 }
 
+/**
+ * `hostguard NAME` and every option with its default, after `prefix` ("usage: "), wrapped to 100
+ * columns under the first option.
+ */
+export function synopsis(spec: CommandSpec, prefix = ''): string {
+  const head = `${prefix}hostguard ${spec.name}`
+  const names = Object.keys(spec.options)
+  const required = names.filter((n) => {
+    const o = spec.options[n]
+    return o?.kind === 'text' && o.required
+  })
+  const words = [...required, ...names.filter((n) => !required.includes(n))].map((n) =>
+    synopsisOf(n, spec.options[n] as OptionSpec),
+  )
+  if (spec.operands)
+    words.push(spec.operands.min === 0 ? `[${spec.operands.value}]` : spec.operands.value)
+  const text = words.map((w) => w.replaceAll(' ', KEEP)).join(' ')
+  return `${head} ${wrap(text, head.length + 1, head.length + 1)}`
+}
+
 /** `hostguard NAME --help`: the synopsis, what it does, and each option with its default. */
 export function help(spec: CommandSpec): string {
   const rows = Object.entries(spec.options).map(([name, option]) => {
@@ -288,7 +280,7 @@ export function help(spec: CommandSpec): string {
     ([left = '', right = '']) => `  ${left.padEnd(width - 2)}${wrap(right, width, width)}`,
   )
   return [
-    `usage: ${synopsis(spec)}`,
+    synopsis(spec, 'usage: '),
     '',
     wrap(`${spec.summary}.`, 0, 0),
     '',

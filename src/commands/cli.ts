@@ -15,7 +15,7 @@ import {
 import type { Signals } from './serve.js'
 
 /** The package's version, read where the built file is, so it is the installed one's. */
-export function version(): string {
+function version(): string {
   const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'))
   return String(manifest.version)
 }
@@ -40,7 +40,7 @@ export async function usage(): Promise<string> {
     ...commands.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
     '',
     'usage:',
-    ...commands.map((c) => synopsis(c).replace(/^/gm, '  ')),
+    ...commands.map((c) => synopsis(c, '  ')),
     '',
     "hostguard COMMAND --help   a command's options, what each does and its default",
     'hostguard --version        the version',

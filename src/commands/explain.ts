@@ -24,7 +24,7 @@ import {
   UsageError,
 } from './args.js'
 
-export interface Explanation {
+interface Explanation {
   readonly decision: 'allow' | 'deny'
   /** What Envoy is told: a dry-run deny is answered `allow`. */
   readonly answer: 'allow' | 'deny'
@@ -44,7 +44,7 @@ export interface Explanation {
   readonly sources: readonly { readonly name: string; readonly addresses: number | null }[]
 }
 
-export interface DynamicOptions {
+interface DynamicOptions {
   readonly kubeconfig?: string
   readonly cacheDir?: string
   /** How long to wait for every dynamic source's addresses. */

@@ -130,7 +130,7 @@ describe('usage', () => {
   it("README's synopsis is the commands' own", () => {
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
     const block = /## Running it\n\n```sh\n([^`]*)```/.exec(readme)?.[1]
-    expect(block).toBe(`${COMMANDS.map(synopsis).join('\n')}\n`)
+    expect(block).toBe(`${COMMANDS.map((c) => synopsis(c)).join('\n')}\n`)
   })
 
   it("docs/operations.md's flag tables name serve's options and their defaults", () => {
@@ -156,7 +156,7 @@ describe('hostguard', () => {
       for (const spec of COMMANDS) {
         expect(r.stdout).toContain(`  ${spec.name}`)
         expect(r.stdout).toContain(spec.summary)
-        expect(r.stdout).toContain(synopsis(spec).replace(/^/gm, '  '))
+        expect(r.stdout).toContain(synopsis(spec, '  '))
       }
       expect(r.stderr).toBe('')
     },
