@@ -95,6 +95,21 @@ export function asksForHelp(args: readonly string[]): boolean {
 
 const quote = (text: string): string => JSON.stringify(text)
 
+// C0 and C1 controls, DEL, and the Unicode line and paragraph separators: bytes from a request
+// (a captured x-forwarded-for, a Host) or an argument must not move the operator's cursor or
+// clear the screen (SPEC: explain escapes control characters in everything it prints).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is its job
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g
+
+/** One control character as a \uXXXX escape. */
+export const escapeControl = (c: string): string =>
+  `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
+
+/** The text with every control character, newlines too, written as a \uXXXX escape. */
+export function escapeControls(text: string): string {
+  return text.replace(CONTROL, escapeControl)
+}
+
 function wholeValue(option: WholeOption, flag: string, text: string | undefined): number {
   if (text === undefined) return option.default
   const n = Number(text)

@@ -6,6 +6,7 @@ import {
   asksForHelp,
   type CommandIo,
   type CommandSpec,
+  escapeControls,
   help,
   type Parsed,
   parseCommand,
@@ -115,16 +116,18 @@ export async function runCommand(
   try {
     return await dispatch(command, args, io, signals)
   } catch (err) {
+    // An argument or a request file may carry control characters: escaped, as explain's output.
+    const message = escapeControls((err as Error).message)
     if (!(err instanceof UsageError)) {
-      io.stderr.write(`hostguard: ${(err as Error).message}\n`)
+      io.stderr.write(`hostguard: ${message}\n`)
       return 1
     }
     if (command !== undefined && COMMANDS.has(command)) {
       io.stderr.write(
-        `hostguard ${command}: ${err.message}\nrun "hostguard ${command} --help" for its options\n`,
+        `hostguard ${command}: ${message}\nrun "hostguard ${command} --help" for its options\n`,
       )
     } else {
-      io.stderr.write(`hostguard: ${err.message}\n\n${await usage()}`)
+      io.stderr.write(`hostguard: ${message}\n\n${await usage()}`)
     }
     return 2
   }

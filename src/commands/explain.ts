@@ -19,6 +19,8 @@ import { checkCodec } from '../proto.js'
 import {
   type CommandIo,
   type CommandSpec,
+  escapeControl,
+  escapeControls,
   MAX_POLICY_BYTES_OPTION,
   type Parsed,
   UsageError,
@@ -286,19 +288,8 @@ export async function explain(
   }
 }
 
-// C0 and C1 controls, DEL, and the Unicode line and paragraph separators: a client's bytes
-// (a captured x-forwarded-for, a Host) must not move the operator's cursor or clear the screen.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is its job
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g
 // JSON.stringify escapes C0 controls in strings itself; its own newlines are layout.
 const CONTROL_IN_JSON = /[\u007f-\u009f\u2028\u2029]/g
-
-const escapeOne = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
-
-/** The text with every control character written as a \uXXXX escape. */
-function escapeControls(text: string): string {
-  return text.replace(CONTROL, escapeOne)
-}
 
 /** Who the client is, or why it is unknown. */
 function clientText(e: Explanation): string {
@@ -411,7 +402,7 @@ export async function explainCommand(
       : readRequest(file, values['max-policy-bytes'])
   if (request.unread.length > 0) {
     io.stderr.write(
-      `hostguard explain: ${file}: not read, hostguard reads no such field: ${request.unread.join(', ')}\n`,
+      `hostguard explain: ${escapeControls(`${file}: not read, hostguard reads no such field: ${request.unread.join(', ')}`)}\n`,
     )
   }
   let explanation: Explanation
@@ -435,7 +426,7 @@ export async function explainCommand(
   }
   io.stdout.write(
     values.json
-      ? `${JSON.stringify(explanation, null, 2).replace(CONTROL_IN_JSON, escapeOne)}\n`
+      ? `${JSON.stringify(explanation, null, 2).replace(CONTROL_IN_JSON, escapeControl)}\n`
       : humanText(explanation),
   )
   if (expected === undefined) return 0

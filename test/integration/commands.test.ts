@@ -350,14 +350,16 @@ describe('hostguard explain', () => {
     writeFileSync(
       typo,
       JSON.stringify({
-        attributes: { request: { http: { host: 'www.example.com', hedaers: { x: '1' } } } },
+        attributes: {
+          request: { http: { host: 'www.example.com', hedaers: { x: '1' }, '\u009b2J': 1 } },
+        },
       }),
     )
     const r = await hostguard('explain', '--policy', EXAMPLE, typo)
     expect(r.code).toBe(0)
     expect(r.stdout).toContain('reason   host_allowed\n')
     expect(r.stderr).toBe(
-      `hostguard explain: ${typo}: not read, hostguard reads no such field: attributes.request.http.hedaers\n`,
+      `hostguard explain: ${typo}: not read, hostguard reads no such field: attributes.request.http.hedaers, attributes.request.http.\\u009b2J\n`,
     )
   })
 

@@ -194,6 +194,13 @@ describe('hostguard', () => {
     })
   })
 
+  it('escapes control characters of an argument it names', async () => {
+    const r = await hostguard(['validate', '--\u001b[2J\u009b31m', 'p.yaml'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('unknown option "--\\u001b[2J\\u009b31m"')
+    expect([...r.stderr].filter((c) => c === '\u001b' || c === '\u009b')).toEqual([])
+  })
+
   it('lists the log levels for an unknown one, from the flag or from LOG_LEVEL', async () => {
     const levels = 'trace, debug, info, warn, error, fatal, silent'
     const flag = await hostguard(['serve', '--policy', 'p.yaml', '--log-level', 'verbose'])
