@@ -174,6 +174,8 @@ export class LivePolicy {
       const next = await this.#loader.load({ ...this.#loadRequest(), force })
       if (this.#stopped) return false
       if (next === undefined) {
+        // The files have the bytes of the policy in force again: a failure since is undone.
+        this.#metrics.lastReloadSuccess.set(1)
         this.#log.debug(
           { trigger, changed },
           'reload skipped: the files the policy reads are unchanged',
@@ -191,6 +193,7 @@ export class LivePolicy {
     } catch (err) {
       if (this.#stopped) return false
       this.#metrics.reloads.labels('failure').inc()
+      this.#metrics.lastReloadSuccess.set(0)
       const errors =
         err instanceof PolicyLoadError ? err.errors.map((e) => e.message) : [(err as Error).message]
       this.#log.error(
@@ -208,6 +211,7 @@ export class LivePolicy {
     // A source started now may already have addresses (its cache): compiled in before the swap.
     if (this.#dynamic.addresses() !== this.#compiledWith) await this.#recompile()
     else this.#install(loaded.policy)
+    this.#metrics.lastReloadSuccess.set(1)
     this.#logWarnings(loaded.warnings)
     this.#watch(loaded)
   }

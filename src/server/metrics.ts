@@ -94,6 +94,8 @@ class DurationHistogram {
 export interface Metrics extends DecisionMetrics {
   readonly registry: Registry
   readonly reloads: Counter<'result'>
+  /** 1 while the files hold the policy in force, 0 from a failed load until the next good one. */
+  readonly lastReloadSuccess: Gauge
   readonly loadedTimestamp: Gauge
   readonly dynamicSources: SourceMetrics
   /** Where the scrape reads each source's last sync time (Date.now() values) from. */
@@ -129,6 +131,13 @@ export function createMetrics(): Metrics {
   // Both results are exported from the start, so rate() and alerts see a zero before a failure.
   reloads.labels('success').inc(0)
   reloads.labels('failure').inc(0)
+  // A state, not an event: an alert on it holds for as long as the files stay broken, where
+  // increase(reloads{result="failure"}) clears once the window has passed the last failure.
+  const lastReloadSuccess = new Gauge({
+    name: 'hostguard_policy_last_reload_success',
+    help: '1 when the last load of the policy succeeded, 0 while the policy in force is older than a failed one.',
+    registers: [registry],
+  })
   const loadedTimestamp = new Gauge({
     name: 'hostguard_policy_loaded_timestamp_seconds',
     help: 'Unix time at which the policy in force was loaded.',
@@ -167,6 +176,7 @@ export function createMetrics(): Metrics {
     registry,
     internalErrors,
     reloads,
+    lastReloadSuccess,
     loadedTimestamp,
     dynamicSources: {
       setAddresses: (source, count) => {

@@ -99,6 +99,7 @@ describe('/metrics', () => {
       ['hostguard_decisions_total', 'counter'],
       ['hostguard_decision_duration_seconds', 'histogram'],
       ['hostguard_policy_reloads_total', 'counter'],
+      ['hostguard_policy_last_reload_success', 'gauge'],
       ['hostguard_policy_loaded_timestamp_seconds', 'gauge'],
       ['hostguard_dynamic_addresses', 'gauge'],
     ]) {
@@ -135,6 +136,7 @@ describe('/metrics', () => {
       '+Inf',
     ])
     expect(text).toMatch(/^hostguard_policy_reloads_total\{result="failure"\} 0$/m)
+    expect(text).toMatch(/^hostguard_policy_last_reload_success 1$/m)
     expect(text).toMatch(/^hostguard_policy_loaded_timestamp_seconds 1[0-9]{9}/m)
     expect(text).toContain('process_cpu_user_seconds_total')
     expect(text).toContain('nodejs_heap_size_used_bytes')

@@ -39,6 +39,7 @@ describe('Grafana dashboard', () => {
       'hostguard_decisions_total',
       'hostguard_decision_duration_seconds_bucket',
       'hostguard_policy_reloads_total',
+      'hostguard_policy_last_reload_success',
       'hostguard_policy_loaded_timestamp_seconds',
       'hostguard_dynamic_addresses',
       'hostguard_dynamic_source_errors_total',

@@ -182,3 +182,45 @@ describe('hot reload', () => {
     }
   })
 })
+
+describe('hostguard_policy_last_reload_success', () => {
+  async function lastReloadSuccess(running: Running): Promise<number | undefined> {
+    const text = await (await fetch(`http://127.0.0.1:${running.httpPort}/metrics`)).text()
+    const value = /^hostguard_policy_last_reload_success (\S+)$/m.exec(text)?.[1]
+    return value === undefined ? undefined : Number(value)
+  }
+
+  it('is 0 from a failed reload until the next good one, or until the files are back', {
+    timeout: 20_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hostguard-last-reload-'))
+    const file = join(dir, 'policy.yaml')
+    writeFileSync(file, OLD)
+    const running = await startServer(file)
+    try {
+      expect(await lastReloadSuccess(running)).toBe(1)
+
+      replace(file, BROKEN)
+      await until(5_000, async () => (await reloads(running, 'failure')) === 1, 'a failed reload')
+      expect(await lastReloadSuccess(running)).toBe(0)
+      // Still failing: a second broken version, and a reload on SIGHUP.
+      replace(file, `${BROKEN}# still broken\n`)
+      await until(5_000, async () => (await reloads(running, 'failure')) === 2, 'a failed reload')
+      expect(await running.reload('test')).toBe(false)
+      expect(await lastReloadSuccess(running)).toBe(0)
+
+      // The bytes in force come back: the reload is skipped, and nothing is broken any more.
+      replace(file, OLD)
+      await until(5_000, async () => (await lastReloadSuccess(running)) === 1, 'the files back')
+      expect(await reloads(running, 'success')).toBe(0)
+
+      replace(file, BROKEN)
+      await until(5_000, async () => (await lastReloadSuccess(running)) === 0, 'a failed reload')
+      replace(file, NEW)
+      await until(5_000, async () => (await reloads(running, 'success')) === 1, 'the good reload')
+      expect(await lastReloadSuccess(running)).toBe(1)
+    } finally {
+      await running.stop()
+    }
+  })
+})
