@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
+import { parse } from 'yaml'
 import { callCheck, checkClient } from '../support/grpc.js'
 import { FIXTURES, ROOT } from '../support/protos.js'
 import { freePort, startServer } from '../support/server.js'
@@ -60,17 +61,35 @@ describe('Prometheus rules (promtool)', () => {
     expect(stdout).toContain('SUCCESS')
   })
 
-  it.skipIf(!havePromtool)('pass their unit tests, in which every alert fires', async () => {
-    const { stdout } = await run('promtool', [
-      'test',
-      'rules',
-      join(MONITORING, 'prometheus-rules.test.yaml'),
-    ])
-    expect(stdout).toContain('SUCCESS')
-    const tests = readFileSync(join(MONITORING, 'prometheus-rules.test.yaml'), 'utf8')
-    const alerts = [...readFileSync(RULES, 'utf8').matchAll(/- alert: (\w+)/g)].map((m) => m[1])
-    for (const alert of alerts)
-      expect(tests).toMatch(new RegExp(`alertname: ${alert}\\n\\s+exp_alerts:\\n\\s+- exp_labels`))
+  it.skipIf(!havePromtool)(
+    'pass their unit tests, in which every alert fires and also stays silent',
+    async () => {
+      const { stdout } = await run('promtool', [
+        'test',
+        'rules',
+        join(MONITORING, 'prometheus-rules.test.yaml'),
+      ])
+      expect(stdout).toContain('SUCCESS')
+      const tests = readFileSync(join(MONITORING, 'prometheus-rules.test.yaml'), 'utf8')
+      const alerts = [...readFileSync(RULES, 'utf8').matchAll(/- alert: (\w+)/g)].map((m) => m[1])
+      expect(alerts.length).toBeGreaterThan(0)
+      for (const alert of alerts) {
+        expect(tests).toMatch(
+          new RegExp(`alertname: ${alert}\\n\\s+exp_alerts:\\n\\s+- exp_labels`),
+        )
+        expect(tests).toMatch(new RegExp(`alertname: ${alert}\\n\\s+exp_alerts: \\[\\]`))
+      }
+    },
+  )
+
+  it("select hostguard's targets by the job name k8s/base's ServiceMonitor gives them", () => {
+    // The Prometheus Operator names a ServiceMonitor's job after the Service.
+    const service = parse(readFileSync(join(ROOT, 'k8s', 'base', 'service.yaml'), 'utf8'))
+    const jobs = [...readFileSync(RULES, 'utf8').matchAll(/\bup\{job="([^"]+)"\}/g)].map(
+      (m) => m[1],
+    )
+    expect(jobs.length).toBeGreaterThan(0)
+    for (const job of jobs) expect(job).toBe(service.metadata.name)
   })
 
   it.skipIf(!havePromtool)('accept every dashboard query as PromQL', async () => {
