@@ -72,7 +72,7 @@ async function dispatch(
   switch (command) {
     case 'serve': {
       const { SERVE, serveCommand } = await import('./serve.js')
-      return invoke(SERVE, args, io, (parsed) => serveCommand(parsed, io, signals))
+      return invoke(SERVE, args, io, (parsed) => serveCommand(parsed, signals))
     }
     case 'validate': {
       const { VALIDATE, validateCommand } = await import('./validate.js')

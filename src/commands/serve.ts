@@ -5,7 +5,8 @@ import { DEFAULT_LIMITS } from '../check/types.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SYNC_WAIT_MS, serve } from '../serve.js'
 import { DEFAULT_CONNECTION_LIMITS } from '../server/grpc.js'
-import { type CommandIo, type CommandSpec, MAX_POLICY_BYTES_OPTION, type Parsed } from './args.js'
+import { createLog } from '../server/log.js'
+import { type CommandSpec, MAX_POLICY_BYTES_OPTION, type Parsed } from './args.js'
 
 /** Signal handlers installed by main.ts before anything else; `serve` takes them over. */
 export interface Signals {
@@ -125,11 +126,10 @@ export const SERVE = {
 /** Serves until SIGTERM or SIGINT; resolves with the exit code when start-up fails. */
 export async function serveCommand(
   { values }: Parsed<typeof SERVE>,
-  io: CommandIo,
   signals: Signals,
 ): Promise<number | undefined> {
   const graceMs = values['grace-period'] * 1000
-  const log = pino({ level: values['log-level'] })
+  const log = createLog(values['log-level'])
   try {
     const running = await serve({
       policyFile: values.policy,
@@ -162,8 +162,14 @@ export async function serveCommand(
     signals.onReload(() => void running.reload('SIGHUP'))
     return undefined
   } catch (err) {
-    if (!(err instanceof PolicyLoadError)) throw err
-    for (const e of err.errors) io.stderr.write(`${e.message}\n`)
+    // JSON lines, like every other line serve writes: a crash-looping pod's log says what is
+    // wrong to a log pipeline as well (validate prints text). One line per policy error.
+    if (err instanceof PolicyLoadError) {
+      for (const e of err.errors) {
+        const { file, line, col, field } = e.at
+        log.error({ code: e.code, file, line, col, field, detail: e.detail }, 'policy error')
+      }
+    } else log.fatal({ err: (err as Error).message }, 'cannot start')
     return 1
   }
 }

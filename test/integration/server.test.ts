@@ -1,5 +1,6 @@
 import { execFile, spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -236,36 +237,112 @@ describe('the hostguard command', () => {
     expect(existsSync(main)).toBe(true)
   })
 
-  it('prints one line per policy mistake and exits 1', async () => {
+  /** `hostguard serve` with `args` until it exits: its code and its stdout's JSON lines. */
+  function serveUntilExit(args: string[]): Promise<{ code: number | null; lines: Message[] }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [main, 'serve', ...args])
+      let stdout = ''
+      child.stdout.on('data', (d) => {
+        stdout += d
+      })
+      child.on('close', (code) =>
+        resolve({
+          code,
+          lines: stdout
+            .trim()
+            .split('\n')
+            .map((l) => JSON.parse(l)),
+        }),
+      )
+    })
+  }
+
+  it('logs one JSON line per policy mistake, with where it is, and exits 1', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hostguard-cli-'))
     const bad = join(dir, 'bad.yaml')
     writeFileSync(
       bad,
       'version: 1\nallowedHosts: ["*.example.io", example.com:8000]\ntrustedProxies: [10.0.0.1/8]\n',
     )
-    const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [
-        main,
-        'serve',
+    const { code, lines } = await serveUntilExit([
+      '--policy',
+      bad,
+      '--grpc-port',
+      '0',
+      '--http-port',
+      '0',
+    ])
+    expect(code).toBe(1)
+    const error = (line: number, col: number, field: string, code: string, detail: string) => ({
+      level: 'error',
+      msg: 'policy error',
+      file: bad,
+      line,
+      col,
+      field,
+      code,
+      detail,
+    })
+    expect(lines).toEqual([
+      expect.objectContaining(
+        error(
+          2,
+          16,
+          'allowedHosts[0]',
+          'POLICY_HOST_PATTERN_WILDCARD',
+          '"*.example.io" is not a pattern Django matches; use ".example.io" for the domain and all its subdomains',
+        ),
+      ),
+      expect.objectContaining(
+        error(
+          2,
+          32,
+          'allowedHosts[1]',
+          'POLICY_HOST_PATTERN_PORT',
+          '"example.com:8000" never matches: the port is removed from the Host before matching; use "example.com"',
+        ),
+      ),
+      expect.objectContaining(
+        error(
+          3,
+          18,
+          'trustedProxies[0]',
+          'POLICY_CIDR_HOST_BITS',
+          '"10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8?',
+        ),
+      ),
+    ])
+  })
+
+  it('logs why it cannot start as a JSON line and exits 1 when a port is taken', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hostguard-cli-'))
+    const good = join(dir, 'good.yaml')
+    writeFileSync(good, 'version: 1\nallowedHosts: [www.example.com]\n')
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (taken.address() as AddressInfo).port
+      const { code, lines } = await serveUntilExit([
         '--policy',
-        bad,
+        good,
+        '--listen',
+        '127.0.0.1',
         '--grpc-port',
         '0',
         '--http-port',
-        '0',
+        String(port),
       ])
-      let stderr = ''
-      child.stderr.on('data', (d) => {
-        stderr += d
-      })
-      child.on('close', (code) => resolve({ code, stderr }))
-    })
-    expect(result.code).toBe(1)
-    expect(result.stderr.trim().split('\n')).toEqual([
-      `${bad}:2:16 allowedHosts[0]: "*.example.io" is not a pattern Django matches; use ".example.io" for the domain and all its subdomains [POLICY_HOST_PATTERN_WILDCARD]`,
-      `${bad}:2:32 allowedHosts[1]: "example.com:8000" never matches: the port is removed from the Host before matching; use "example.com" [POLICY_HOST_PATTERN_PORT]`,
-      `${bad}:3:18 trustedProxies[0]: "10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8? [POLICY_CIDR_HOST_BITS]`,
-    ])
+      expect(code).toBe(1)
+      expect(lines).toEqual([
+        expect.objectContaining({
+          level: 'fatal',
+          msg: 'cannot start',
+          err: expect.stringContaining('EADDRINUSE'),
+        }),
+      ])
+    } finally {
+      taken.close()
+    }
   })
 
   it('serves the example policy and reports ready', async () => {
