@@ -4,8 +4,16 @@
 
 import { formatIp } from '../net/ip.js'
 import type { CheckResult } from './check.js'
+import { headerHead, pathHead, peerHead } from './decode.js'
 import { isAllowReason, modeFor } from './evaluate.js'
-import { type CompiledPolicy, type CompiledSite, type Mode, REASONS, type Reason } from './types.js'
+import {
+  type CompiledPolicy,
+  type CompiledSite,
+  type HttpInput,
+  type Mode,
+  REASONS,
+  type Reason,
+} from './types.js'
 
 type DecisionLabel = 'allow' | 'deny'
 
@@ -32,6 +40,9 @@ export interface DecisionLog {
 
 /** Client-chosen values are logged as printable ASCII only, at most this long. */
 const MAX_LOGGED_LENGTH = 256
+/** What is read of a value to log: one character more shows that it was cut. */
+const HEAD = MAX_LOGGED_LENGTH + 1
+const REQUEST_ID = 'x-request-id'
 
 /**
  * A value a client chose (Host, x-request-id), made safe for a log line: every character
@@ -53,6 +64,8 @@ export class DecisionObserver {
   readonly #metrics: DecisionMetrics
   readonly #log: DecisionLog
   readonly #counters = new WeakMap<CompiledSite, ReadonlyMap<Reason, Counter>>()
+  /** The sites of a policy whose health-check secret is sent as x-request-id: never logged. */
+  readonly #secretRequestId = new WeakSet<CompiledSite>()
   readonly #allow: Histogram
   readonly #deny: Histogram
 
@@ -65,7 +78,13 @@ export class DecisionObserver {
 
   /** Resolves the counters of every site and reason of a policy about to be swapped in. */
   prepare(policy: CompiledPolicy): void {
-    for (const site of [policy.top, ...policy.sites.values()]) this.#countersOf(site)
+    const sites = [policy.top, ...policy.sites.values()]
+    // Any site's: a request to another site may carry it too (a probe sent to the wrong one).
+    const secret = sites.some((site) => site.healthCheck?.header === REQUEST_ID)
+    for (const site of sites) {
+      this.#countersOf(site)
+      if (secret) this.#secretRequestId.add(site)
+    }
   }
 
   #countersOf(site: CompiledSite): ReadonlyMap<Reason, Counter> {
@@ -99,12 +118,20 @@ export class DecisionObserver {
         // The HTTP status the deny carries (0 for an allow), as Envoy answers it unless dry run.
         status: decision.status,
         client: decision.client.ip && formatIp(decision.client.ip),
+        // Envoy's downstream address: beside `client`, it shows whether the chain was trusted.
+        peer: input && (input.peerIp ? formatIp(input.peerIp) : loggable(peerHead(input, HEAD))),
         host: loggable(http?.authority),
-        requestId: loggable(http?.headers.get('x-request-id')),
+        path: http && loggable(pathHead(http, HEAD)),
+        requestId: http && this.#requestId(decision.site, http),
         durationMs: seconds * 1000,
       }
       if (decision.allowed) this.#log.debug(fields, 'allow')
       else this.#log.info(fields, decision.mode === 'dry_run' ? 'dry-run deny' : 'deny')
     }
+  }
+
+  #requestId(site: CompiledSite, http: HttpInput): string | undefined {
+    if (this.#secretRequestId.has(site) || site.healthCheck?.header === REQUEST_ID) return undefined
+    return loggable(headerHead(http, REQUEST_ID, HEAD))
   }
 }

@@ -1,7 +1,14 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import fc from 'fast-check'
 import { describe, expect, it, vi } from 'vitest'
-import { compileHeaderNames, decode } from '../../src/check/decode.js'
+import {
+  compileHeaderNames,
+  decode,
+  headerHead,
+  pathHead,
+  peerHead,
+} from '../../src/check/decode.js'
 import { messageField } from '../../src/check/protobuf.js'
 import { formatIp } from '../../src/net/ip.js'
 import { FORWARDING_HEADERS } from '../../src/policy/schema.js'
@@ -240,6 +247,65 @@ describe('decode makes strings only of what is read', () => {
       const input = decode(bytes, ALL_HEADERS)
       expect(made).toHaveBeenCalledTimes(2)
       expect([input?.http?.authority, input?.site]).toEqual(['b.example', 'b'])
+    } finally {
+      made.mockRestore()
+    }
+  })
+})
+
+describe('the heads the decision log reads', () => {
+  const text = (s: string) => Buffer.from(s)
+  const pair = (k: string, valueField: number, v: string) =>
+    Buffer.concat([messageField(1, text(k)), messageField(valueField, text(v))])
+  /** A request from `peer` for `path`, x-request-id set by a headers entry or header_map lines. */
+  function bytesOf(peer: string, path: string, requestIds: readonly string[]): Buffer {
+    const headers =
+      requestIds.length === 1
+        ? messageField(3, pair('x-request-id', 2, requestIds[0] as string))
+        : messageField(13, ...requestIds.map((v) => messageField(1, pair('x-request-id', 3, v))))
+    const http = Buffer.concat([messageField(4, text(path)), headers])
+    const address = messageField(1, messageField(1, messageField(2, text(peer))))
+    return messageField(1, messageField(1, address), messageField(4, messageField(2, http)))
+  }
+  const NAMES = compileHeaderNames(['x-request-id'])
+
+  it('are the first characters of the whole values, whatever the characters', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'binary', maxLength: 60 }),
+        fc.string({ unit: 'binary', maxLength: 60 }),
+        fc.array(fc.string({ unit: 'binary', maxLength: 30 }), { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 0, max: 70 }),
+        (peer, path, requestIds, max) => {
+          const input = decode(bytesOf(peer, path, requestIds), NAMES)
+          const http = input?.http
+          if (!input || !http) throw new Error('not decoded')
+          expect(peerHead(input, max)).toBe(input.peer.slice(0, max))
+          expect(pathHead(http, max)).toBe(http.path.slice(0, max))
+          expect(headerHead(http, 'x-request-id', max)).toBe(
+            http.headers.get('x-request-id')?.slice(0, max),
+          )
+          expect(headerHead(http, 'x-other', max)).toBeUndefined()
+        },
+      ),
+    )
+  })
+
+  it('make strings of a bounded part of a long value only', () => {
+    const long = 'é'.repeat(300_000)
+    const input = decode(bytesOf(long, `/${long}?q`, [long, long]), NAMES)
+    const http = input?.http
+    if (!input || !http) throw new Error('not decoded')
+    const made = vi.spyOn(
+      Buffer.prototype as unknown as { utf8Slice(s: number, e: number): string },
+      'utf8Slice',
+    )
+    try {
+      expect(peerHead(input, 257)).toBe('é'.repeat(257))
+      expect(pathHead(http, 257)).toBe(`/${'é'.repeat(256)}`)
+      expect(headerHead(http, 'x-request-id', 257)).toBe('é'.repeat(257))
+      expect(made).toHaveBeenCalled()
+      for (const [start, end] of made.mock.calls) expect(end - start).toBeLessThanOrEqual(4 * 257)
     } finally {
       made.mockRestore()
     }

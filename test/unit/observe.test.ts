@@ -45,11 +45,11 @@ const POLICY = policyFrom(
   'version: 1\nallowedHosts: [www.example.com]\nsites:\n  dry: { dryRun: true }\n',
 )
 
-function request(host: string, site?: string): Buffer {
+function request(host: string, site?: string, path = '/a\u001b[2Jb?token=s3cret'): Buffer {
   return official.encodeRequest({
     attributes: {
       source: { address: { socket_address: { address: '198.51.100.7' } } },
-      request: { http: { host, headers: { 'x-request-id': 'req-1\nforged' } } },
+      request: { http: { host, path, headers: { 'x-request-id': 'req-1\nforged' } } },
       ...(site ? { context_extensions: { site } } : {}),
     },
   })
@@ -65,7 +65,7 @@ describe('DecisionObserver', () => {
     expect(r.created).toContain('default allow host_allowed enforce')
   })
 
-  it('counts, times and logs a deny with the escaped host and request id', () => {
+  it('counts, times and logs a deny with its peer and the escaped host, path and request id', () => {
     const r = recorder()
     const observer = new DecisionObserver(r.metrics, r.log)
     observer.prepare(POLICY)
@@ -82,7 +82,10 @@ describe('DecisionObserver', () => {
           mode: 'enforce',
           status: 400,
           client: '198.51.100.7',
+          peer: '198.51.100.7',
           host: 'evil.example\\u000d\\u000ax',
+          // Without the query string, which may hold a secret.
+          path: '/a\\u001b[2Jb',
           requestId: 'req-1\\u000aforged',
           durationMs: 0.02,
         },
@@ -107,5 +110,64 @@ describe('DecisionObserver', () => {
     ])
     expect(r.counts.get('dry deny host_not_allowed dry_run')).toBe(1)
     expect(r.counts.get('default allow host_allowed enforce')).toBe(2)
+  })
+
+  it('logs the peer the chain was walked from beside the client it named', () => {
+    const r = recorder()
+    const policy = policyFrom(
+      'version: 1\nallowedHosts: [www.example.com]\ntrustedProxies: [10.0.0.0/8]\n',
+    )
+    const bytes = official.encodeRequest({
+      attributes: {
+        source: { address: { socket_address: { address: '10.0.0.5' } } },
+        request: {
+          http: { host: 'evil.example', headers: { 'x-forwarded-for': '203.0.113.9' } },
+        },
+      },
+    })
+    new DecisionObserver(r.metrics, r.log).observe(check(policy, bytes), 0.001)
+    expect(r.lines[0]?.[1]).toMatchObject({ client: '203.0.113.9', peer: '10.0.0.5' })
+  })
+
+  it('logs at most 256 characters of each value a client chose, however long', () => {
+    const r = recorder()
+    const long = `${'\u00e9'.repeat(200_000)}\n`
+    const bytes = official.encodeRequest({
+      attributes: {
+        source: { address: { socket_address: { address: long } } },
+        request: { http: { host: long, path: `/${long}`, headers: { 'x-request-id': long } } },
+      },
+    })
+    new DecisionObserver(r.metrics, r.log).observe(check(POLICY, bytes), 0.001)
+    const fields = r.lines[0]?.[1] as Record<string, unknown>
+    const cut = `${'\\u00e9'.repeat(256)}…`
+    expect(fields).toMatchObject({ reason: 'invalid_host', host: cut, peer: cut, requestId: cut })
+    expect(fields['path']).toBe(`/${'\\u00e9'.repeat(255)}…`)
+  })
+
+  it('never logs x-request-id when a site of the policy takes its health-check secret from it', () => {
+    const r = recorder()
+    const policy = policyFrom(
+      'version: 1\nallowedHosts: [www.example.com]\nsites:\n  probes:\n    healthCheck: { header: x-request-id, value: { env: SECRET } }\n',
+      { SECRET: 'req-1\nforged' },
+    )
+    r.log.level = 'debug'
+    const observer = new DecisionObserver(r.metrics, r.log)
+    observer.prepare(policy)
+    // A probe sent to the wrong site, and one answered by its own.
+    observer.observe(check(policy, request('evil.example')), 0.001)
+    observer.observe(check(policy, request('evil.example', 'probes')), 0.001)
+    expect(r.lines.map(([, fields]) => fields)).toEqual([
+      expect.objectContaining({ site: 'default', decision: 'deny', requestId: undefined }),
+      expect.objectContaining({ site: 'probes', reason: 'health_check', requestId: undefined }),
+    ])
+    // Without prepare(): the site's own secret still keeps it out.
+    const unprepared = recorder()
+    unprepared.log.level = 'debug'
+    new DecisionObserver(unprepared.metrics, unprepared.log).observe(
+      check(policy, request('evil.example', 'probes')),
+      0.001,
+    )
+    expect(unprepared.lines[0]?.[1]).toMatchObject({ site: 'probes', requestId: undefined })
   })
 })
