@@ -92,6 +92,11 @@ class ReloadQueue {
   }
 }
 
+/** The same warning in the next load: same code, field and text; not its line, which an edit above moves. */
+function warningKey(w: PolicyError): string {
+  return JSON.stringify([w.code, w.at.file, w.at.field, w.detail])
+}
+
 export class LivePolicy {
   readonly #options: LivePolicyOptions
   readonly #log: Logger
@@ -103,6 +108,8 @@ export class LivePolicy {
   /** The dynamic addresses last sent to the worker: the ones the policy in force holds. */
   #compiledWith: DynamicAddresses
   #watcher: PolicyWatcher | undefined
+  /** The warnings of the policy in force (warningKey): a reload logs only the others. */
+  #warnings: ReadonlySet<string> = new Set()
   #onReadinessChange: () => void = () => {}
   #stopped = false
 
@@ -212,7 +219,7 @@ export class LivePolicy {
     if (this.#dynamic.addresses() !== this.#compiledWith) await this.#recompile()
     else this.#install(loaded.policy)
     this.#metrics.lastReloadSuccess.set(1)
-    this.#logWarnings(loaded.warnings)
+    this.#logNewWarnings(loaded.warnings)
     this.#watch(loaded)
   }
 
@@ -315,12 +322,20 @@ export class LivePolicy {
     )
   }
 
-  #logWarnings(warnings: readonly PolicyError[]): void {
-    if (warnings.length > 0)
-      this.#log.warn(
-        { policy: this.#options.policyFile, warnings: warnings.map((w) => w.message) },
-        'policy warnings',
-      )
+  /**
+   * Logs each warning that the policy in force before did not have: a reload repeats none it
+   * logged already, and says again one whose text changed.
+   */
+  #logNewWarnings(warnings: readonly PolicyError[]): void {
+    const keys = new Set<string>()
+    for (const w of warnings) {
+      const key = warningKey(w)
+      keys.add(key)
+      if (this.#warnings.has(key)) continue
+      const { file, line, col, field } = w.at
+      this.#log.warn({ code: w.code, file, line, col, field, detail: w.detail }, 'policy warning')
+    }
+    this.#warnings = keys
   }
 
   #logFailure(what: string): (err: unknown) => void {

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { Writable } from 'node:stream'
 import { promisify } from 'node:util'
@@ -14,9 +15,9 @@ import {
 import { loadSync } from '@grpc/proto-loader'
 import fc from 'fast-check'
 import { service as healthService } from 'grpc-health-check'
-import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Running, serve } from '../../src/serve.js'
+import { createLog } from '../../src/server/log.js'
 import { callCheck, checkClient } from '../support/grpc.js'
 import { FIXTURES, type Message, official, ROOT } from '../support/protos.js'
 import { haveGrpcio, PYTHON, skipLoudly } from '../support/system.js'
@@ -38,7 +39,7 @@ async function start(): Promise<{ running: Running; logs: string[] }> {
     listen: '127.0.0.1',
     grpcPort: 0,
     httpPort: 0,
-    log: pino({ level: 'debug' }, sink),
+    log: createLog('debug', sink),
     env: { OBS_SECRET: SECRET },
   })
   return { running, logs }
@@ -194,14 +195,17 @@ describe('decision logs', () => {
       .map((l) => JSON.parse(l))
     const deny = lines.find((l) => l.msg === 'deny' && l.requestId === 'abc-123')
     expect(deny).toMatchObject({
-      level: 30,
+      level: 'info',
       decision: 'deny',
       reason: 'invalid_host',
       site: 'default',
       client: '198.51.100.7',
+      peer: '198.51.100.7',
+      path: '/',
     })
+    expect(deny.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
     expect(deny.host).toBe('evil.example\\u000d\\u000a{"forged":true}')
-    expect(lines.some((l) => l.msg === 'allow' && l.level === 20)).toBe(true)
+    expect(lines.some((l) => l.msg === 'allow' && l.level === 'debug')).toBe(true)
     expect(lines.some((l) => l.forged)).toBe(false)
   })
 
@@ -216,12 +220,16 @@ describe('decision logs', () => {
       grpcPort: running.grpcPort,
       httpPort: running.httpPort,
     })
-    const warnings = lines.find((l) => l.msg === 'policy warnings')
-    expect(warnings.level).toBe(40)
-    expect(warnings.warnings).toEqual([
-      expect.stringMatching(
-        /observability\.policy\.yaml:11:13 sites\.shadow\.dryRun: warning: .* \[POLICY_WARN_DRY_RUN\]$/,
-      ),
+    expect(lines.filter((l) => l.msg === 'policy warning')).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        code: 'POLICY_WARN_DRY_RUN',
+        file: POLICY,
+        line: 11,
+        col: 13,
+        field: 'sites.shadow.dryRun',
+        detail: expect.stringContaining('answered as allowed'),
+      }),
     ])
   })
 
@@ -243,6 +251,55 @@ describe('decision logs', () => {
     )
     expect(logs.join('')).not.toContain(SECRET)
     expect(await metricsText(running)).not.toContain(SECRET)
+  })
+})
+
+describe('policy warnings across reloads', () => {
+  it('are logged when new or changed, not again at each reload', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hostguard-warnings-'))
+    const file = join(dir, 'policy.yaml')
+    const lines: { msg: string; code?: string; line?: number; detail?: string }[] = []
+    const write = (text: string) => writeFileSync(file, text)
+    write('version: 1\nallowedHosts: ["*"]\nsites:\n  shadow: { dryRun: true }\n')
+    const other = await serve({
+      policyFile: file,
+      listen: '127.0.0.1',
+      grpcPort: 0,
+      httpPort: 0,
+      log: createLog('info', { write: (line: string) => lines.push(JSON.parse(line)) }),
+      env: {},
+      watch: false,
+    })
+    const warned = () => {
+      const out = lines.filter((l) => l.msg === 'policy warning').map((l) => `${l.code}@${l.line}`)
+      lines.length = 0
+      return out
+    }
+    try {
+      expect(warned()).toEqual(['POLICY_WARN_ANY_HOST@2', 'POLICY_WARN_DRY_RUN@4'])
+      expect(await other.reload('test')).toBe(true)
+      expect(warned()).toEqual([])
+      // Moved two lines down by a comment: the same warnings.
+      write('# edited\n\nversion: 1\nallowedHosts: ["*"]\nsites:\n  shadow: { dryRun: true }\n')
+      expect(await other.reload('test')).toBe(true)
+      expect(warned()).toEqual([])
+      // One gone, one new, one kept.
+      write(
+        'version: 1\nallowedHosts: [a.example]\ntrustedProxies: [0.0.0.0/0]\nsites:\n  shadow: { dryRun: true }\n',
+      )
+      expect(await other.reload('test')).toBe(true)
+      expect(warned()).toEqual(['POLICY_WARN_TRUSTS_ANY_PROXY@3'])
+      // A failed reload changes nothing; the one that was gone comes back and is logged again.
+      write('version: 2\n')
+      expect(await other.reload('test')).toBe(false)
+      write(
+        'version: 1\nallowedHosts: ["*"]\ntrustedProxies: [0.0.0.0/0]\nsites:\n  shadow: { dryRun: true }\n',
+      )
+      expect(await other.reload('test')).toBe(true)
+      expect(warned()).toEqual(['POLICY_WARN_ANY_HOST@2'])
+    } finally {
+      await other.stop()
+    }
   })
 })
 
