@@ -13,7 +13,7 @@ import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
 import { FORWARDING_HEADERS } from '../src/policy/schema.js'
 import { FIXTURES, type Message, official } from '../test/support/protos.js'
-import { type ReferenceAnswer, ReferenceEvaluator } from './reference.js'
+import { type ReferenceAnswer, ReferenceEvaluator, specInput } from './reference.js'
 
 const FUZZ_POLICY = `version: 1
 trustedProxies: [10.0.0.0/8, "fd00::/8", "::ffff:192.168.0.0/112"]
@@ -416,30 +416,11 @@ const WANTED: readonly string[] = [
 ]
 const wantedNames = compileHeaderNames(WANTED)
 
-/** What decode must read from a request object (SPEC "Inputs taken from the CheckRequest"). */
+/** What decode must read from a request object: SPEC's reading, with the address parsed. */
 function expectedInput(m: Message) {
-  const http = m.attributes?.request?.http
-  const headers = new Map<string, string>()
-  for (const [k, v] of Object.entries(http?.headers ?? {}))
-    if (WANTED.includes(k)) headers.set(k, String(v))
-  for (const line of http?.header_map?.headers ?? []) {
-    if (!WANTED.includes(line.key) || http?.headers?.[line.key] !== undefined) continue
-    const v = Buffer.from(line.raw_value).toString('utf8')
-    headers.set(line.key, headers.has(line.key) ? `${headers.get(line.key)},${v}` : v)
-  }
-  const path = String(http?.path ?? '')
-  const peer: string = m.attributes?.source?.address?.socket_address?.address ?? ''
-  return {
-    peer,
-    // decode parses the peer's bytes; the string parser must give the same address.
-    peerIp: parseIp(peer),
-    site: m.attributes?.context_extensions?.site,
-    http: http && {
-      authority: http.host || headers.get(':authority') || headers.get('host') || undefined,
-      path: path.split('?')[0],
-      headers,
-    },
-  }
+  const input = specInput(m, WANTED)
+  // decode parses the peer's bytes; the string parser must give the same address.
+  return { peer: input.peer, peerIp: parseIp(input.peer), site: input.site, http: input.http }
 }
 
 export function runFuzz(

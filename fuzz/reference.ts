@@ -4,7 +4,6 @@
 
 import ipaddr from 'ipaddr.js'
 import { parse as parseYaml } from 'yaml'
-import type { CheckInput } from '../src/check/types.js'
 
 export interface ReferenceAnswer {
   readonly decision: 'allow' | 'deny'
@@ -17,6 +16,50 @@ export interface ReferenceAnswer {
   readonly status: number | undefined
   readonly set: readonly string[]
   readonly remove: readonly string[]
+}
+
+/** What SPEC takes from a CheckRequest ("Inputs taken from the CheckRequest"). */
+export interface ReferenceInput {
+  readonly peer: string
+  readonly site: string | undefined
+  readonly http:
+    | {
+        readonly authority: string | undefined
+        readonly path: string
+        readonly headers: { get(name: string): string | undefined; has(name: string): boolean }
+      }
+    | undefined
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: a CheckRequest as proto-loader decodes it
+type Message = any
+
+/**
+ * SPEC's inputs read from a CheckRequest message with proto field names (as the official protos
+ * decode it): `headers`, else `header_map` lines (raw bytes as UTF-8) joined with `,`; the host
+ * from `http.host`, `:authority`, then `host`; the path without its query. `wanted`, when given,
+ * keeps only those headers.
+ */
+export function specInput(m: Message, wanted?: readonly string[]): ReferenceInput {
+  const http = m.attributes?.request?.http
+  const keep = (name: string) => wanted === undefined || wanted.includes(name)
+  const headers = new Map<string, string>()
+  for (const [k, v] of Object.entries(http?.headers ?? {})) if (keep(k)) headers.set(k, String(v))
+  for (const line of http?.header_map?.headers ?? []) {
+    if (!keep(line.key) || http?.headers?.[line.key] !== undefined) continue
+    const v = Buffer.from(line.raw_value ?? line.value ?? '').toString('utf8')
+    headers.set(line.key, headers.has(line.key) ? `${headers.get(line.key)},${v}` : v)
+  }
+  const path = String(http?.path ?? '')
+  return {
+    peer: m.attributes?.source?.address?.socket_address?.address ?? '',
+    site: m.attributes?.context_extensions?.site,
+    http: http && {
+      authority: http.host || headers.get(':authority') || headers.get('host') || undefined,
+      path: path.split('?')[0] ?? '',
+      headers,
+    },
+  }
 }
 
 const FORWARDING = [
@@ -266,7 +309,7 @@ export class ReferenceEvaluator {
     return Object.hasOwn(sites, site) ? { ...top, ...sites[site] } : undefined
   }
 
-  evaluate(input: CheckInput | undefined): ReferenceAnswer {
+  evaluate(input: ReferenceInput | undefined): ReferenceAnswer {
     const top = this.settings(undefined)
     if (input === undefined) return this.answer(top, 'default', 'invalid_request', undefined, false)
     const named = input.site === undefined ? top : this.settings(input.site)
