@@ -103,6 +103,11 @@ function compared(answer: Answer, want: Want): Partial<Answer> {
   }
 }
 
+/** Asserts that `answer` is what `want` expects. */
+export function expectAnswer(answer: Answer, want: Want, what?: string): void {
+  expect(compared(answer, want), what).toEqual(expected(want))
+}
+
 /** Registers every case of `groups` against `implementation`, one describe block per policy. */
 export function runCases(implementation: Implementation, groups: readonly CaseGroup[]): void {
   for (const group of groups) {
@@ -116,8 +121,7 @@ export function runCases(implementation: Implementation, groups: readonly CaseGr
       })
       it.each(group.cases.map((c) => [c.name, c] as const))('%s', async (_, c) => {
         if (!opened) throw new Error(`${group.policy.name} did not open`)
-        const answer = await opened.decide(c.request)
-        expect(compared(answer, c.want)).toEqual(expected(c.want))
+        expectAnswer(await opened.decide(c.request), c.want)
       })
     })
   }

@@ -8,121 +8,20 @@ import type { Client } from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Running } from '../../src/serve.js'
 import { callCheck, checkClient } from '../support/grpc.js'
+import { FIXTURE_CASES } from '../cases/envoy.cases.js'
+import { expectAnswer } from '../cases/suite.js'
 import { FIXTURES, type Message, official, ROOT, TOOLS } from '../support/protos.js'
 import { spawnServe, startServer } from '../support/server.js'
 
 const EXAMPLE = join(ROOT, 'examples', 'policy.yaml')
 const PYTHON = '/usr/bin/python3'
 
-interface Expected {
-  allowed: boolean
-  reason: string
-  site: string
-  status?: number
-  client?: string
-  clientHeader?: string
-  keeps?: string[]
-}
-
-const REMOVE_ALL = [
-  'x-forwarded-for',
-  'x-forwarded-host',
-  'x-forwarded-proto',
-  'x-forwarded-port',
-  'x-forwarded-scheme',
-  'forwarded',
-  'x-client-ip',
-  'true-client-ip',
-  'cf-connecting-ip',
-]
-const TRUSTED = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port']
-
-// Every Envoy fixture under examples/policy.yaml, with the decision an operator should expect.
-const EXPECTED: Record<string, Expected> = {
-  '01-ipv4-direct-host': {
-    allowed: true,
-    reason: 'host_allowed',
-    site: 'default',
-    client: '198.51.100.23',
-  },
-  '02-ipv6-peer': {
-    allowed: true,
-    reason: 'host_allowed',
-    site: 'default',
-    client: '2001:db8:85a3::8a2e:370:7334',
-  },
-  '03-authority-with-port': {
-    allowed: true,
-    reason: 'host_allowed',
-    site: 'default',
-    client: '203.0.113.14',
-  },
-  '04-elb-healthcheck-node-ip-host': {
-    allowed: true,
-    reason: 'host_cidr',
-    site: 'default',
-    client: '10.0.3.77',
-  },
-  '05-k8s-probe-health-header': {
-    allowed: true,
-    reason: 'health_check',
-    site: 'default',
-    client: '10.0.12.34',
-  },
-  '06-trusted-proxy-chain-xff': {
-    allowed: true,
-    reason: 'host_allowed',
-    site: 'default',
-    client: '203.0.113.7',
-    keeps: TRUSTED,
-  },
-  '07-forwarded-rfc7239': {
-    allowed: true,
-    reason: 'host_allowed',
-    site: 'default',
-    client: '10.1.2.3',
-    keeps: TRUSTED,
-  },
-  '08-spoofed-client-ip-headers': {
-    allowed: true,
-    reason: 'host_allowed',
-    site: 'default',
-    client: '198.51.100.200',
-  },
-  '09-context-extensions-site': {
-    allowed: true,
-    reason: 'host_allowed',
-    site: 'blog',
-    client: '203.0.113.50',
-  },
-  '10-istio-mtls-principal': {
-    allowed: false,
-    reason: 'host_not_allowed',
-    site: 'default',
-    status: 403,
-    client: '10.244.1.23',
-  },
-  '11-header-map-raw-values': {
-    allowed: true,
-    reason: 'host_allowed',
-    site: 'default',
-    client: '198.51.100.23',
-  },
-  '12-extra-fields-tls-metadata-body': {
-    allowed: true,
-    reason: 'host_allowed',
-    site: 'default',
-    client: '203.0.113.88',
-  },
-  '13-istio-docs-real-sample': {
-    allowed: false,
-    reason: 'host_not_allowed',
-    site: 'default',
-    status: 403,
-    client: '10.44.0.22',
-  },
-}
-const NAMES = Object.keys(EXPECTED)
+// The fixtures' expected answers are the case suite's (test/cases/envoy.cases.ts); the suite runs
+// them against this server too (test/cases/server.test.ts).
+const FIXTURES_EXPECTED = FIXTURE_CASES.map((c) => ({
+  file: c.request.fixture as string,
+  want: c.want,
+}))
 
 let running: Running
 let client: Client
@@ -139,39 +38,6 @@ afterAll(async () => {
 })
 
 describe('the server on examples/policy.yaml', () => {
-  it.each(NAMES)('%s gets the expected answer over gRPC', async (name) => {
-    const want = EXPECTED[name] as Expected
-    const answer: Message = official.decodeResponse(
-      await call(readFileSync(join(FIXTURES, `${name}.bin`))),
-    )
-    const meta: Record<string, string> = {}
-    for (const [k, v] of Object.entries(answer.dynamic_metadata.fields))
-      meta[k] = (v as Message).stringValue
-    expect(meta).toEqual({
-      decision: want.allowed ? 'allow' : 'deny',
-      reason: want.reason,
-      site: want.site,
-      mode: 'enforce',
-      client: want.client,
-    })
-    if (want.allowed) {
-      expect(answer.status?.code ?? 0).toBe(0)
-      const removed = REMOVE_ALL.filter((h) => !(want.keeps ?? []).includes(h))
-      expect(answer.ok_response.headers_to_remove).toEqual(removed)
-      expect(
-        answer.ok_response.headers.map((h: Message) => [
-          h.header.key,
-          h.header.value,
-          h.append_action,
-        ]),
-      ).toEqual([['x-real-ip', want.client, 'OVERWRITE_IF_EXISTS_OR_ADD']])
-    } else {
-      expect(answer.status.code).toBe(7)
-      expect(answer.denied_response.status.code).toBe('Forbidden')
-      expect(answer.denied_response.body).toBe('Forbidden\n')
-    }
-  })
-
   it('answers garbage with a 400 deny and keeps serving', async () => {
     const garbage: Message = official.decodeResponse(
       await call(Buffer.from('GET / HTTP/1.1\r\n\r\n')),
@@ -200,7 +66,7 @@ describe('the server on examples/policy.yaml', () => {
   it.skipIf(!haveGrpcio)(
     'answers the same over an independent gRPC stack (python3-grpcio)',
     async () => {
-      const files = NAMES.map((n) => join(FIXTURES, `${n}.bin`))
+      const files = FIXTURES_EXPECTED.map(({ file }) => join(FIXTURES, `${file}.bin`))
       const { stdout } = await promisify(execFile)(PYTHON, [
         join(TOOLS, 'authz_client.py'),
         `127.0.0.1:${running.grpcPort}`,
@@ -210,17 +76,27 @@ describe('the server on examples/policy.yaml', () => {
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l))
-      expect(lines).toHaveLength(NAMES.length)
+      expect(lines).toHaveLength(FIXTURES_EXPECTED.length)
       lines.forEach((line, i) => {
-        const want = EXPECTED[NAMES[i] as string] as Expected
-        expect(line.ok).toBe(true)
-        expect(line.response.allowed).toBe(want.allowed)
-        expect(line.response.http_status).toBe(want.allowed ? null : want.status)
-        expect(line.response.dynamic_metadata).toMatchObject({
-          reason: want.reason,
-          site: want.site,
-        })
-        expect(line.response.unknown_fields).toEqual([])
+        const { file, want } = FIXTURES_EXPECTED[i] as (typeof FIXTURES_EXPECTED)[number]
+        expect(line.ok, file).toBe(true)
+        const r = line.response
+        expect(r.unknown_fields, file).toEqual([])
+        const meta = r.dynamic_metadata ?? {}
+        expectAnswer(
+          {
+            decision: meta.decision,
+            reason: meta.reason,
+            site: meta.site,
+            mode: meta.mode,
+            client: meta.client,
+            status: r.allowed ? undefined : r.http_status,
+            set: r.ok_headers.map(([key, value]: [string, string]) => `${key}: ${value}`),
+            remove: [...r.headers_to_remove].sort(),
+          },
+          want,
+          file,
+        )
       })
     },
   )
