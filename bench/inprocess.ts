@@ -1,18 +1,18 @@
-// In-process figures: check() per Envoy fixture against a naive pipeline on the same bytes, and
-// decision time against policy size. tinybench times batches of BATCH calls, so that the timer's
+// In-process figures: check() per Envoy fixture against the library baseline (bench/baseline.ts,
+// held to check()'s answers by test/cases/baseline.test.ts) on the same bytes, and decision time
+// against policy size. tinybench times batches of BATCH calls, so that the timer's
 // own cost does not swamp a call of a few microseconds.
 
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import ipaddr from 'ipaddr.js'
-import proxyAddr from 'proxy-addr'
 import { Bench } from 'tinybench'
-import { LineCounter, parseDocument, parse as parseYaml } from 'yaml'
+import { LineCounter, parseDocument } from 'yaml'
 import { check } from '../src/check/check.js'
 import type { CompiledPolicy } from '../src/check/types.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
-import { FIXTURES, type Message, ours, ROOT } from '../test/support/protos.js'
+import { FIXTURES, ROOT } from '../test/support/protos.js'
+import { baselinePipeline } from './baseline.js'
 
 const BATCH = 100
 
@@ -64,80 +64,25 @@ export async function measure(
   })
 }
 
-/**
- * What a straightforward service would do per request: decode to objects with proto-loader,
- * proxy-addr for the client, ipaddr.js parsing and matching, patterns looped over, an answer
- * built as an object and serialized.
- */
-function naivePipeline(policyText: string): (bytes: Buffer) => Buffer {
-  const policy = parseYaml(policyText)
-  const trust = proxyAddr.compile(policy.trustedProxies)
-  return (bytes) => {
-    const request: Message = ours.decodeRequest(bytes)
-    const http = request.attributes?.request?.http ?? {}
-    const headers: Record<string, string> = http.headers ?? {}
-    const peer = request.attributes?.source?.address?.socket_address?.address ?? ''
-    const client = proxyAddr({ connection: { remoteAddress: peer }, headers } as never, trust)
-    const host = String(http.host || headers[':authority'] || '')
-      .toLowerCase()
-      .replace(/:\d+$/, '')
-    let allowed = (policy.allowedHosts as string[]).some(
-      (p) => p === host || (p.startsWith('.') && (host.endsWith(p) || host === p.slice(1))),
-    )
-    if (!allowed && ipaddr.isValid(host)) {
-      const ip = ipaddr.parse(host)
-      allowed = (policy.allowedCidrNets as string[]).some((c) => {
-        const [net, bits] = ipaddr.parseCIDR(c)
-        return ip.kind() === net.kind() && ip.match(net, bits)
-      })
-    }
-    const fields = { decision: allowed ? 'allow' : 'deny', client, site: 'default' }
-    const metadata = {
-      fields: Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, { string_value: v }])),
-    }
-    return ours.encodeResponse(
-      allowed
-        ? {
-            status: { code: 0 },
-            ok_response: {
-              headers: [
-                {
-                  header: { key: 'x-real-ip', value: client },
-                  append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
-                },
-              ],
-              headers_to_remove: ['forwarded'],
-            },
-            dynamic_metadata: metadata,
-          }
-        : {
-            status: { code: 7 },
-            denied_response: { status: { code: 'Forbidden' }, body: 'Forbidden\n' },
-            dynamic_metadata: metadata,
-          },
-    )
-  }
-}
-
 export interface FixtureRows {
   readonly fixture: string
   readonly hostguard: Row
-  readonly naive: Row
+  readonly baseline: Row
 }
 
 export async function fixturesBench(timeMs: number): Promise<FixtureRows[]> {
   const text = readFileSync(join(ROOT, 'examples', 'policy.yaml'), 'utf8')
   const policy = compilePolicy(parsePolicy(text, 'examples/policy.yaml', {}))
-  const naive = naivePipeline(text)
+  const baseline = baselinePipeline(text)
   const out: FixtureRows[] = []
   for (const file of readdirSync(FIXTURES).filter((f) => f.endsWith('.bin'))) {
     const bytes = readFileSync(join(FIXTURES, file))
-    const [hostguard, baseline] = await measure(
-      { hostguard: () => check(policy, bytes), naive: () => naive(bytes) },
+    const [hostguard, library] = await measure(
+      { hostguard: () => check(policy, bytes), baseline: () => baseline(bytes) },
       timeMs,
     )
-    if (hostguard && baseline)
-      out.push({ fixture: file.replace(/\.bin$/, ''), hostguard, naive: baseline })
+    if (hostguard && library)
+      out.push({ fixture: file.replace(/\.bin$/, ''), hostguard, baseline: library })
   }
   return out
 }
