@@ -63,10 +63,13 @@ export class FakeKubeApi {
   #port = 0
   /** While true, lists are accepted and never answered (a hung API server). */
   hangLists = false
-  /** Delay before a watch's response starts (a slow API server). */
-  watchDelayMs = 0
+  /** While true, watch requests are held unanswered until releaseWatches() (a slow API server). */
+  holdWatches = false
+  readonly #held: { res: ServerResponse; selector: string; from: number }[] = []
   /** Requests seen, as "list" or "watch@RV", in order. */
   readonly requests: string[] = []
+  /** The label selector of each watch request, in order. */
+  readonly #watchSelectors: string[] = []
 
   get url(): string {
     return `http://127.0.0.1:${this.#port}`
@@ -154,9 +157,34 @@ export class FakeKubeApi {
     this.#watchers.clear()
   }
 
-  /** Sends a BOOKMARK event to every open watch. */
-  bookmark(): void {
+  /** How many watches were asked for with this label selector ('' for none). */
+  watchRequests(selector = ''): number {
+    return this.#watchSelectors.filter((s) => s === selector).length
+  }
+
+  /** How many watch requests are held (holdWatches). */
+  get heldWatches(): number {
+    return this.#held.length
+  }
+
+  /**
+   * Answers the held watch requests; resolves, once each of those answered has been closed by its
+   * client, with how many were answered (one the client gave up before is not).
+   */
+  releaseWatches(): Promise<number> {
+    const held = this.#held.splice(0)
+    const answered = held.filter(({ res }) => !res.destroyed)
+    const closed = answered.map(
+      ({ res }) => new Promise<void>((resolve) => res.once('close', () => resolve())),
+    )
+    for (const { res, selector, from } of answered) this.#startWatch(res, selector, from)
+    return Promise.all(closed).then(() => answered.length)
+  }
+
+  /** Sends a BOOKMARK event to every open watch, or to those of one label selector. */
+  bookmark(selector?: string): void {
     for (const w of this.#watchers) {
+      if (selector !== undefined && w.selector !== selector) continue
       const object = {
         kind: 'Node',
         apiVersion: 'v1',
@@ -212,13 +240,13 @@ export class FakeKubeApi {
     }
     const from = Number(url.searchParams.get('resourceVersion') ?? '0')
     this.requests.push(`watch@${from}`)
+    this.#watchSelectors.push(selector)
     if (from < this.#compactedBefore) {
       res.writeHead(410, { 'content-type': 'application/json' })
       res.end(JSON.stringify({ kind: 'Status', code: 410, reason: 'Expired' }))
       return
     }
-    if (this.watchDelayMs > 0)
-      setTimeout(() => this.#startWatch(res, selector, from), this.watchDelayMs)
+    if (this.holdWatches) this.#held.push({ res, selector, from })
     else this.#startWatch(res, selector, from)
   }
 
