@@ -96,9 +96,10 @@ describe('reload triggers', () => {
     writeFileSync(join(dir, 'policy.yaml~'), 'version: 1\nallowedHosts: [b.example]\n')
     // The same bytes, renamed in: the one event the watcher acts on, and it reloads nothing.
     replace(file, 'version: 1\nallowedHosts: [a.example]\n')
+    // The rename is the sentinel: the writes before it had their chance to trigger a reload.
     await until(
       5000,
-      () => count(logs, 'reload skipped: the files the policy reads are unchanged') === 1,
+      () => count(logs, 'reload skipped: the files the policy reads are unchanged') >= 1,
       'the skipped reload',
     )
     const skipped = logs.find(
@@ -129,21 +130,29 @@ describe('reload triggers', () => {
     writeFileSync(join(secrets, '..v2', 'health'), 'second-secret')
     symlinkSync('..v2', join(secrets, '..data_tmp'))
     renameSync(join(secrets, '..data_tmp'), join(secrets, '..data'))
-    await until(5000, () => count(logs, 'policy reloaded') === 1, 'the reload')
-    expect(await answer(client, '10.1.2.3', { 'x-health': 'second-secret' })).toBe('allow')
+    await until(
+      5000,
+      async () => (await answer(client, '10.1.2.3', { 'x-health': 'second-secret' })) === 'allow',
+      'the rotated secret in force',
+    )
+    expect(count(logs, 'policy reloaded')).toBe(1)
     expect(await answer(client, '10.1.2.3', { 'x-health': 'first-secret' })).toBe('deny Forbidden')
   })
 
   it('does not install the first half of a file written in place in two writes 300 ms apart', async () => {
     const file = join(dir, 'policy.yaml')
     writeFileSync(file, 'version: 1\nallowedHosts: [a.example]\n')
-    const { logs, running, client } = await start(file)
+    const { running, client } = await start(file)
     // The first half is a valid policy on its own (b.example allowed, the default 403).
     writeFileSync(file, 'version: 1\nallowedHosts: [b.example]\n')
     await new Promise((resolve) => setTimeout(resolve, 300)) // the writer's pause, not a wait
     appendFileSync(file, 'deny: { status: 404 }\n')
-    await until(5000, () => count(logs, 'policy reloaded') === 1, 'the reload')
-    expect(await answer(client, 'c.example')).toBe('deny NotFound')
+    await until(
+      5000,
+      async () => (await answer(client, 'c.example')) === 'deny NotFound',
+      'the whole file in force',
+    )
+    // Had the first half been installed, its reload would have been counted before this one.
     expect(await reloads(running, 'success')).toBe(1)
   })
 
@@ -184,7 +193,7 @@ describe('a reload that cannot read the policy', () => {
     writeFileSync(file, 'version: 1\nallowedHosts: [a.example]\n')
     const { logs, running, client } = await start(file)
     make(file)
-    await until(5000, async () => (await reloads(running, 'failure')) === 1, 'the failed reload')
+    await until(5000, async () => (await reloads(running, 'failure')) >= 1, 'the failed reload')
     const failed = logs.find(
       (l) => l['msg'] === 'policy reload failed; serving the last good policy',
     )
