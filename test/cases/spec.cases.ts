@@ -58,6 +58,10 @@ sites:
     clientIpHeader: x-forwarded-for
   anyhost:
     allowedHosts: ["*"]
+  mappedrange:
+    trustedProxies: ["::ffff:10.1.0.0/112"]
+  v4everything:
+    allowedCidrNets: [0.0.0.0/0]
 `,
   SECRET,
 )
@@ -299,6 +303,23 @@ const specCases: CaseGroup = {
       want: allowed('host_allowed', '203.0.113.7', { remove: TRUSTED_PEER }),
     },
     {
+      name: 'client: a range written in mapped form with a prefix of 96 or more is its IPv4 range',
+      request: www({
+        site: 'mappedrange',
+        peer: PROXY,
+        headers: { 'x-forwarded-for': '203.0.113.7' },
+      }),
+      want: allowed('host_allowed', '203.0.113.7', { site: 'mappedrange', remove: TRUSTED_PEER }),
+    },
+    {
+      name: 'client: padding left of the first untrusted entry, past --max-header-bytes, is never read',
+      request: www({
+        peer: PROXY,
+        headers: { 'x-forwarded-for': `${'x'.repeat(9000)}, 203.0.113.7, 10.1.9.9` },
+      }),
+      want: allowed('host_allowed', '203.0.113.7'),
+    },
+    {
       name: 'client: a trusted x-real-ip names the client',
       request: www({ site: 'realip', peer: PROXY, headers: { 'x-real-ip': '203.0.113.7' } }),
       want: allowed('host_allowed', '203.0.113.7', {
@@ -397,6 +418,26 @@ const specCases: CaseGroup = {
       name: 'host: an IPv4-mapped literal is its IPv4 address',
       request: http({ authority: '[::ffff:10.0.12.34]' }),
       want: allowed('host_cidr', PEER),
+    },
+    {
+      name: "host: a range's network address is in it",
+      request: http({ authority: '10.0.0.0' }),
+      want: allowed('host_cidr', PEER),
+    },
+    {
+      name: "host: a range's broadcast address is in it",
+      request: http({ authority: '10.0.255.255' }),
+      want: allowed('host_cidr', PEER),
+    },
+    {
+      name: 'host: 0.0.0.0/0 holds every IPv4 literal',
+      request: http({ authority: '203.0.113.9', site: 'v4everything' }),
+      want: allowed('host_cidr', PEER, { site: 'v4everything' }),
+    },
+    {
+      name: 'host: 0.0.0.0/0 holds no IPv6 literal',
+      request: http({ authority: '[2001:db8:1::5]', site: 'v4everything' }),
+      want: denied('host_not_allowed', 404, PEER, { site: 'v4everything' }),
     },
     {
       name: 'host: an IP literal outside allowedCidrNets',
