@@ -8,11 +8,7 @@ import { fixture, http, raw } from './request.js'
 import { type Case, type CaseGroup, filePolicy } from './suite.js'
 
 // The example's secret comes from its env default: the environment is empty.
-export const EXAMPLE = filePolicy(
-  'examples/policy.yaml',
-  join(ROOT, 'examples', 'policy.yaml'),
-  'secret',
-)
+const EXAMPLE = filePolicy('examples/policy.yaml', join(ROOT, 'examples', 'policy.yaml'), 'secret')
 
 const FORWARDING = [
   'x-forwarded-for',

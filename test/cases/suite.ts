@@ -50,7 +50,7 @@ export interface CaseGroup {
 }
 
 /** The variable inline policies take their health-check secret from. */
-export const SECRET_VARIABLE = 'HEALTH_SECRET'
+const SECRET_VARIABLE = 'HEALTH_SECRET'
 
 const dir = mkdtempSync(join(tmpdir(), 'hostguard-cases-'))
 
@@ -66,7 +66,7 @@ export function filePolicy(name: string, file: string, secret: string): CasePoli
   return { name, file, text: readFileSync(file, 'utf8'), env: {}, secret }
 }
 
-export interface Opened {
+interface Opened {
   decide(request: CaseRequest): Answer | Promise<Answer>
   close?(): void | Promise<void>
 }
