@@ -1,5 +1,5 @@
-// The case suite against `hostguard explain`, called in process (one spawn for the command's
-// wiring is in test/integration/commands.test.ts): what it reports must be what the server answers.
+// The case suite against `hostguard explain`, called in process (the command around it is in
+// test/integration/commands.test.ts): what it reports must be what the server answers.
 
 import type { Reason } from '../../src/check/types.js'
 import { explain } from '../../src/commands/explain.js'
@@ -12,6 +12,7 @@ runCases(
       const e = await explain(policy.file, request.bytes, { syncWaitMs: 0 }, policy.env)
       if ((e.answer === 'allow') !== (e.status === null))
         throw new Error(`answer ${e.answer} with status ${e.status}`)
+      if (e.rule === null) throw new Error('explain names no rule that decided')
       return {
         decision: e.decision,
         reason: e.reason as Reason,
