@@ -1,7 +1,10 @@
-import { readFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
+import { ENVOY, ENVOY_VERSION, skipWithoutEnvoy } from '../support/envoy.js'
 import { message, officialRoot } from '../support/proto-json.js'
 import { ROOT } from '../support/protos.js'
 
@@ -40,15 +43,28 @@ describe.each(['edge.yaml', 'sidecar.yaml'])('envoy/%s', (file) => {
     expect(errorsOf(config)).toEqual([])
   })
 
-  it('fails closed to hostguard over gRPC v3 with a timeout', () => {
+  it("fails closed to hostguard over gRPC v3 with a timeout, with 503 rather than a deny's 403", () => {
     expect(extAuthz(config)).toMatchObject({
       '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
       transport_api_version: 'V3',
       grpc_service: { envoy_grpc: { cluster_name: 'hostguard' }, timeout: '0.2s' },
       failure_mode_allow: false,
-      status_on_error: { code: 'Forbidden' },
+      status_on_error: { code: 'ServiceUnavailable' },
     })
     expect(extAuthz(config).allowed_headers).toBeUndefined()
+  })
+
+  it('drops headers with underscores, which CGI-style apps read as the hyphenated ones', () => {
+    const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config
+    expect(hcm.common_http_protocol_options.headers_with_underscores_action).toBe('DROP_HEADER')
+  })
+
+  it('bounds the Checks in flight to the hostguard cluster within its stream cap', () => {
+    const cluster = config.static_resources.clusters.find((c: Yaml) => c.name === 'hostguard')
+    expect(cluster.circuit_breakers.thresholds).toEqual([
+      { max_requests: 1024, max_pending_requests: 1024 },
+    ])
+    expect(cluster.connect_timeout).toBe('0.25s')
   })
 
   it('health-checks the hostguard cluster over gRPC health, on HTTP/2, at port 9000', () => {
@@ -56,6 +72,8 @@ describe.each(['edge.yaml', 'sidecar.yaml'])('envoy/%s', (file) => {
     expect(cluster.health_checks[0].grpc_health_check.service_name).toBe(
       'envoy.service.auth.v3.Authorization',
     )
+    // Every 2s from the start: Envoy's default until the first Check is one check a minute.
+    expect(cluster.health_checks[0]).toMatchObject({ interval: '2s', no_traffic_interval: '2s' })
     expect(
       cluster.typed_extension_protocol_options[
         'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'
@@ -67,28 +85,90 @@ describe.each(['edge.yaml', 'sidecar.yaml'])('envoy/%s', (file) => {
     ).toBe(9000)
   })
 
-  it('logs the decision and reason hostguard puts in the dynamic metadata', () => {
+  it('logs what hostguard puts in the dynamic metadata', () => {
     const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config
     const format = hcm.access_log[0].typed_config.log_format.text_format_source.inline_string
-    expect(format).toContain('%DYNAMIC_METADATA(envoy.filters.http.ext_authz:reason)%')
-    expect(format).toContain('%DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision)%')
+    for (const key of ['decision', 'reason', 'site', 'mode', 'client'])
+      expect(format).toContain(`%DYNAMIC_METADATA(envoy.filters.http.ext_authz:${key})%`)
   })
 })
 
 describe('envoy/edge.yaml', () => {
-  it('names the sites per virtual host with ExtAuthzPerRoute context_extensions', () => {
-    const config = load('edge.yaml')
-    const hosts =
-      config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config
-        .virtual_hosts
-    const blog = hosts.find((h: Yaml) => h.name === 'blog')
-    expect(
-      blog.typed_per_filter_config['envoy.filters.http.ext_authz'].check_settings
-        .context_extensions,
-    ).toEqual({ site: 'blog' })
+  const config = load('edge.yaml')
+  const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config
+  const siteOf = (holder: Yaml) =>
+    holder.typed_per_filter_config['envoy.filters.http.ext_authz'].check_settings.context_extensions
+      .site
+
+  it('names the sites per virtual host and per route, each a site of examples/policy.yaml', () => {
+    const hosts = hcm.route_config.virtual_hosts
+    expect(siteOf(hosts.find((h: Yaml) => h.name === 'blog'))).toBe('blog')
+    const www = hosts.find((h: Yaml) => h.name === 'www')
+    const admin = www.routes.find((r: Yaml) => r.match.prefix === '/admin')
+    expect(admin.match.case_sensitive).toBe(false)
+    expect(siteOf(admin)).toBe('admin')
     const policy = parse(readFileSync(join(ROOT, 'examples', 'policy.yaml'), 'utf8'))
-    expect(Object.keys(policy.sites)).toContain('blog')
+    expect(Object.keys(policy.sites)).toEqual(expect.arrayContaining(['blog', 'admin']))
   })
+
+  it('normalises paths before routing, so that a route and its site see one spelling', () => {
+    expect(hcm).toMatchObject({
+      normalize_path: true,
+      merge_slashes: true,
+      path_with_escaped_slashes_action: 'UNESCAPE_AND_REDIRECT',
+    })
+  })
+})
+
+describe('envoy --mode validate', () => {
+  skipWithoutEnvoy('envoy --mode validate on the shipped files')
+  const files = readdirSync(join(ROOT, 'envoy')).filter((f) => f.endsWith('.yaml'))
+
+  it.skipIf(ENVOY === undefined)('runs Envoy 1.40', () => {
+    expect(ENVOY_VERSION).toMatch(/\/1\.40\.\d+\//)
+  })
+
+  it.skipIf(ENVOY === undefined).each(files)('accepts envoy/%s', (file) => {
+    const run = spawnSync(
+      ENVOY ?? '',
+      [
+        '--mode',
+        'validate',
+        '-c',
+        join(ROOT, 'envoy', file),
+        '--disable-hot-restart',
+        '-l',
+        'error',
+      ],
+      { encoding: 'utf8' },
+    )
+    expect(run.stderr + run.stdout).toContain(`configuration '${join(ROOT, 'envoy', file)}' OK`)
+    expect(run.status).toBe(0)
+  })
+
+  it.skipIf(ENVOY === undefined)(
+    'refuses a shipped file with one value Envoy does not know',
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), 'hostguard-envoy-validate-'))
+      const damaged = join(dir, 'edge.yaml')
+      writeFileSync(
+        damaged,
+        readFileSync(join(ROOT, 'envoy', 'edge.yaml'), 'utf8').replace(
+          'code: ServiceUnavailable',
+          'code: Unavailable',
+        ),
+      )
+      const run = spawnSync(
+        ENVOY ?? '',
+        ['--mode', 'validate', '-c', damaged, '--disable-hot-restart'],
+        {
+          encoding: 'utf8',
+        },
+      )
+      expect(run.stderr).toContain('Unavailable')
+      expect(run.status).not.toBe(0)
+    },
+  )
 })
 
 describe('the strict checker', () => {
