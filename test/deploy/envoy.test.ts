@@ -15,6 +15,8 @@ const root = officialRoot([
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/access_loggers/stream/v3/stream.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/extensions/filters/network/ext_authz/v3/ext_authz.proto',
+  'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
 ])
 const Bootstrap = root.lookupType('envoy.config.bootstrap.v3.Bootstrap')
 
@@ -117,6 +119,42 @@ describe('envoy/edge.yaml', () => {
       merge_slashes: true,
       path_with_escaped_slashes_action: 'UNESCAPE_AND_REDIRECT',
     })
+  })
+})
+
+describe('envoy/tcp.yaml', () => {
+  const config = load('tcp.yaml')
+  const [authz, proxy] = config.static_resources.listeners[0].filter_chains[0].filters
+
+  it('is a Bootstrap under the official protos, but for two tcp_proxy fields newer than them', () => {
+    // @grpc/grpc-js-xds 1.14.1's protos predate upstream_connect_mode and max_early_data_bytes
+    // (Envoy 1.35); Envoy itself validates them (envoy --mode validate below).
+    const older = structuredClone(config)
+    const olderProxy = older.static_resources.listeners[0].filter_chains[0].filters[1].typed_config
+    delete olderProxy.upstream_connect_mode
+    delete olderProxy.max_early_data_bytes
+    expect(errorsOf(older)).toEqual([])
+  })
+
+  it('asks hostguard before tcp_proxy, fails closed, and dials only allowed connections', () => {
+    expect(authz.typed_config).toMatchObject({
+      '@type': 'type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz',
+      transport_api_version: 'V3',
+      grpc_service: { envoy_grpc: { cluster_name: 'hostguard' }, timeout: '0.2s' },
+      failure_mode_allow: false,
+    })
+    expect(proxy.typed_config).toMatchObject({
+      upstream_connect_mode: 'ON_DOWNSTREAM_DATA',
+      max_early_data_bytes: 16384,
+    })
+  })
+
+  it('health-checks the hostguard cluster as edge.yaml does', () => {
+    const hostguard = (c: Yaml) =>
+      c.static_resources.clusters.find((x: Yaml) => x.name === 'hostguard')
+    const { load_assignment: _, ...tcp } = hostguard(config)
+    const { load_assignment: __, ...edge } = hostguard(load('edge.yaml'))
+    expect(tcp).toEqual(edge)
   })
 })
 

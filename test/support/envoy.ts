@@ -76,6 +76,8 @@ export interface EnvoyProcess {
   port(listener: string): number
   /** Everything Envoy wrote to stdout (its access logs), line by line. */
   stdout(): string[]
+  /** Waits for a line of stdout that `match` accepts. */
+  line(match: (line: string) => boolean, what: string): Promise<string>
   /** Waits for the access log line of the request whose path (query included) is `path`. */
   logOf(path: string | ((path: string) => boolean)): Promise<AccessLogLine>
   /** Counters and gauges whose names match `filter`, read from admin /stats. */
@@ -85,8 +87,7 @@ export interface EnvoyProcess {
   stop(): Promise<void>
 }
 
-// The shipped access log formats, up to the request id (sidecar.yaml logs no method or path
-// of its own; tests that read its log use edge.yaml's shape only where they share it).
+// The access log format edge.yaml and sidecar.yaml share, up to the request id.
 const ACCESS_LOG =
   /^\[[^\]]+\] (\S+) "\S+ (\S+)" (\d+) (\S+) authz=([^/\s]*)\/(\S*) site=(\S*) mode=(\S*) client=(\S*)/
 
@@ -199,6 +200,10 @@ export async function startEnvoy(
       return port
     },
     stdout,
+    async line(match, what) {
+      await until(10_000, () => stdout().some(match), what)
+      return stdout().find(match) ?? ''
+    },
     async logOf(path) {
       const wanted = typeof path === 'string' ? (p: string) => p === path : path
       let found: AccessLogLine | undefined
