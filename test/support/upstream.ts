@@ -61,6 +61,9 @@ export interface RequestOptions {
   readonly headers?: OutgoingHttpHeaders
   /** The client's source address; 127.0.0.1 when absent. */
   readonly from?: string
+  /** GET when absent. */
+  readonly method?: string
+  readonly body?: string
 }
 
 /** One HTTP/1.1 request on its own connection to Envoy at 127.0.0.1:port. */
@@ -71,6 +74,7 @@ export function http1(port: number, options: RequestOptions): Promise<Reply> {
         host: '127.0.0.1',
         port,
         path: options.path,
+        method: options.method ?? 'GET',
         headers: { ...options.headers, host: options.host },
         localAddress: options.from ?? '127.0.0.1',
         agent: false,
@@ -85,7 +89,7 @@ export function http1(port: number, options: RequestOptions): Promise<Reply> {
       },
     )
     req.on('error', reject)
-    req.end()
+    req.end(options.body)
   })
 }
 
@@ -105,7 +109,7 @@ export async function http2Session(port: number, from = '127.0.0.1'): Promise<Cl
 export function http2(session: ClientHttp2Session, options: RequestOptions): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const stream = session.request({
-      ':method': 'GET',
+      ':method': options.method ?? 'GET',
       ':path': options.path,
       ':authority': options.host,
       ...options.headers,
@@ -123,6 +127,6 @@ export function http2(session: ClientHttp2Session, options: RequestOptions): Pro
     })
     stream.on('end', () => resolve({ status, headers, body }))
     stream.on('error', reject)
-    stream.end()
+    stream.end(options.body)
   })
 }
