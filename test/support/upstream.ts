@@ -11,7 +11,7 @@ import {
 import { type ClientHttp2Session, connect } from 'node:http2'
 import { connect as tcpConnect } from 'node:net'
 
-export interface Seen {
+interface Seen {
   readonly method: string
   /** The request target as the app received it. */
   readonly path: string
