@@ -184,7 +184,7 @@ const exampleCases: CaseGroup = {
     },
     {
       name: 'an unknown site',
-      request: http({ authority: 'www.example.com', site: 'admin', peer: '198.51.100.23' }),
+      request: http({ authority: 'www.example.com', site: 'no-such-site', peer: '198.51.100.23' }),
       want: { decision: 'deny', reason: 'unknown_site', status: 403, client: '198.51.100.23' },
     },
     {

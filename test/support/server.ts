@@ -35,8 +35,9 @@ export interface ServeProcess {
 }
 
 /**
- * `node dist/main.js serve --policy FILE [extra flags]` on 127.0.0.1 with free ports; `main`
- * names another build (the image's production install).
+ * `node dist/main.js serve --policy FILE [extra flags]` on 127.0.0.1 with free ports, unless
+ * `extra` gives the address or a port (serve refuses a flag given twice); `main` names another
+ * build (the image's production install).
  */
 export function spawnServe(
   policyFile: string,
@@ -44,21 +45,15 @@ export function spawnServe(
   main = MAIN,
   env: NodeJS.ProcessEnv = process.env,
 ): ServeProcess {
+  const given = (flag: string) => extra.some((a) => a === flag || a.startsWith(`${flag}=`))
+  const defaults = [
+    ['--grpc-port', '0'],
+    ['--http-port', '0'],
+    ['--listen', '127.0.0.1'],
+  ].filter(([flag]) => !given(flag ?? ''))
   const child = spawn(
     process.execPath,
-    [
-      main,
-      'serve',
-      '--policy',
-      policyFile,
-      '--grpc-port',
-      '0',
-      '--http-port',
-      '0',
-      '--listen',
-      '127.0.0.1',
-      ...extra,
-    ],
+    [main, 'serve', '--policy', policyFile, ...defaults.flat(), ...extra],
     { env },
   )
   let out = ''
