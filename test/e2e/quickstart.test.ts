@@ -25,6 +25,16 @@ function quickStart(): string[] {
     .split('\n')
 }
 
+/**
+ * The environment of a user's shell: without the npm_* variables of the npm (or npx -p node@24)
+ * running these tests, which would make the block's own npx and npm run look elsewhere.
+ */
+function shellEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith('npm_')),
+  )
+}
+
 const INSTALL = [/^npm ci$/, /^python3 -m venv \.tools\/envoy /]
 
 skipWithoutEnvoy("README's Envoy quick start")
@@ -82,6 +92,7 @@ describe.skipIf(ENVOY === undefined)("README's Envoy quick start", () => {
       .join('\n')
     setup = spawn('bash', ['-euo', 'pipefail', '-c', script], {
       cwd: ROOT,
+      env: shellEnv(),
       detached: true,
       stdio: 'ignore',
     })
@@ -97,10 +108,11 @@ describe.skipIf(ENVOY === undefined)("README's Envoy quick start", () => {
       const [command, comment = ''] = curl.split(/\s+# /)
       const want = /^(\d{3})\b/.exec(comment)?.[1]
       expect(want, curl).toBeDefined()
-      const { stdout } = await promisify(execFile)('bash', [
-        '-c',
-        `${local(command ?? '')} -s -o /dev/null -w '%{http_code}'`,
-      ])
+      const { stdout } = await promisify(execFile)(
+        'bash',
+        ['-c', `${local(command ?? '')} -s -o /dev/null -w '%{http_code}'`],
+        { env: shellEnv() },
+      )
       expect(stdout, curl).toBe(want)
     }
   }, 90_000)
