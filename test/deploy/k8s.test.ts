@@ -288,19 +288,12 @@ describe('k8s/ (kustomize v5)', () => {
   })
 
   it.skipIf(!have)(
-    'has a headless Service for a plain Envoy: every ready Pod an address, gRPC only',
+    'has a headless Service, which envoy/edge.yaml and tcp.yaml resolve: every ready Pod an address',
     () => {
-      const headless = one(objects, 'Service', 'hostguard-headless')
-      expect(headless.spec.clusterIP).toBe('None')
-      expect(headless.spec.publishNotReadyAddresses).toBeUndefined()
-      expect(matches(headless.spec.selector, pod.metadata.labels)).toBe(true)
-      expect(headless.spec.ports).toEqual([
-        { name: 'grpc', port: 9000, targetPort: 'grpc', appProtocol: 'grpc' },
-      ])
-      // Istio's provider stays on the ClusterIP Service (Istio would pass a headless one through).
-      expect(service.spec.clusterIP).toBeUndefined()
-      // The name envoy/edge.yaml and envoy/tcp.yaml resolve is this Service's.
-      const fqdn = `${headless.metadata.name}.${headless.metadata.namespace}.svc.cluster.local`
+      expect(service.spec.clusterIP).toBe('None')
+      expect(service.spec.publishNotReadyAddresses).toBeUndefined()
+      const fqdn = `${service.metadata.name}.${service.metadata.namespace}.svc.cluster.local`
+      const grpc = service.spec.ports.find((p: Obj) => p.name === 'grpc')
       for (const file of ['edge.yaml', 'tcp.yaml']) {
         const envoy = parse(readFileSync(join(ROOT, 'envoy', file), 'utf8'))
         const cluster = envoy.static_resources.clusters.find((c: Obj) => c.name === 'hostguard')
@@ -308,7 +301,7 @@ describe('k8s/ (kustomize v5)', () => {
         expect(
           cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address,
           file,
-        ).toEqual({ address: fqdn, port_value: 9000 })
+        ).toEqual({ address: fqdn, port_value: grpc.port })
       }
     },
   )
