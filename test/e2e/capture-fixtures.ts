@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { captureScenarios, checkRequestJson } from '../support/capture.js'
-import { ENVOY, ENVOY_VERSION } from '../support/envoy.js'
+import { ENVOY, ENVOY_VERSION } from '../support/envoy-bin.js'
 import { FIXTURES } from '../support/protos.js'
 
 if (ENVOY === undefined) throw new Error('Envoy is missing: see README (Envoy on one machine)')

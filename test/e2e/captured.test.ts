@@ -15,7 +15,8 @@ import {
   STRANGER,
   stable,
 } from '../support/capture.js'
-import { ENVOY, skipWithoutEnvoy } from '../support/envoy.js'
+import { skipWithoutEnvoy } from '../support/envoy.js'
+import { ENVOY } from '../support/envoy-bin.js'
 import { callCheck, checkClient } from '../support/grpc.js'
 import { FIXTURES, type Message, official, ROOT } from '../support/protos.js'
 import { startServer } from '../support/server.js'

@@ -5,7 +5,8 @@
 import type { ClientHttp2Session } from 'node:http2'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { ENVOY, type EnvoyProcess, skipWithoutEnvoy } from '../support/envoy.js'
+import { type EnvoyProcess, skipWithoutEnvoy } from '../support/envoy.js'
+import { ENVOY } from '../support/envoy-bin.js'
 import { ROOT } from '../support/protos.js'
 import {
   exited,

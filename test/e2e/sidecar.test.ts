@@ -3,7 +3,8 @@
 
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ENVOY, skipWithoutEnvoy } from '../support/envoy.js'
+import { skipWithoutEnvoy } from '../support/envoy.js'
+import { ENVOY } from '../support/envoy-bin.js'
 import { ROOT } from '../support/protos.js'
 import { kill, type Stack, startStack } from '../support/stack.js'
 import { http1 } from '../support/upstream.js'

@@ -5,7 +5,8 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ENVOY, type EnvoyProcess, skipWithoutEnvoy, startEnvoy } from '../support/envoy.js'
+import { type EnvoyProcess, skipWithoutEnvoy, startEnvoy } from '../support/envoy.js'
+import { ENVOY } from '../support/envoy-bin.js'
 import { ROOT } from '../support/protos.js'
 import { type Hostguard, kill, startHostguard } from '../support/stack.js'
 

