@@ -1,0 +1,34 @@
+// The layer rules of biome.json (README "Code layout"), tried on probe modules: a rule that lets
+// an import through that its own message forbids is no rule.
+
+import { spawnSync } from 'node:child_process'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { ROOT } from '../support/protos.js'
+
+const BIOME = join(ROOT, 'node_modules', '.bin', 'biome')
+
+/** The lint rules biome reports for a module at `path` (in src/) that imports `line`. */
+function rulesFor(path: string, line: string): string[] {
+  const file = join(ROOT, path)
+  writeFileSync(file, `${line}\nexport const probe = 1\n`)
+  try {
+    const out = spawnSync(BIOME, ['lint', '--colors=off', file], { cwd: ROOT, encoding: 'utf8' })
+    return [...new Set(`${out.stdout}${out.stderr}`.match(/lint\/\w+\/\w+/g) ?? [])]
+  } finally {
+    rmSync(file, { force: true })
+  }
+}
+
+describe('biome.json layer rules', () => {
+  it.each([
+    "import { readFileSync } from 'node:fs'",
+    "import { readFile } from 'node:fs/promises'",
+    "import { readFile } from 'fs/promises'",
+  ])('keep the file system out of check/: %s', { timeout: 30_000 }, (line) => {
+    expect(rulesFor('src/check/zz-layer-probe.ts', line)).toContain(
+      'lint/style/noRestrictedImports',
+    )
+  })
+})
