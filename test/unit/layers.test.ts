@@ -2,7 +2,7 @@
 // an import through that its own message forbids is no rule.
 
 import { spawnSync } from 'node:child_process'
-import { rmSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ROOT } from '../support/protos.js'
@@ -30,5 +30,14 @@ describe('biome.json layer rules', () => {
     expect(rulesFor('src/check/zz-layer-probe.ts', line)).toContain(
       'lint/style/noRestrictedImports',
     )
+  })
+
+  it('cover every module directly in src/ but main.ts (the top)', () => {
+    const biome = JSON.parse(readFileSync(join(ROOT, 'biome.json'), 'utf8'))
+    const covered = new Set<string>(
+      biome.overrides.flatMap((o: { includes: string[] }) => o.includes),
+    )
+    const top = readdirSync(join(ROOT, 'src')).filter((f) => f.endsWith('.ts') && f !== 'main.ts')
+    expect(top.filter((f) => !covered.has(`src/${f}`))).toEqual([])
   })
 })
