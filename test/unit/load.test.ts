@@ -460,6 +460,24 @@ describe('loading without reading secrets (validate --skip-secrets)', () => {
     expect(codes('{ file: "" }')).toEqual(['POLICY_SECRET_UNREADABLE healthCheck.value.file'])
     expect(codes('{ file: x, default: y }')).toEqual(['POLICY_SECRET_SOURCE healthCheck.value'])
   })
+
+  it("still checks an env secret's inline default, which serve uses when the variable is unset", () => {
+    const load = (value: string, skipSecrets: boolean) => {
+      writeFileSync(
+        join(dir, 'skip-default.yaml'),
+        `version: 1\nallowedHosts: [a.example]\nhealthCheck: { header: x-h, value: ${value}, paths: [/h] }\n`,
+      )
+      try {
+        const spec = loadPolicyFile(join(dir, 'skip-default.yaml'), {}, { skipSecrets })
+        return spec.warnings.map((w) => `${w.code} ${w.at.field}`)
+      } catch (err) {
+        if (err instanceof PolicyLoadError) return err.errors.map((e) => `${e.code} ${e.at.field}`)
+        throw err
+      }
+    }
+    for (const value of ['{ env: NOT_SET, default: "" }', '{ env: NOT_SET, default: change-me }'])
+      expect(load(value, true)).toEqual(load(value, false))
+  })
 })
 
 describe('policy loading', () => {
