@@ -72,6 +72,8 @@ describe('parseCommand', () => {
       '--policy wants a value (FILE), got the option "--json"; write --policy=--json if that is the value',
     ],
     [['--policy', 'a', '--policy', 'b'], '--policy is given more than once'],
+    // No file is named "": an empty value for a FILE is a forgotten one (else: ENOENT, file "").
+    [['--policy='], '--policy wants a value: --policy FILE'],
     [['--policy', 'p', '--json=yes'], '--json takes no value'],
     [['--policy', 'p', '--level', 'verbose'], '--level is one of info, debug; got "verbose"'],
     [
