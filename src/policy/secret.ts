@@ -31,7 +31,12 @@ export function secret(ctx: LoadContext, node: Value, field: string): Buffer | u
     const name = string(ctx, env.value, `${field}.env`)
     if (name === undefined) return undefined
     const defaultValue = fallback ? string(ctx, fallback.value, `${field}.default`) : undefined
-    if (ctx.read.skipSecrets) return unreadSecret()
+    if (ctx.read.skipSecrets) {
+      // The default is in the file, and serve uses it whenever the variable is unset.
+      if (defaultValue === undefined) return unreadSecret()
+      const checkedDefault = checked(ctx, node, field, Buffer.from(defaultValue, 'utf8'))
+      return checkedDefault === undefined ? undefined : unreadSecret()
+    }
     const text = ctx.env[name] ?? defaultValue
     value = text === undefined ? undefined : Buffer.from(text, 'utf8')
     if (value === undefined) {
@@ -70,7 +75,12 @@ export function secret(ctx: LoadContext, node: Value, field: string): Buffer | u
       return undefined
     }
   }
-  if (!value || value.length === 0) {
+  return value === undefined ? undefined : checked(ctx, node, field, value)
+}
+
+/** The secret, or undefined when it is empty (reported); a short one is warned about. */
+function checked(ctx: LoadContext, node: Value, field: string, value: Buffer): Buffer | undefined {
+  if (value.length === 0) {
     report(
       ctx,
       'POLICY_SECRET_EMPTY',
