@@ -121,6 +121,11 @@ function wholeValue(option: WholeOption, flag: string, text: string | undefined)
   return n
 }
 
+/** A FILE or DIR option: its value is a path. */
+function namesPath(option: TextOption | WholeOption): boolean {
+  return option.kind === 'text' && (option.value === 'FILE' || option.value === 'DIR')
+}
+
 function textValue(
   option: TextOption,
   flag: string,
@@ -174,7 +179,8 @@ export function parseCommand<S extends CommandSpec>(
     const flag = `--${token.name}`
     if (option.kind === 'flag') {
       if (token.value !== undefined) throw new UsageError(`${flag} takes no value`)
-    } else if (token.value === undefined) {
+    } else if (token.value === undefined || (token.value === '' && namesPath(option))) {
+      // `--policy=` or `--policy ""`: no path is empty, so the value was forgotten.
       throw new UsageError(`${flag} wants a value: ${flag} ${option.value}`)
     } else if (!token.inlineValue && token.value.startsWith('-')) {
       // `--policy --json`: a forgotten value, not a file named --json.

@@ -74,6 +74,7 @@ describe('parseCommand', () => {
     [['--policy', 'a', '--policy', 'b'], '--policy is given more than once'],
     // No file is named "": an empty value for a FILE is a forgotten one (else: ENOENT, file "").
     [['--policy='], '--policy wants a value: --policy FILE'],
+    [['--policy', ''], '--policy wants a value: --policy FILE'],
     [['--policy', 'p', '--json=yes'], '--json takes no value'],
     [['--policy', 'p', '--level', 'verbose'], '--level is one of info, debug; got "verbose"'],
     [
@@ -99,6 +100,17 @@ describe('parseCommand', () => {
   it('names the environment variable when its value is not a choice', () => {
     expect(() => parse(['--policy', 'p'], { DEMO_LEVEL: 'verbose' })).toThrow(
       'DEMO_LEVEL is one of info, debug; got "verbose"',
+    )
+  })
+
+  it('takes an empty value for an option that names no path', () => {
+    expect(parse(['--policy', 'p', '--header=', '--header', '']).values.header).toEqual(['', ''])
+    // explain's empty Host is a request worth asking about; its FILE and DIR options refuse "".
+    const explain = (args: string[]) => parseCommand(EXPLAIN, ['--policy', 'p', ...args], {})
+    expect(explain(['--authority', '']).values.authority).toBe('')
+    expect(() => explain(['--cache-dir='])).toThrow('--cache-dir wants a value: --cache-dir DIR')
+    expect(() => explain(['--kubeconfig', ''])).toThrow(
+      '--kubeconfig wants a value: --kubeconfig FILE',
     )
   })
 
