@@ -132,7 +132,8 @@ function textValue(
   given: string | undefined,
   env: NodeJS.ProcessEnv,
 ): string | undefined {
-  const fromEnv = option.env === undefined ? undefined : env[option.env]
+  // An empty variable is an unset one: a Helm value or a Compose `LOG_LEVEL=` left empty.
+  const fromEnv = option.env === undefined ? undefined : env[option.env] || undefined
   const value = given ?? fromEnv ?? option.default
   if (value === undefined) {
     if (option.required) throw new UsageError(`${flag} ${option.value} is required`)

@@ -97,6 +97,13 @@ describe('parseCommand', () => {
     )
   })
 
+  it('takes an empty environment variable for an unset one', () => {
+    expect(parse(['--policy', 'p'], { DEMO_LEVEL: '' }).values.level).toBe('info')
+    expect(parseCommand(SERVE, ['--policy', 'p'], { LOG_LEVEL: '' }).values['log-level']).toBe(
+      'info',
+    )
+  })
+
   it('names the environment variable when its value is not a choice', () => {
     expect(() => parse(['--policy', 'p'], { DEMO_LEVEL: 'verbose' })).toThrow(
       'DEMO_LEVEL is one of info, debug; got "verbose"',
