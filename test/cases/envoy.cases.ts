@@ -5,27 +5,14 @@
 import { join } from 'node:path'
 import { ROOT } from '../support/protos.js'
 import { fixture, http, raw } from './request.js'
-import { type Case, type CaseGroup, filePolicy } from './suite.js'
+import { type Case, type CaseGroup, filePolicy, forwardingExcept } from './suite.js'
 
 // The example's secret comes from its env default: the environment is empty.
 const EXAMPLE = filePolicy('examples/policy.yaml', join(ROOT, 'examples', 'policy.yaml'), 'secret')
 
-const FORWARDING = [
-  'x-forwarded-for',
-  'x-forwarded-host',
-  'x-forwarded-proto',
-  'x-forwarded-port',
-  'x-forwarded-scheme',
-  'forwarded',
-  'x-real-ip',
-  'x-client-ip',
-  'true-client-ip',
-  'cf-connecting-ip',
-]
-const except = (...kept: string[]): string[] => FORWARDING.filter((h) => !kept.includes(h))
 // x-real-ip is the example's clientIpHeader: set to the client, never removed.
-const UNTRUSTED_PEER = except('x-real-ip')
-const TRUSTED_PEER = except(
+const UNTRUSTED_PEER = forwardingExcept('x-real-ip')
+const TRUSTED_PEER = forwardingExcept(
   'x-forwarded-for',
   'x-forwarded-host',
   'x-forwarded-proto',

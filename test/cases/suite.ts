@@ -38,6 +38,28 @@ export interface Want {
   readonly remove?: readonly string[]
 }
 
+/**
+ * SPEC "The answer": the forwarding headers hostguard knows, as SPEC lists them (not from src/:
+ * the cases are written from SPEC). fuzz/reference.ts and bench/baseline.ts keep their own copy.
+ */
+export const FORWARDING: readonly string[] = [
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-scheme',
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+]
+
+/** The forwarding headers but `kept`: what an answer removes. */
+export function forwardingExcept(...kept: string[]): string[] {
+  return FORWARDING.filter((h) => !kept.includes(h))
+}
+
 export interface Case {
   readonly name: string
   readonly request: CaseRequest
