@@ -163,9 +163,13 @@ export class DynamicSources {
     return max === undefined ? {} : { maxPolicyBytes: max }
   }
 
+  /** A new map only when a set changed: serve recompiles the policy on a new one. */
   #publish(): void {
     const next = new Map<string, readonly CidrRange[]>()
     for (const [name, state] of this.#states) if (state.ranges) next.set(name, state.ranges)
+    const was = this.#addresses
+    if (next.size === was.size && [...next].every(([name, ranges]) => was.get(name) === ranges))
+      return
     this.#addresses = next
   }
 

@@ -1,9 +1,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import { cachePath, loadCache, saveCache } from '../../src/dynamic/cache.js'
+import { DEFAULT_KUBE_TIMINGS } from '../../src/dynamic/kube-timings.js'
 import { nodeRanges } from '../../src/dynamic/node-addresses.js'
+import { DynamicSources } from '../../src/dynamic/sources.js'
 import { matchCidr, matchingRange } from '../../src/net/cidr.js'
 import { formatIp, parseIp } from '../../src/net/ip.js'
 import { parseAddressFile } from '../../src/policy/address-file.js'
@@ -249,5 +252,44 @@ describe('the cache of a Kubernetes source', () => {
     )
     writeFileSync(cachePath(dir, 'k8s:nodes'), '{"version":')
     expect(() => loadCache(dir, 'k8s:nodes')).toThrow(/is not a usable cache/)
+  })
+})
+
+describe('the addresses of the running sources', () => {
+  it('are a new map after a change only: serve recompiles the policy on a new one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hostguard-sources-unit-'))
+    writeFileSync(join(dir, 'lb.txt'), '10.0.0.0/8\n')
+    const sources = new DynamicSources({
+      log: pino({ level: 'silent' }),
+      metrics: { setAddresses() {}, countError() {}, forget() {} },
+      kubeconfig: undefined,
+      cacheDir: undefined,
+      syncWaitMs: 1000,
+      timings: DEFAULT_KUBE_TIMINGS,
+      onChange() {},
+      onReadinessChange() {},
+    })
+    const wanted = sourcesOf(
+      parsePolicy(
+        'version: 1\nallowedHosts: [a.example]\nallowedCidrNets: [{ file: lb.txt }]\n',
+        join(dir, 'p.yaml'),
+        {},
+      ),
+    )
+    try {
+      const none = sources.addresses()
+      sources.update(new Map())
+      expect(sources.addresses()).toBe(none)
+      sources.update(wanted)
+      const one = sources.addresses()
+      expect(one).not.toBe(none)
+      expect([...one.keys()]).toEqual(['file:lb.txt'])
+      sources.update(wanted)
+      expect(sources.addresses()).toBe(one)
+      sources.update(new Map())
+      expect(sources.addresses().size).toBe(0)
+    } finally {
+      sources.stop()
+    }
   })
 })
