@@ -13,7 +13,7 @@ import type { KubeTimings } from './dynamic/kube-timings.js'
 import { DynamicSources } from './dynamic/sources.js'
 import type { DynamicAddresses } from './policy/compile.js'
 import { type PolicyError, PolicyLoadError } from './policy/errors.js'
-import { type Loaded, type LoadRequest, PolicyLoader, policyErrors } from './policy/loader.js'
+import { type Loaded, type LoadRequest, type PolicyLoader, policyErrors } from './policy/loader.js'
 import type { PolicyStore } from './policy/store.js'
 import { unpackPolicy } from './policy/transfer.js'
 import { type PolicyWatcher, watchFiles } from './policy/watch.js'
@@ -35,6 +35,8 @@ export interface LivePolicyOptions {
   readonly observer: DecisionObserver
   /** Where each policy is swapped in; the Check handler reads it. */
   readonly store: PolicyStore
+  /** The load worker (a new PolicyLoader); stop() closes it. */
+  readonly loader: PolicyLoader
 }
 
 /** An address-file source (read by the load worker): when it was last read well. */
@@ -101,13 +103,18 @@ export class LivePolicy {
   readonly #options: LivePolicyOptions
   readonly #log: Logger
   readonly #metrics: Metrics
-  readonly #loader = new PolicyLoader()
+  readonly #loader: PolicyLoader
   readonly #dynamic: DynamicSources
   readonly #fileSources = new Map<string, FileSource>()
   readonly #reloads = new ReloadQueue((ask) => this.#reload(ask))
   /** The dynamic addresses last sent to the worker: the ones the policy in force holds. */
   #compiledWith: DynamicAddresses
   #watcher: PolicyWatcher | undefined
+  /**
+   * The worker holds a load the store does not (its adoption failed): the next reload loads
+   * even if the files have that load's bytes, which are not the bytes of the policy in force.
+   */
+  #workerAhead = false
   /** The warnings of the policy in force (warningKey): a reload logs only the others. */
   #warnings: ReadonlySet<string> = new Set()
   #onReadinessChange: () => void = () => {}
@@ -117,6 +124,7 @@ export class LivePolicy {
     this.#options = options
     this.#log = options.log
     this.#metrics = options.metrics
+    this.#loader = options.loader
     this.#dynamic = new DynamicSources({
       log: options.log,
       metrics: options.metrics.dynamicSources,
@@ -177,8 +185,9 @@ export class LivePolicy {
 
   async #reload({ trigger, force, changed }: ReloadAsk): Promise<boolean> {
     const { policyFile } = this.#options
+    let next: Loaded | undefined
     try {
-      const next = await this.#loader.load({ ...this.#loadRequest(), force })
+      next = await this.#loader.load({ ...this.#loadRequest(), force: force || this.#workerAhead })
       if (this.#stopped) return false
       if (next === undefined) {
         // The files have the bytes of the policy in force again: a failure since is undone.
@@ -190,6 +199,7 @@ export class LivePolicy {
         return true
       }
       await this.#adopt(next)
+      this.#workerAhead = false
       this.#onReadinessChange()
       this.#metrics.reloads.labels('success').inc()
       this.#log.info(
@@ -199,6 +209,7 @@ export class LivePolicy {
       return true
     } catch (err) {
       if (this.#stopped) return false
+      if (next !== undefined) this.#workerAhead = true
       this.#metrics.reloads.labels('failure').inc()
       this.#metrics.lastReloadSuccess.set(0)
       const errors =
@@ -250,12 +261,13 @@ export class LivePolicy {
     this.#metrics.loadedTimestamp.set(Date.now() / 1000)
   }
 
-  /** Recompiled by the worker from the spec in force with the current addresses, as a reload would. */
+  /**
+   * Recompiled by the worker with the current addresses, as a reload would, from the spec of its
+   * last load: the one in force, or after a failed adoption the newer one whose sources run.
+   */
   async #recompile(): Promise<void> {
     this.#compiledWith = this.#dynamic.addresses()
-    const reply = await this.#loader.request({ kind: 'addresses', addresses: this.#compiledWith })
-    if (reply.kind !== 'compiled') return
-    this.#install(await unpackPolicy(reply.policy))
+    this.#install(await this.#loader.compile(this.#compiledWith))
   }
 
   /** Only address files changed: the worker reads them again; a bad one keeps its addresses. */

@@ -5,6 +5,7 @@ import { DecisionObserver } from './check/observe.js'
 import { DEFAULT_LIMITS, type Limits } from './check/types.js'
 import { DEFAULT_KUBE_TIMINGS, type KubeTimings } from './dynamic/kube-timings.js'
 import { LivePolicy } from './live-policy.js'
+import { PolicyLoader } from './policy/loader.js'
 import { DEFAULT_MAX_POLICY_BYTES } from './policy/read.js'
 import { PolicyStore } from './policy/store.js'
 import {
@@ -93,6 +94,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
     metrics,
     observer,
     store,
+    loader: new PolicyLoader(),
   })
   const first = await policy.start()
   /** From both ports bound until shutdown begins. */

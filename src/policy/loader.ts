@@ -109,6 +109,18 @@ export class PolicyLoader {
     return { ...reply, policy, warnings: policyErrors(reply.warnings) }
   }
 
+  /** The policy of the last load compiled again with `addresses`; throws when it cannot be. */
+  async compile(addresses: DynamicAddresses): Promise<CompiledPolicy> {
+    const reply = await this.request({ kind: 'addresses', addresses })
+    if (reply.kind === 'failed') throw new PolicyLoadError(policyErrors(reply.errors))
+    if (reply.kind === 'unchanged')
+      throw new Error(
+        'policy loader: no policy to compile (its thread started again since the load)',
+      )
+    if (reply.kind !== 'compiled') throw new Error(`policy loader: ${describeReply(reply)}`)
+    return unpackPolicy(reply.policy)
+  }
+
   async close(): Promise<void> {
     const worker = this.#worker
     this.#worker = undefined

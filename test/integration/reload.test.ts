@@ -2,8 +2,20 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Client } from '@grpc/grpc-js'
+import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
+import { DecisionObserver } from '../../src/check/observe.js'
+import { DEFAULT_LIMITS } from '../../src/check/types.js'
+import { saveCache } from '../../src/dynamic/cache.js'
+import { DEFAULT_KUBE_TIMINGS } from '../../src/dynamic/kube-timings.js'
+import { LivePolicy } from '../../src/live-policy.js'
+import { parseCidrEntry } from '../../src/policy/cidr-entry.js'
+import { type LoaderReply, type LoaderRequest, PolicyLoader } from '../../src/policy/loader.js'
+import { DEFAULT_MAX_POLICY_BYTES } from '../../src/policy/read.js'
+import { PolicyStore } from '../../src/policy/store.js'
 import type { Running } from '../../src/serve.js'
+import { createMetrics } from '../../src/server/metrics.js'
+import { FakeKubeApi } from '../support/fake-kube-api.js'
 import { callCheck, checkClient } from '../support/grpc.js'
 import { type Message, official } from '../support/protos.js'
 import { spawnServe, startServer } from '../support/server.js'
@@ -222,6 +234,80 @@ describe('hostguard_policy_last_reload_success', () => {
       expect(await lastReloadSuccess(running)).toBe(1)
     } finally {
       await running.stop()
+    }
+  })
+})
+
+/** The real loader, whose compiles with new addresses crash while `crashing` (a bug in the worker). */
+class CrashingLoader extends PolicyLoader {
+  crashing = false
+
+  override request(request: LoaderRequest): Promise<LoaderReply> {
+    if (this.crashing && request.kind === 'addresses')
+      return Promise.resolve({ kind: 'crashed', message: 'TypeError: injected' })
+    return super.request(request)
+  }
+}
+
+describe('a reload whose compile with the dynamic addresses fails', () => {
+  it('is a failure, and the next reload of the same bytes loads them rather than skip them', {
+    timeout: 20_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hostguard-adopt-'))
+    const file = join(dir, 'policy.yaml')
+    writeFileSync(file, OLD)
+    // A source started from its cache has addresses at once: they are compiled in before the swap.
+    const cacheDir = join(dir, 'cache')
+    mkdirSync(cacheDir)
+    const cached = parseCidrEntry('10.0.12.34')
+    if (!('range' in cached)) throw new Error(cached.detail)
+    saveCache(cacheDir, 'k8s:nodes', [cached.range])
+    const api = new FakeKubeApi()
+    await api.up()
+    api.hangLists = true
+    const metrics = createMetrics()
+    const log = pino({ level: 'silent' })
+    const store = new PolicyStore()
+    const loader = new CrashingLoader()
+    const live = new LivePolicy({
+      policyFile: file,
+      env: {},
+      limits: DEFAULT_LIMITS,
+      maxPolicyBytes: DEFAULT_MAX_POLICY_BYTES,
+      watch: false,
+      kubeconfig: api.writeKubeconfig(dir),
+      cacheDir,
+      syncWaitMs: 10_000,
+      kubeTimings: DEFAULT_KUBE_TIMINGS,
+      log,
+      metrics,
+      observer: new DecisionObserver(metrics, log),
+      store,
+      loader,
+    })
+    const count = async (result: 'success' | 'failure') =>
+      (await metrics.reloads.get()).values.find((v) => v.labels['result'] === result)?.value ?? 0
+    const gauge = async () => (await metrics.lastReloadSuccess.get()).values[0]?.value
+    try {
+      await live.start()
+      const old = store.current
+      expect(old?.top.denyStatus).toBe(403)
+      writeFileSync(file, `${NEW}allowedCidrNets: [k8s:nodes]\n`)
+      loader.crashing = true
+      expect(await live.reload('test')).toBe(false)
+      expect(store.current).toBe(old)
+      expect([await count('failure'), await count('success'), await gauge()]).toEqual([1, 0, 0])
+      // The worker has loaded these bytes, the store has not: a file change loads them again.
+      loader.crashing = false
+      expect(await live.reload('file change', false)).toBe(true)
+      expect(store.current?.top.denyStatus).toBe(404)
+      expect([await count('failure'), await count('success'), await gauge()]).toEqual([1, 1, 1])
+      // In force now: the same bytes again are skipped.
+      expect(await live.reload('file change', false)).toBe(true)
+      expect(await count('success')).toBe(1)
+    } finally {
+      await live.stop()
+      await api.close()
     }
   })
 })
