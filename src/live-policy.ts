@@ -203,7 +203,14 @@ export class LivePolicy {
       this.#onReadinessChange()
       this.#metrics.reloads.labels('success').inc()
       this.#log.info(
-        { trigger, policy: policyFile, sites: next.sites, topLevel: next.topLevel },
+        {
+          trigger,
+          policy: policyFile,
+          sites: next.sites,
+          topLevel: next.topLevel,
+          // Each warning in force, logged or not: one logged at an earlier load is not repeated.
+          warnings: next.warnings.map((w) => w.code),
+        },
         'policy reloaded',
       )
       return true

@@ -258,7 +258,7 @@ describe('policy warnings across reloads', () => {
   it('are logged when new or changed, not again at each reload', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hostguard-warnings-'))
     const file = join(dir, 'policy.yaml')
-    const lines: { msg: string; code?: string; line?: number; detail?: string }[] = []
+    const lines: { msg: string; code?: string; line?: number; warnings?: string[] }[] = []
     const write = (text: string) => writeFileSync(file, text)
     write('version: 1\nallowedHosts: ["*"]\nsites:\n  shadow: { dryRun: true }\n')
     const other = await serve({
@@ -270,6 +270,8 @@ describe('policy warnings across reloads', () => {
       env: {},
       watch: false,
     })
+    /** The warnings in force that each `policy reloaded` line since the last warned() names. */
+    const inForce = () => lines.filter((l) => l.msg === 'policy reloaded').map((l) => l.warnings)
     const warned = () => {
       const out = lines.filter((l) => l.msg === 'policy warning').map((l) => `${l.code}@${l.line}`)
       lines.length = 0
@@ -278,6 +280,7 @@ describe('policy warnings across reloads', () => {
     try {
       expect(warned()).toEqual(['POLICY_WARN_ANY_HOST@2', 'POLICY_WARN_DRY_RUN@4'])
       expect(await other.reload('test')).toBe(true)
+      expect(inForce()).toEqual([['POLICY_WARN_ANY_HOST', 'POLICY_WARN_DRY_RUN']])
       expect(warned()).toEqual([])
       // Moved two lines down by a comment: the same warnings.
       write('# edited\n\nversion: 1\nallowedHosts: ["*"]\nsites:\n  shadow: { dryRun: true }\n')
@@ -288,6 +291,7 @@ describe('policy warnings across reloads', () => {
         'version: 1\nallowedHosts: [a.example]\ntrustedProxies: [0.0.0.0/0]\nsites:\n  shadow: { dryRun: true }\n',
       )
       expect(await other.reload('test')).toBe(true)
+      expect(inForce()).toEqual([['POLICY_WARN_TRUSTS_ANY_PROXY', 'POLICY_WARN_DRY_RUN']])
       expect(warned()).toEqual(['POLICY_WARN_TRUSTS_ANY_PROXY@3'])
       // A failed reload changes nothing; the one that was gone comes back and is logged again.
       write('version: 2\n')
