@@ -26,6 +26,8 @@ export interface LivePolicyOptions {
   readonly maxPolicyBytes: number
   /** Reload when a file the policy reads changes. */
   readonly watch: boolean
+  /** How long a policy file written in place must stay unchanged before it is read (tests). */
+  readonly watchSettleMs: number | undefined
   readonly kubeconfig: string | undefined
   readonly cacheDir: string | undefined
   readonly syncWaitMs: number
@@ -338,6 +340,7 @@ export class LivePolicy {
           { err, policy: this.#options.policyFile },
           'cannot watch the policy files; reload with SIGHUP',
         ),
+      this.#options.watchSettleMs,
     )
   }
 

@@ -27,6 +27,12 @@ export interface ServeOptions {
   readonly env?: NodeJS.ProcessEnv
   /** Reload when a file the policy reads changes (on by default). */
   readonly watch?: boolean
+  /**
+   * How long a policy file written in place must keep its size, mtime and inode before a reload
+   * reads it (1 s; under 10 s): a test sets a longer one, so a pause between two writes is far
+   * shorter than it however slow the machine.
+   */
+  readonly watchSettleMs?: number
   /** `--max-policy-bytes`: the largest policy, secret or address file read (16 MiB). */
   readonly maxPolicyBytes?: number
   /** Parsing bounds (defaults: DEFAULT_LIMITS). */
@@ -86,6 +92,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
     limits: options.limits ?? DEFAULT_LIMITS,
     maxPolicyBytes: options.maxPolicyBytes ?? DEFAULT_MAX_POLICY_BYTES,
     watch: options.watch ?? true,
+    watchSettleMs: options.watchSettleMs,
     kubeconfig: options.kubeconfig,
     cacheDir: options.cacheDir,
     syncWaitMs: options.syncWaitMs ?? DEFAULT_SYNC_WAIT_MS,

@@ -37,12 +37,14 @@ function snapshot(files: readonly string[]): string {
 
 /**
  * Calls `onChange` with the files that changed, once they have settled. `files` are absolute
- * paths; a name is also relevant when it is `..data` in the same directory.
+ * paths; a name is also relevant when it is `..data` in the same directory. `settleMs` (below
+ * MAX_SETTLE_MS) replaces SETTLE_MS.
  */
 export function watchFiles(
   files: readonly string[],
   onChange: (changed: readonly string[]) => void,
   onError: (err: Error) => void,
+  settleMs = SETTLE_MS,
 ): PolicyWatcher {
   const byDir = new Map<string, Map<string, string[]>>()
   for (const file of files) {
@@ -66,7 +68,7 @@ export function watchFiles(
       last = current
       stableSince = now
     }
-    const settled = now - stableSince >= (inPlace ? SETTLE_MS : DEBOUNCE_MS)
+    const settled = now - stableSince >= (inPlace ? settleMs : DEBOUNCE_MS)
     if (settled || now - firstAt >= MAX_SETTLE_MS) {
       changed.clear()
       inPlace = false

@@ -275,6 +275,7 @@ describe('a reload whose compile with the dynamic addresses fails', () => {
       limits: DEFAULT_LIMITS,
       maxPolicyBytes: DEFAULT_MAX_POLICY_BYTES,
       watch: false,
+      watchSettleMs: undefined,
       kubeconfig: api.writeKubeconfig(dir),
       cacheDir,
       syncWaitMs: 10_000,
