@@ -11,7 +11,7 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js'
 import { HealthImplementation } from 'grpc-health-check'
-import { CHECK_METHOD } from '../../src/server/authorization.js'
+import { AUTHORIZATION_SERVICE } from '../../src/server/authorization.js'
 import { startEnvoy } from './envoy.js'
 import { officialRoot } from './proto-json.js'
 import { type Message, official } from './protos.js'
@@ -175,27 +175,13 @@ const LISTENER = { 'edge.yaml': 'edge', 'sidecar.yaml': 'inbound', 'tcp.yaml': '
 /** An ext_authz server that records every Check's request bytes and allows it. */
 async function startCapturingServer() {
   const captured: Buffer[] = []
-  const identity = (b: Buffer) => b
   const allow = official.encodeResponse({ status: { code: 0 } })
   const check: handleUnaryCall<Buffer, Buffer> = (call, callback) => {
     captured.push(call.request)
     callback(null, allow)
   }
   const server = new Server()
-  server.addService(
-    {
-      Check: {
-        path: CHECK_METHOD,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: identity,
-        requestDeserialize: identity,
-        responseSerialize: identity,
-        responseDeserialize: identity,
-      },
-    },
-    { Check: check } as UntypedServiceImplementation,
-  )
+  server.addService(AUTHORIZATION_SERVICE, { Check: check } as UntypedServiceImplementation)
   new HealthImplementation({
     '': 'SERVING',
     'envoy.service.auth.v3.Authorization': 'SERVING',
