@@ -28,7 +28,10 @@ if (!distA || !distB) {
 /** The build's own check(), on the example policy compiled by the same build. */
 async function load(dist: string): Promise<Check> {
   const at = (module: string) => new URL(`file://${join(resolve(dist), module)}`).href
-  const { check } = await import(at('check/check.js'))
+  // grpc-authz/ since the split of check/ into the decision core and the gRPC front end.
+  const { check } = await import(at('grpc-authz/check.js')).catch(
+    () => import(at('check/check.js')),
+  )
   const { compilePolicy } = await import(at('policy/compile.js'))
   const { parsePolicy } = await import(at('policy/load.js'))
   const text = readFileSync(join(ROOT, 'examples', 'policy.yaml'), 'utf8')

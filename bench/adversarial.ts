@@ -3,8 +3,8 @@
 // against a typical request, the two measured side by side in the same run. SPEC "Bounded work":
 // no shape may cost more than a few times a typical Check (target: 3x).
 
-import { check } from '../src/check/check.js'
-import { DEFAULT_LIMITS } from '../src/check/types.js'
+import { DEFAULT_LIMITS } from '../src/decision/types.js'
+import { check } from '../src/grpc-authz/check.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
 import { type Message, ours } from '../test/support/protos.js'

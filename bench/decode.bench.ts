@@ -5,8 +5,8 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { bench, describe } from 'vitest'
-import { check } from '../src/check/check.js'
-import { decode } from '../src/check/decode.js'
+import { check } from '../src/grpc-authz/check.js'
+import { decode } from '../src/grpc-authz/decode.js'
 import { policyFile } from '../test/support/policy.js'
 import { FIXTURES, ours, ROOT } from '../test/support/protos.js'
 

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Server, ServerCredentials } from '@grpc/grpc-js'
-import { check } from '../src/check/check.js'
+import { check } from '../src/grpc-authz/check.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
 import { AUTHORIZATION_SERVICE } from '../src/server/authorization.js'

@@ -5,9 +5,9 @@
 
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { check } from '../src/check/check.js'
-import { compileHeaderNames, decode, HeaderValues } from '../src/check/decode.js'
-import type { CheckInput } from '../src/check/types.js'
+import type { RequestInput } from '../src/decision/types.js'
+import { check } from '../src/grpc-authz/check.js'
+import { compileHeaderNames, decode, HeaderValues } from '../src/grpc-authz/decode.js'
 import { parseIp } from '../src/net/ip.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
@@ -483,7 +483,7 @@ export function runFuzz(
 }
 
 /** decode's answer as plain data: its peer and path are getters, which JSON.stringify would not see. */
-function plainInput(input: CheckInput | undefined) {
+function plainInput(input: RequestInput | undefined) {
   const http = input?.http
   return (
     input && {

@@ -7,8 +7,8 @@
 
 import { resolve } from 'node:path'
 import type { Logger } from 'pino'
-import type { DecisionObserver } from './check/observe.js'
-import type { CompiledPolicy, Limits } from './check/types.js'
+import type { DecisionObserver } from './decision/observe.js'
+import type { CompiledPolicy, Limits } from './decision/types.js'
 import type { KubeTimings } from './dynamic/kube-timings.js'
 import { DynamicSources } from './dynamic/sources.js'
 import type { DynamicAddresses } from './policy/compile.js'

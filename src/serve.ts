@@ -1,8 +1,8 @@
 // `hostguard serve`: load the policy, then bind gRPC and HTTP. Used by main.ts and the tests.
 
 import type { Logger } from 'pino'
-import { DecisionObserver } from './check/observe.js'
-import { DEFAULT_LIMITS, type Limits } from './check/types.js'
+import { DecisionObserver } from './decision/observe.js'
+import { DEFAULT_LIMITS, type Limits } from './decision/types.js'
 import { DEFAULT_KUBE_TIMINGS, type KubeTimings } from './dynamic/kube-timings.js'
 import { LivePolicy } from './live-policy.js'
 import { PolicyLoader } from './policy/loader.js'

@@ -1,7 +1,7 @@
 // `hostguard serve --policy FILE [OPTION]...`: the options in SERVE, the server in ../serve.ts.
 
 import { pino } from 'pino'
-import { DEFAULT_LIMITS } from '../check/types.js'
+import { DEFAULT_LIMITS } from '../decision/types.js'
 import { PolicyLoadError } from '../policy/errors.js'
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SYNC_WAIT_MS, serve } from '../serve.js'
 import { DEFAULT_CONNECTION_LIMITS } from '../server/grpc.js'

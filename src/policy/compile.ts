@@ -1,8 +1,6 @@
 // PolicySpec → CompiledPolicy: lookup structures and precomputed answer parts, built once per
 // load and deep-frozen, so a request only reads them.
 
-import { compileHeaderNames } from '../check/decode.js'
-import { prepareAnswers } from '../check/encode.js'
 import {
   CLIENT_ADDRESS_HEADERS,
   type CompiledPolicy,
@@ -10,7 +8,9 @@ import {
   DEFAULT_LIMITS,
   HOST_HEADERS,
   type Limits,
-} from '../check/types.js'
+} from '../decision/types.js'
+import { compileHeaderNames } from '../grpc-authz/decode.js'
+import { prepareAnswers } from '../grpc-authz/encode.js'
 import { type CidrMatcher, type CidrRange, compileCidrs } from '../net/cidr.js'
 import { compileHosts, type HostMatcher } from '../net/host.js'
 import {
@@ -98,7 +98,7 @@ function compileSite(
     clientIpHeader,
     denyStatus,
     dryRun,
-    answers: prepareAnswers({
+    grpc: prepareAnswers({
       name,
       removeUntrusted: FORWARDING_HEADERS,
       removeTrusted: FORWARDING_HEADERS.filter((h) => !trusted.has(h)),

@@ -16,7 +16,7 @@ import {
   parseDocument,
   visit,
 } from 'yaml'
-import { CLIENT_ADDRESS_HEADERS, HOST_HEADERS } from '../check/types.js'
+import { CLIENT_ADDRESS_HEADERS, HOST_HEADERS } from '../decision/types.js'
 import { compileCidrs, familiesCovered } from '../net/cidr.js'
 import { addressList } from './address-list.js'
 import { PolicyError, PolicyLoadError } from './errors.js'

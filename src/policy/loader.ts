@@ -3,7 +3,7 @@
 // `validate` and `explain`, which load in their own thread since they answer no requests.
 
 import { Worker } from 'node:worker_threads'
-import type { CompiledPolicy, Limits } from '../check/types.js'
+import type { CompiledPolicy, Limits } from '../decision/types.js'
 import type { DynamicAddresses } from './compile.js'
 import { PolicyError, type PolicyErrorCode, PolicyLoadError, type SourcePos } from './errors.js'
 import type { AddressSource } from './schema.js'

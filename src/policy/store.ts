@@ -1,4 +1,4 @@
-import type { CompiledPolicy } from '../check/types.js'
+import type { CompiledPolicy } from '../decision/types.js'
 
 /**
  * The policy in force. A reload builds the next policy off to the side and swaps it in with one

@@ -8,7 +8,7 @@
 // between: building the 10,000-pattern matcher at once held the thread for milliseconds, and
 // every Check due meanwhile waited (bench: "Check latency during reloads").
 
-import type { CompiledPolicy, CompiledSite } from '../check/types.js'
+import type { CompiledPolicy, CompiledSite } from '../decision/types.js'
 import type { CidrMatcher, CidrRange } from '../net/cidr.js'
 import type { HostMatcher } from '../net/host.js'
 import type { Ip } from '../net/ip.js'
@@ -208,8 +208,8 @@ export async function unpackPolicy({ packed }: PackedPolicy): Promise<CompiledPo
       hosts.set(p, h)
     }
     out['allowedHosts'] = h
-    // The answers: Maps of a few small Buffers.
-    restoreBuffers(s.answers)
+    // The gRPC answers: Maps of a few small Buffers.
+    restoreBuffers(s.grpc)
     restoreBuffers(s.healthCheck)
     return s
   }

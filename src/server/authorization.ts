@@ -1,4 +1,4 @@
-// The Authorization/Check method as grpc-js serves it: raw bytes in and out (check/ decodes and
+// The Authorization/Check method as grpc-js serves it: raw bytes in and out (grpc-authz/ decodes and
 // encodes). Apart from grpc.ts so that the benchmark's no-op server uses the very same definition
 // without loading health, reflection and proto-loader into the process it measures.
 

@@ -1,4 +1,4 @@
-// The gRPC port: Envoy's Authorization/Check (raw bytes in and out: check/ decodes and encodes),
+// The gRPC port: Envoy's Authorization/Check (raw bytes in and out: grpc-authz/ decodes and encodes),
 // grpc.health.v1.Health for Envoy's gRPC health checker and Kubernetes `grpc:` probes, and server
 // reflection for grpcurl.
 
@@ -19,8 +19,8 @@ import { loadSync } from '@grpc/proto-loader'
 import { ReflectionService } from '@grpc/reflection'
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check'
 import type { Logger } from 'pino'
-import { check } from '../check/check.js'
-import type { DecisionObserver } from '../check/observe.js'
+import type { DecisionObserver } from '../decision/observe.js'
+import { check } from '../grpc-authz/check.js'
 import type { PolicyStore } from '../policy/store.js'
 import { loadCheckProtos } from '../proto.js'
 import { AUTHORIZATION_SERVICE, AUTHORIZATION_SERVICE_NAME } from './authorization.js'
@@ -83,7 +83,7 @@ export function checkHandler(
       // into an allow under failure_mode_allow; count it, log it, and serve the next request.
       onInternalError()
       log.error({ err }, 'check failed; answered deny')
-      callback(null, policy.top.answers.internalError)
+      callback(null, policy.top.grpc.internalError)
       return
     }
     const seconds = (performance.now() - started) / 1000

@@ -1,7 +1,7 @@
 // SPEC's metrics with prom-client, plus its default process and Node.js metrics.
 
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client'
-import type { DecisionMetrics } from '../check/observe.js'
+import type { DecisionMetrics } from '../decision/observe.js'
 import type { SourceMetrics } from '../dynamic/sources.js'
 
 /** 10 µs to 100 ms: a decision takes microseconds; Envoy's default ext_authz timeout is 200 ms. */

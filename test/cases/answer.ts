@@ -1,7 +1,7 @@
 // The answer every implementation is held to: what SPEC says a CheckResponse carries, as plain
 // data. Each implementation's own output is turned into this one shape before it is compared.
 
-import type { Mode, Reason } from '../../src/check/types.js'
+import type { Mode, Reason } from '../../src/decision/types.js'
 import { officialRoot } from '../support/proto-json.js'
 import { type Message, official } from '../support/protos.js'
 

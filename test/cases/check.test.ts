@@ -1,6 +1,6 @@
 // The case suite against check(), the function the server, explain and the benchmarks call.
 
-import { check } from '../../src/check/check.js'
+import { check } from '../../src/grpc-authz/check.js'
 import { policyFile } from '../support/policy.js'
 import { answerOf } from './answer.js'
 import { CASES } from './cases.js'

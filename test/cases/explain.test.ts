@@ -1,8 +1,8 @@
 // The case suite against `hostguard explain`, called in process (the command around it is in
 // test/integration/commands.test.ts): what it reports must be what the server answers.
 
-import type { Reason } from '../../src/check/types.js'
 import { explain } from '../../src/commands/explain.js'
+import type { Reason } from '../../src/decision/types.js'
 import { CASES } from './cases.js'
 import { runCases } from './suite.js'
 

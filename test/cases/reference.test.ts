@@ -3,7 +3,7 @@
 // trusts.
 
 import { ReferenceEvaluator, specInput } from '../../fuzz/reference.js'
-import type { Reason } from '../../src/check/types.js'
+import type { Reason } from '../../src/decision/types.js'
 import { CASES } from './cases.js'
 import { runCases } from './suite.js'
 

@@ -1,7 +1,7 @@
 // SPEC's questions, one case each: the evaluation order step by step, the answer, and the details
 // that are easy to get wrong (/SPEC.md). Expected answers are written from SPEC, not from a run.
 
-import type { Reason } from '../../src/check/types.js'
+import type { Reason } from '../../src/decision/types.js'
 import { http, PEER, raw, tcp } from './request.js'
 import { type CaseGroup, FORWARDING, forwardingExcept, inlinePolicy, type Want } from './suite.js'
 

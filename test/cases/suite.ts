@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { Mode, Reason } from '../../src/check/types.js'
+import type { Mode, Reason } from '../../src/decision/types.js'
 import type { Answer } from './answer.js'
 import type { CaseRequest } from './request.js'
 

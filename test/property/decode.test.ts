@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect } from 'vitest'
-import { compileHeaderNames, decode } from '../../src/check/decode.js'
+import { compileHeaderNames, decode } from '../../src/grpc-authz/decode.js'
 import { FORWARDING_HEADERS } from '../../src/policy/schema.js'
 import { plain, specFields } from '../support/decoded.js'
 import { prop } from '../support/prop.js'

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { runFuzz } from '../../fuzz/fuzz.js'
-import { REASONS } from '../../src/check/types.js'
+import { REASONS } from '../../src/decision/types.js'
 
 describe('differential fuzzing (a few thousand cases; npm run fuzz for more)', () => {
   it.each([1, 2])('check() and the reference evaluator agree, seed %i', (seed) => {

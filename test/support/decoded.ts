@@ -2,8 +2,8 @@
 // tests compare them by value.
 
 import { expect } from 'vitest'
-import { HeaderValues } from '../../src/check/decode.js'
-import type { CheckInput } from '../../src/check/types.js'
+import type { RequestInput } from '../../src/decision/types.js'
+import { HeaderValues } from '../../src/grpc-authz/decode.js'
 import { parseIp } from '../../src/net/ip.js'
 import type { Message } from './protos.js'
 
@@ -11,7 +11,7 @@ import type { Message } from './protos.js'
  * decode's answer as plain data: its peer and path are getters, and its headers a HeaderValues
  * (which keeps them private), here a Map.
  */
-export function plain(input: CheckInput | undefined) {
+export function plain(input: RequestInput | undefined) {
   if (!input) return input
   const http = input.http
   if (http) expect(http.headers).toBeInstanceOf(HeaderValues)

@@ -1,4 +1,4 @@
-import type { CheckInput, CompiledPolicy, HttpInput } from '../../src/check/types.js'
+import type { CompiledPolicy, HttpInput, RequestInput } from '../../src/decision/types.js'
 import { parseIp } from '../../src/net/ip.js'
 import { compilePolicy } from '../../src/policy/compile.js'
 import { loadPolicyFile, parsePolicy } from '../../src/policy/load.js'
@@ -18,7 +18,7 @@ export function checkInput(
   peer: string,
   site: string | undefined,
   http: HttpInput | undefined,
-): CheckInput {
+): RequestInput {
   return { peer, peerIp: parseIp(peer), site, http }
 }
 

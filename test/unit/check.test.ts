@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { check } from '../../src/check/check.js'
+import { check } from '../../src/grpc-authz/check.js'
 import { policyFile, policyFrom } from '../support/policy.js'
 import { FIXTURES, type Message, official } from '../support/protos.js'
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { resolveClient } from '../../src/check/client.js'
+import { resolveClient } from '../../src/decision/client.js'
 import { MAX_CHAIN_ENTRY, parseForwarded, parseNode } from '../../src/net/forwarding.js'
 import { formatIp } from '../../src/net/ip.js'
 import { checkInput, headers, policyFrom } from '../support/policy.js'

@@ -2,14 +2,9 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it, vi } from 'vitest'
-import {
-  compileHeaderNames,
-  decode,
-  headerHead,
-  pathHead,
-  peerHead,
-} from '../../src/check/decode.js'
-import { messageField } from '../../src/check/protobuf.js'
+import { headerHead, pathHead, peerHead } from '../../src/decision/observe.js'
+import { compileHeaderNames, decode } from '../../src/grpc-authz/decode.js'
+import { messageField } from '../../src/grpc-authz/protobuf.js'
 import { formatIp } from '../../src/net/ip.js'
 import { FORWARDING_HEADERS } from '../../src/policy/schema.js'
 import { plain, specFields as specFieldsOf } from '../support/decoded.js'

@@ -26,8 +26,44 @@ describe('biome.json layer rules', () => {
     "import { readFileSync } from 'node:fs'",
     "import { readFile } from 'node:fs/promises'",
     "import { readFile } from 'fs/promises'",
-  ])('keep the file system out of check/: %s', { timeout: 30_000 }, (line) => {
-    expect(rulesFor('src/check/zz-layer-probe.ts', line)).toContain(
+  ])('keep the file system out of decision/: %s', { timeout: 30_000 }, (line) => {
+    expect(rulesFor('src/decision/zz-layer-probe.ts', line)).toContain(
+      'lint/style/noRestrictedImports',
+    )
+  })
+
+  it.each([
+    "import { check } from '../grpc-authz/check.js'",
+    "import type { CheckResult } from '../grpc-authz/check.js'",
+    "import { WireReader } from '../grpc-authz/protobuf.js'",
+    "import protobuf from 'protobufjs'",
+    "import * as grpc from '@grpc/grpc-js'",
+    "import { STATUS_CODES } from 'node:http'",
+  ])(
+    'keep front ends, protobuf and HTTP out of the decision core: %s',
+    {
+      timeout: 30_000,
+    },
+    (line) => {
+      expect(rulesFor('src/decision/zz-layer-probe.ts', line)).toContain(
+        'lint/style/noRestrictedImports',
+      )
+    },
+  )
+
+  it.each([
+    "import { check } from '../http-authz/check.js'",
+    "import { grpcServer } from '../server/grpc.js'",
+    "import * as grpc from '@grpc/grpc-js'",
+  ])('keep a front end to itself and the core: %s', { timeout: 30_000 }, (line) => {
+    expect(rulesFor('src/grpc-authz/zz-layer-probe.ts', line)).toContain(
+      'lint/style/noRestrictedImports',
+    )
+  })
+
+  it('let a front end import the core', { timeout: 30_000 }, () => {
+    const line = "import { decideRequest } from '../decision/decide.js'"
+    expect(rulesFor('src/grpc-authz/zz-layer-probe.ts', line)).not.toContain(
       'lint/style/noRestrictedImports',
     )
   })

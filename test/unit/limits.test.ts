@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { resolveClient } from '../../src/check/client.js'
-import { evaluate } from '../../src/check/evaluate.js'
-import type { CheckInput } from '../../src/check/types.js'
+import { resolveClient } from '../../src/decision/client.js'
+import { evaluate } from '../../src/decision/evaluate.js'
+import type { RequestInput } from '../../src/decision/types.js'
 import { formatIp } from '../../src/net/ip.js'
 import { compilePolicy } from '../../src/policy/compile.js'
 import { parsePolicy } from '../../src/policy/load.js'
@@ -21,7 +21,7 @@ function input(
   h: Record<string, string>,
   authority = 'www.example.com',
   site?: string,
-): CheckInput {
+): RequestInput {
   return checkInput('10.0.0.2', site, { authority, path: '/', headers: headers(h) })
 }
 

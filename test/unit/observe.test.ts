@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { check } from '../../src/check/check.js'
-import { type DecisionMetrics, DecisionObserver, loggable } from '../../src/check/observe.js'
+import { type DecisionMetrics, DecisionObserver, loggable } from '../../src/decision/observe.js'
+import { check } from '../../src/grpc-authz/check.js'
 import { policyFrom } from '../support/policy.js'
 import { official } from '../support/protos.js'
 

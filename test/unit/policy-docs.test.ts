@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { REASONS } from '../../src/check/types.js'
+import { REASONS } from '../../src/decision/types.js'
 import { compilePolicy } from '../../src/policy/compile.js'
 import { parsePolicy } from '../../src/policy/load.js'
 import { ROOT } from '../support/protos.js'

@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { check } from '../../src/check/check.js'
+import { check } from '../../src/grpc-authz/check.js'
 import { compilePolicy } from '../../src/policy/compile.js'
 import { parsePolicy } from '../../src/policy/load.js'
 import { packPolicy, unpackPolicy } from '../../src/policy/transfer.js'

@@ -11,7 +11,7 @@ import {
   parseNode,
 } from '../net/forwarding.js'
 import type { Ip } from '../net/ip.js'
-import type { CheckInput, Client, ClientAddressHeader, CompiledSite, Trace } from './types.js'
+import type { Client, ClientAddressHeader, CompiledSite, RequestInput, Trace } from './types.js'
 
 /**
  * How one client-address header lists its entries. `entryStart` finds where the entry ending at
@@ -105,7 +105,7 @@ function walkChain(
   }
 }
 
-export function resolveClient(site: CompiledSite, input: CheckInput, trace?: Trace): Client {
+export function resolveClient(site: CompiledSite, input: RequestInput, trace?: Trace): Client {
   trace?.chain.push(input.peer)
   const peer = input.peerIp
   if (peer === undefined) return { ip: undefined, peerTrusted: false, walkedFrom: 0 }

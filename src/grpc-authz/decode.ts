@@ -1,4 +1,4 @@
-// CheckRequest bytes → CheckInput. The only file that knows the request's field numbers
+// CheckRequest bytes → RequestInput. The only file that knows the request's field numbers
 // (proto/envoy/service/auth/v3/*.proto, checked against the official protos in the tests).
 // It reads the wire format directly and makes strings only of what SPEC reads: header keys are
 // compared as bytes against the names the policy uses, since turning a short buffer slice into a
@@ -10,10 +10,13 @@
 // twice is merged, of other fields and of a oneof's members the last one wins. The fast paths
 // for Envoy's usual header entries read exactly what the general path reads
 // (test/property/decode.test.ts).
+// What fills RequestInput: peer = attributes.source.address.socket_address.address; site =
+// attributes.context_extensions["site"]; authority = http.host, else the `:authority` header, else
+// `host`; path = http.path without its query string; http undefined without request.http.
 
+import type { HeaderName, HeaderNames, HttpInput, RequestInput } from '../decision/types.js'
 import { type Ip, parseIpRange } from '../net/ip.js'
 import { LEN, utf8Text, WireReader } from './protobuf.js'
-import type { CheckInput, HeaderName, HeaderNames, HttpInput } from './types.js'
 
 // envoy.service.auth.v3.CheckRequest
 const CHECK_REQUEST_ATTRIBUTES = 1
@@ -575,7 +578,7 @@ class DecodedHttp implements HttpInput {
  * Decodes a CheckRequest, keeping the headers named in `names`. Undefined when the bytes are not
  * a CheckRequest (truncated, bad lengths, malformed keys).
  */
-export function decode(bytes: Buffer, names: HeaderNames): CheckInput | undefined {
+export function decode(bytes: Buffer, names: HeaderNames): RequestInput | undefined {
   const d = new Decoder(bytes, names)
   if (!d.checkRequest(bytes.length)) return undefined
   return new DecodedRequest(
@@ -587,8 +590,8 @@ export function decode(bytes: Buffer, names: HeaderNames): CheckInput | undefine
   )
 }
 
-/** CheckInput whose peer is parsed from the request's bytes and made a string only if read. */
-class DecodedRequest implements CheckInput {
+/** RequestInput whose peer is parsed from the request's bytes and made a string only if read. */
+class DecodedRequest implements RequestInput {
   readonly peerIp: Ip | undefined
   readonly site: string | undefined
   readonly http: HttpInput | undefined
@@ -620,27 +623,4 @@ class DecodedRequest implements CheckInput {
     const end = Math.min(this.#peerEnd, this.#peerStart + headBytes(max))
     return utf8Text(this.#buf, this.#peerStart, end).slice(0, max)
   }
-}
-
-// For the decision log, which shows a deny's peer, path and x-request-id: a value a client
-// chose can be as long as the request (1 MiB by default), and making all of it a string only
-// to cut it cost ~3 ms a deny at 900 KB (bench/observe.bench.ts). From a decoded request these
-// read a bounded prefix; an input made otherwise (tests, explain) holds whole strings already.
-
-/** At most `max` characters of the request's peer. */
-export function peerHead(input: CheckInput, max: number): string {
-  return input instanceof DecodedRequest ? input.peerHead(max) : input.peer.slice(0, max)
-}
-
-/** At most `max` characters of the request's path (without its query string). */
-export function pathHead(http: HttpInput, max: number): string {
-  return http instanceof DecodedHttp ? http.pathHead(max) : http.path.slice(0, max)
-}
-
-/** At most `max` characters of a header's value. */
-export function headerHead(http: HttpInput, name: string, max: number): string | undefined {
-  const { headers } = http
-  return headers instanceof HeaderValues
-    ? headers.head(name, max)
-    : headers.get(name)?.slice(0, max)
 }

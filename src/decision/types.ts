@@ -24,41 +24,57 @@ export type Reason = (typeof REASONS)[number]
 const MODES = ['enforce', 'dry_run'] as const
 export type Mode = (typeof MODES)[number]
 
-/** Header values by lower-case name (decode's HeaderValues; a Map in tests). */
+/** Header values by lower-case name, filled by a front end (a Map in tests). */
 interface HeaderLookup {
   get(name: string): string | undefined
   has(name: string): boolean
   /** The value's bytes as the request carried them (a secret is compared byte for byte). */
   bytes(name: string): Uint8Array | undefined
+  /** At most `max` characters of a value, for a front end that makes values from bytes lazily. */
+  head?(name: string, max: number): string | undefined
 }
 
-/** The HTTP part of a CheckRequest, as far as hostguard reads it. */
+/** The HTTP part of a request, as far as the decision reads it. */
 export interface HttpInput {
-  /** `http.host`, else the `:authority` header, else `host`; undefined when none is set. */
+  /** The request's Host (its authority); undefined when it has none. */
   readonly authority: string | undefined
-  /** `http.path` without its query string. */
+  /** The request's path without its query string. */
   readonly path: string
+  /** At most `max` characters of `path`, for a front end that makes it from bytes lazily. */
+  pathHead?(max: number): string
   /** Only the headers the policy reads, lower-case keys; repeated headers joined with `,`. */
   readonly headers: HeaderLookup
 }
 
-/** What `decode` takes from a CheckRequest: plain values, no proto objects. */
-export interface CheckInput {
-  /** `attributes.source.address.socket_address.address`; empty when absent. */
+/**
+ * What the decision reads of a request: plain values that each front end fills from its wire
+ * input (grpc-authz/decode.ts from a CheckRequest).
+ */
+export interface RequestInput {
+  /** The address of the proxy's downstream peer, as written; empty when absent. */
   readonly peer: string
   /** The peer as an address (SPEC "Addresses"); undefined when it is not one. */
   readonly peerIp: Ip | undefined
-  /** `attributes.context_extensions["site"]`; undefined when absent. */
+  /** At most `max` characters of `peer`, for a front end that makes it from bytes lazily. */
+  peerHead?(max: number): string
+  /** The site the proxy names; undefined when it names none (the top level applies). */
   readonly site: string | undefined
   /** Undefined for requests without an HTTP part (network filter, TCP, empty message). */
   readonly http: HttpInput | undefined
+}
+
+/** A decision and what it was made from, as a front end hands them to the observer. */
+export interface Decided {
+  readonly decision: Decision
+  /** What was read from the request; undefined when the front end could not read it. */
+  readonly input: RequestInput | undefined
 }
 
 /** The client a request is decided for. */
 export interface Client {
   /** The resolved address; undefined when unknown (a non-address in the chain, no peer). */
   readonly ip: Ip | undefined
-  /** The peer, Envoy's downstream address, is a trusted proxy. */
+  /** The peer, the proxy's downstream address, is a trusted proxy. */
   readonly peerTrusted: boolean
   /**
    * Where, in the client-address header, the entries the walk read begin (the one naming the
@@ -127,8 +143,12 @@ export interface HeaderName {
   readonly name: string
 }
 
-/** The parts of a site's answers that do not depend on the request (check/encode.ts). */
-export interface SiteAnswers {
+/**
+ * The gRPC front end's answers for a site, pre-encoded CheckResponse parts that do not depend on
+ * the request: built once at compile by grpc-authz/encode.ts, read only by it (the decision never
+ * looks at them).
+ */
+export interface GrpcAnswers {
   /** headers_to_remove fields, indexed [peer trusted ? 1 : 0][client known ? 1 : 0]. */
   readonly remove: readonly [readonly [Buffer, Buffer], readonly [Buffer, Buffer]]
   /** The header key field of clientIpHeader, when configured. */
@@ -178,12 +198,13 @@ export interface CompiledSite {
   readonly clientIpHeader: string | undefined
   readonly denyStatus: number
   readonly dryRun: boolean
-  readonly answers: SiteAnswers
+  /** The gRPC front end's part of the compiled site. */
+  readonly grpc: GrpcAnswers
 }
 
 export interface CompiledPolicy {
   readonly top: CompiledSite
   readonly sites: ReadonlyMap<string, CompiledSite>
-  /** Every header any site reads: the decoder keeps only these. */
+  /** Every header any site reads: the gRPC decoder keeps only these (grpc-authz/decode.ts). */
   readonly headerNames: HeaderNames
 }

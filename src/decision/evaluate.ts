@@ -5,7 +5,6 @@ import { matchCidr, matchingRange } from '../net/cidr.js'
 import { MAX_CHAIN_ENTRY, owsEnd, owsStart, parseForwarded } from '../net/forwarding.js'
 import { hostDomain, hostLiteralIp, matchHost } from '../net/host.js'
 import type {
-  CheckInput,
   Client,
   CompiledPolicy,
   CompiledSite,
@@ -13,6 +12,7 @@ import type {
   HttpInput,
   Mode,
   Reason,
+  RequestInput,
   Trace,
 } from './types.js'
 
@@ -50,8 +50,8 @@ export function decide(site: CompiledSite, client: Client, reason: Reason): Deci
   }
 }
 
-/** 1. The site named by `context_extensions.site`, the top level when none; undefined if unknown. */
-export function selectSite(policy: CompiledPolicy, input: CheckInput): CompiledSite | undefined {
+/** 1. The site the request names, the top level when none; undefined if unknown. */
+export function selectSite(policy: CompiledPolicy, input: RequestInput): CompiledSite | undefined {
   return input.site === undefined ? policy.top : policy.sites.get(input.site)
 }
 
@@ -241,7 +241,7 @@ function hostStep(
 /** Steps 2-4 for a known site; the client was resolved by `resolveClient`. */
 export function evaluate(
   site: CompiledSite,
-  input: CheckInput,
+  input: RequestInput,
   client: Client,
   trace?: Trace,
 ): Reason {

@@ -2,16 +2,16 @@
 // encoded once when the policy is compiled; per request only the client address is written.
 
 import { STATUS_CODES } from 'node:http'
-import { formatIp } from '../net/ip.js'
-import { denyStatusFor, isAllowReason, modeFor } from './evaluate.js'
-import { LEN, messageField, stringField, varintField, varintSize, WireWriter } from './protobuf.js'
+import { denyStatusFor, isAllowReason, modeFor } from '../decision/evaluate.js'
 import {
   type AnswerTemplate,
   type Decision,
+  type GrpcAnswers,
   REASONS,
   type Reason,
-  type SiteAnswers,
-} from './types.js'
+} from '../decision/types.js'
+import { formatIp } from '../net/ip.js'
+import { LEN, messageField, stringField, varintField, varintSize, WireWriter } from './protobuf.js'
 
 // envoy.service.auth.v3.CheckResponse
 const RESPONSE_STATUS = 1
@@ -105,7 +105,7 @@ function deniedResponse(status: number, reason: Reason | undefined): Buffer {
   )
 }
 
-export function prepareAnswers(settings: AnswerSettings): SiteAnswers {
+export function prepareAnswers(settings: AnswerSettings): GrpcAnswers {
   const metadata = new Map<Reason, Buffer>()
   const denied = new Map<Reason, Buffer>()
   for (const reason of REASONS) {
@@ -173,7 +173,7 @@ export function encode(decision: Decision): Buffer {
   const v4 = ip !== undefined && ip.family === 4
   const text = ip === undefined || v4 ? undefined : formatIp(ip)
   const length = v4 ? v4TextLength(ip.value) : text === undefined ? 0 : text.length
-  const templates = decision.site.answers.templates
+  const templates = decision.site.grpc.templates
   const key =
     (REASON_INDEX[decision.reason] * 2 + (decision.client.peerTrusted ? 1 : 0)) * LENGTH_SLOTS +
     length
@@ -225,7 +225,7 @@ function answerTemplate(decision: Decision, length: number): AnswerTemplate {
 
 /** The answer, written field by field; the offsets of the client address go to `clientAt`. */
 function writeAnswer(decision: Decision, client: string | undefined, clientAt: number[]): Buffer {
-  const answers = decision.site.answers
+  const answers = decision.site.grpc
   const prefix = answers.metadata.get(decision.reason) ?? EMPTY
   // An IP address in text is ASCII: its length is its size in bytes.
   const clientValue = client === undefined ? 0 : lenFieldSize(client.length)
