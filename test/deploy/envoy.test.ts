@@ -57,6 +57,14 @@ describe.each(['edge.yaml', 'sidecar.yaml'])('envoy/%s', (file) => {
     expect(extAuthz(config).allowed_headers).toBeUndefined()
   })
 
+  it("keeps the shipped policies' health-check secret from the app", () => {
+    const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config
+    for (const policy of ['k8s/base/policy.yaml', 'examples/policy.yaml']) {
+      const header = parse(readFileSync(join(ROOT, policy), 'utf8')).healthCheck.header
+      expect(hcm.route_config.request_headers_to_remove, policy).toContain(header)
+    }
+  })
+
   it('drops headers with underscores, which CGI-style apps read as the hyphenated ones', () => {
     const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config
     expect(hcm.common_http_protocol_options.headers_with_underscores_action).toBe('DROP_HEADER')

@@ -311,6 +311,10 @@ describe.skipIf(ENVOY === undefined)('through Envoy on envoy/edge.yaml', () => {
       const reply = await get({ ...probe, path, headers: { 'x-health': SECRET } })
       expect(reply.status).toBe(200)
       expect(await stack.envoy.logOf(path)).toMatchObject({ reason: 'health_check' })
+      // The secret stops at Envoy (route_config.request_headers_to_remove): the app never sees it.
+      const [seen] = stack.upstream.requestsTo(path)
+      expect(seen?.headers).toBeDefined()
+      expect(seen?.headers['x-health']).toBeUndefined()
     })
 
     it.each([
