@@ -20,6 +20,7 @@ const policy = policyFile(join(ROOT, 'examples', 'policy.yaml'))
 const observer = new DecisionObserver(
   createMetrics(),
   createLog('info', pino.destination({ dest: '/dev/null', sync: true })),
+  ['grpc'],
 )
 observer.prepare(policy)
 
@@ -50,7 +51,7 @@ for (const [name, bytes] of requests) {
     bench('check + observe (metrics, logs)', () => {
       const started = performance.now()
       const result = check(policy, bytes)
-      observer.observe(result, (performance.now() - started) / 1000)
+      observer.observe(result, (performance.now() - started) / 1000, 'grpc')
     })
   })
 }

@@ -9,6 +9,13 @@ import { PolicyLoader } from './policy/loader.js'
 import { DEFAULT_MAX_POLICY_BYTES } from './policy/read.js'
 import { PolicyStore } from './policy/store.js'
 import {
+  type AuthzHttpLimits,
+  type AuthzHttpServer,
+  DEFAULT_AUTHZ_HTTP_LIMITS,
+  startAuthzHttp,
+  stopAuthzHttp,
+} from './server/authz-http.js'
+import {
   type ConnectionLimits,
   DEFAULT_CONNECTION_LIMITS,
   type GrpcServer,
@@ -23,6 +30,10 @@ export interface ServeOptions {
   readonly listen: string
   readonly grpcPort: number
   readonly httpPort: number
+  /** `--authz-port`: the HTTP authorization listener; off when undefined. */
+  readonly authzPort?: number
+  /** Time and size limits of the HTTP authorization listener (DEFAULT_AUTHZ_HTTP_LIMITS). */
+  readonly authzLimits?: AuthzHttpLimits
   readonly log: Logger
   readonly env?: NodeJS.ProcessEnv
   /** Reload when a file the policy reads changes (on by default). */
@@ -56,6 +67,8 @@ export const DEFAULT_SYNC_WAIT_MS = 30_000
 export interface Running {
   readonly grpcPort: number
   readonly httpPort: number
+  /** The HTTP authorization port; undefined when it is off. */
+  readonly authzPort: number | undefined
   readonly metrics: Metrics
   /**
    * Reads, validates and compiles the policy file again (in the load worker) and swaps it in if
@@ -84,7 +97,11 @@ const FINISH_MS = 500
 export async function serve(options: ServeOptions): Promise<Running> {
   const { log } = options
   const metrics = createMetrics()
-  const observer = new DecisionObserver(metrics, log)
+  const observer = new DecisionObserver(
+    metrics,
+    log,
+    options.authzPort === undefined ? ['grpc'] : ['grpc', 'http'],
+  )
   const store = new PolicyStore()
   const policy = new LivePolicy({
     policyFile: options.policyFile,
@@ -107,7 +124,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
   /** From both ports bound until shutdown begins. */
   let serving = false
   const ready = (): boolean => serving && policy.ready()
-  const { grpc, http } = await bind(options, store, observer, metrics, ready).catch(
+  const { grpc, http, authz } = await bind(options, store, observer, metrics, ready).catch(
     async (err: unknown) => {
       await policy.stop()
       throw err
@@ -126,6 +143,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
       listen: options.listen,
       grpcPort: grpc.port,
       httpPort: http.port,
+      authzPort: authz?.port,
     },
     'hostguard serving',
   )
@@ -138,6 +156,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
   return {
     grpcPort: grpc.port,
     httpPort: http.port,
+    authzPort: authz?.port,
     metrics,
     reload: (trigger) => policy.reload(trigger),
     async shutdown(graceMs) {
@@ -146,7 +165,8 @@ export async function serve(options: ServeOptions): Promise<Running> {
       const drainUntil = began + Math.max(0, graceMs - FINISH_MS)
       for (;;) {
         const now = performance.now()
-        if (now >= drainUntil || now - Math.max(grpc.lastCallAt(), began) >= QUIET_MS) break
+        const lastCall = Math.max(grpc.lastCallAt(), authz?.lastCallAt() ?? 0, began)
+        if (now >= drainUntil || now - lastCall >= QUIET_MS) break
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
       log.info(
@@ -154,22 +174,35 @@ export async function serve(options: ServeOptions): Promise<Running> {
         'drained; finishing in-flight calls',
       )
       const left = Math.max(0, began + graceMs - performance.now())
-      await Promise.all([stopGrpc(grpc, left), stopHttp(http), stopped])
+      await Promise.all([
+        stopGrpc(grpc, left),
+        authz && stopAuthzHttp(authz, left),
+        stopHttp(http),
+        stopped,
+      ])
     },
     async stop() {
-      await Promise.all([stopServing(), stopGrpc(grpc), stopHttp(http)])
+      await Promise.all([
+        stopServing(),
+        stopGrpc(grpc),
+        authz && stopAuthzHttp(authz),
+        stopHttp(http),
+      ])
     },
   }
 }
 
-/** The HTTP port, then the gRPC port (its health NOT_SERVING until told otherwise). */
+/**
+ * The HTTP port, then the gRPC port (its health NOT_SERVING until told otherwise), then the HTTP
+ * authorization port when asked for; readiness waits for all of them.
+ */
 async function bind(
   options: ServeOptions,
   store: PolicyStore,
   observer: DecisionObserver,
   metrics: Metrics,
   ready: () => boolean,
-): Promise<{ grpc: GrpcServer; http: HttpServer }> {
+): Promise<{ grpc: GrpcServer; http: HttpServer; authz: AuthzHttpServer | undefined }> {
   const http = await startHttp(options.listen, options.httpPort, ready, metrics.registry)
   const grpc = await startGrpc(
     store,
@@ -184,5 +217,18 @@ async function bind(
     await stopHttp(http)
     throw err
   })
-  return { grpc, http }
+  if (options.authzPort === undefined) return { grpc, http, authz: undefined }
+  const authz = await startAuthzHttp(
+    store,
+    observer,
+    options.log,
+    options.listen,
+    options.authzPort,
+    options.authzLimits ?? DEFAULT_AUTHZ_HTTP_LIMITS,
+    () => metrics.internalErrors.inc(),
+  ).catch(async (err: unknown) => {
+    await Promise.all([stopGrpc(grpc), stopHttp(http)])
+    throw err
+  })
+  return { grpc, http, authz }
 }

@@ -37,12 +37,12 @@ interface TextOption {
   readonly choices?: readonly string[]
 }
 
-/** `--name N`: a whole number within [min, max]. */
+/** `--name N`: a whole number within [min, max]; without a default, undefined unless given. */
 interface WholeOption {
   readonly kind: 'whole'
   readonly value: string
   readonly help: string
-  readonly default: number
+  readonly default?: number
   readonly min: number
   readonly max: number
 }
@@ -63,7 +63,9 @@ export interface CommandSpec {
 type ValueOf<O extends OptionSpec> = O extends FlagOption
   ? boolean
   : O extends WholeOption
-    ? number
+    ? O extends { readonly default: number }
+      ? number
+      : number | undefined
     : O extends { readonly multiple: true }
       ? string[]
       : O extends { readonly required: true } | { readonly default: string }
@@ -110,7 +112,11 @@ export function escapeControls(text: string): string {
   return text.replace(CONTROL, escapeControl)
 }
 
-function wholeValue(option: WholeOption, flag: string, text: string | undefined): number {
+function wholeValue(
+  option: WholeOption,
+  flag: string,
+  text: string | undefined,
+): number | undefined {
   if (text === undefined) return option.default
   const n = Number(text)
   if (!/^[0-9]{1,10}$/.test(text) || n < option.min || n > option.max) {
@@ -225,7 +231,7 @@ function synopsisOf(name: string, option: OptionSpec): string {
   const shown =
     option.kind === 'flag'
       ? `--${name}`
-      : `--${name} ${option.kind === 'whole' ? option.default : (option.choices?.join('|') ?? option.default ?? option.value)}`
+      : `--${name} ${option.kind === 'whole' ? (option.default ?? option.value) : (option.choices?.join('|') ?? option.default ?? option.value)}`
   if (option.kind === 'text' && option.required) return shown
   return option.kind === 'text' && option.multiple ? `[${shown}]...` : `[${shown}]`
 }
@@ -236,8 +242,10 @@ const WIDTH = 100
 const KEEP = '\u00a0'
 
 function defaultOf(option: OptionSpec): string | undefined {
-  if (option.kind === 'whole')
-    return `${option.default}; ${option.min}${KEEP}to${KEEP}${option.max}`
+  if (option.kind === 'whole') {
+    const range = `${option.min}${KEEP}to${KEEP}${option.max}`
+    return option.default === undefined ? `off; ${range}` : `${option.default}; ${range}`
+  }
   if (option.kind !== 'text') return undefined
   const parts = [
     option.default,

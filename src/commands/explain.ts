@@ -5,10 +5,18 @@
 import { extname } from 'node:path'
 import { pino } from 'pino'
 import { isAllowReason } from '../decision/evaluate.js'
-import { REASONS, type Reason, type Trace } from '../decision/types.js'
+import {
+  type CompiledPolicy,
+  type Decision,
+  REASONS,
+  type Reason,
+  type Trace,
+} from '../decision/types.js'
 import { DEFAULT_KUBE_TIMINGS } from '../dynamic/kube-timings.js'
 import { DynamicSources } from '../dynamic/sources.js'
 import { check } from '../grpc-authz/check.js'
+import { authorize } from '../http-authz/authorize.js'
+import { DIALECTS, TOP_LEVEL_SEGMENT } from '../http-authz/request.js'
 import { formatIp, parseIp } from '../net/ip.js'
 import { sourcesOf } from '../policy/address-list.js'
 import { compilePolicy } from '../policy/compile.js'
@@ -221,13 +229,18 @@ function text(value: unknown): string {
   return typeof value === 'string' ? value : ''
 }
 
+/** What `explain` decides: a CheckRequest, or an HTTP authorization request in a dialect. */
+type ExplainRequest =
+  | { readonly api: 'grpc'; readonly bytes: Buffer }
+  | { readonly api: 'http'; readonly url: string; readonly rawHeaders: readonly string[] }
+
 /**
- * Decides one CheckRequest with the server's code and describes the result. Dynamic sources are
+ * Decides one request with the server's code and describes the result. Dynamic sources are
  * started as `serve` starts them, and waited for; one without addresses in time is empty.
  */
 export async function explain(
   policyFile: string,
-  request: Buffer,
+  request: Buffer | ExplainRequest,
   dynamicOptions: DynamicOptions,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Explanation> {
@@ -261,6 +274,42 @@ export async function explain(
   }
   const policy = compilePolicy(spec, undefined, addresses)
   const trace: Trace = { header: undefined, chain: [], rule: undefined }
+  const asked: ExplainRequest = Buffer.isBuffer(request) ? { api: 'grpc', bytes: request } : request
+  const answered =
+    asked.api === 'grpc'
+      ? grpcAnswer(policy, asked.bytes, trace)
+      : httpAnswer(policy, asked.url, asked.rawHeaders, trace)
+  const { decision } = answered
+  return {
+    decision: decision.allowed ? 'allow' : 'deny',
+    answer: answered.status === null ? 'allow' : 'deny',
+    reason: decision.reason,
+    site: decision.site.name,
+    mode: decision.mode,
+    client: decision.client.ip ? formatIp(decision.client.ip) : null,
+    chain: { header: trace.header ?? null, entries: trace.chain },
+    rule: trace.rule ?? null,
+    status: answered.status,
+    denyStatus: decision.allowed ? null : decision.status,
+    set: answered.set,
+    remove: answered.remove,
+    sources: [...sourcesOf(spec).keys()].map((name) => ({
+      name,
+      addresses: addresses.get(name)?.length ?? null,
+    })),
+  }
+}
+
+/** The decision, and its answer as the proxy reads it. */
+interface Answered {
+  readonly decision: Decision
+  /** The HTTP status of a deny answer; null for an allow. */
+  readonly status: number | null
+  readonly set: Explanation['set']
+  readonly remove: readonly string[]
+}
+
+function grpcAnswer(policy: CompiledPolicy, request: Buffer, trace: Trace): Answered {
   const { decision, response } = check(policy, request, trace)
   const answer = checkCodec().decodeResponse(response)
   const ok = answer['ok_response'] as Json | undefined
@@ -268,23 +317,40 @@ export async function explain(
   const headers = ((ok?.['headers'] as Json[] | undefined) ?? []).map((h) => h['header'] as Json)
   const status = (denied?.['status'] as Json | undefined)?.['code']
   return {
-    decision: decision.allowed ? 'allow' : 'deny',
-    answer: ok ? 'allow' : 'deny',
-    reason: decision.reason,
-    site: decision.site.name,
-    mode: decision.mode,
-    client: decision.client.ip ? formatIp(decision.client.ip) : null,
-    chain: { header: trace.header ?? null, entries: trace.chain },
-    rule: trace.rule ?? null,
+    decision,
     // A denied_response without a status is answered 403 by Envoy.
     status: denied ? (typeof status === 'number' ? status : 403) : null,
-    denyStatus: decision.allowed ? null : decision.status,
     set: headers.map((h) => ({ name: text(h['key']), value: text(h['value']) })),
     remove: ((ok?.['headers_to_remove'] as string[] | undefined) ?? []).map(text),
-    sources: [...sourcesOf(spec).keys()].map((name) => ({
-      name,
-      addresses: addresses.get(name)?.length ?? null,
-    })),
+  }
+}
+
+/** The Envoy http_service header that lists what the proxy removes. */
+const ENVOY_REMOVE = 'x-envoy-auth-headers-to-remove'
+
+function httpAnswer(
+  policy: CompiledPolicy,
+  url: string,
+  rawHeaders: readonly string[],
+  trace: Trace,
+): Answered {
+  const result = authorize(policy, url, rawHeaders, trace)
+  // explainCommand builds the URL from a dialect it checked.
+  if (result === undefined) throw new UsageError(`${url} names no dialect`)
+  const { answer } = result
+  const set: { name: string; value: string }[] = []
+  let remove: string[] = []
+  for (let i = 0; i + 1 < answer.headers.length; i += 2) {
+    const name = answer.headers[i] as string
+    const value = answer.headers[i + 1] as string
+    if (name === ENVOY_REMOVE) remove = value.split(',')
+    else if (name !== 'content-length' && name !== 'content-type') set.push({ name, value })
+  }
+  return {
+    decision: result.decision,
+    status: answer.status === 200 ? null : answer.status,
+    set,
+    remove,
   }
 }
 
@@ -340,7 +406,30 @@ function humanText(e: Explanation): string {
   return `${lines.map(([k, v]) => `${k.padEnd(9)}${escapeControls(v)}`).join('\n')}\n`
 }
 
-const REQUEST_FLAGS = ['authority', 'peer', 'header', 'path', 'method', 'site'] as const
+const REQUEST_FLAGS = ['authority', 'peer', 'header', 'path', 'method', 'site', 'dialect'] as const
+
+/** An HTTP authorization request as the proxy of `--dialect` sends it: only --header, --site and Envoy's --path. */
+function httpRequestFromFlags(
+  dialect: string,
+  values: Parsed<typeof EXPLAIN>['values'],
+  given: ReadonlySet<string>,
+): ExplainRequest {
+  const spelled = (['authority', 'peer', 'method'] as const).filter((f) => given.has(f))
+  if (spelled.length > 0 || (dialect !== 'envoy' && given.has('path'))) {
+    throw new UsageError(
+      `with --dialect the request is the headers the proxy sends: give them with --header (${dialect === 'traefik' ? 'x-forwarded-for, x-forwarded-host, x-forwarded-uri' : `x-hostguard-peer, ${dialect === 'envoy' ? 'host' : 'x-hostguard-authority, x-hostguard-path'}`}), not ${[...spelled, ...(given.has('path') ? ['path'] : [])].map((f) => `--${f}`).join(', ')}`,
+    )
+  }
+  const rawHeaders: string[] = []
+  for (const header of values.header) {
+    const eq = header.indexOf('=')
+    if (eq <= 0) throw new UsageError(`--header wants NAME=VALUE, got ${JSON.stringify(header)}`)
+    rawHeaders.push(header.slice(0, eq).trim(), header.slice(eq + 1))
+  }
+  // Envoy's http_service appends the original path to the URL.
+  const path = dialect === 'envoy' ? values.path : ''
+  return { api: 'http', url: `/${dialect}/${values.site ?? TOP_LEVEL_SEGMENT}${path}`, rawHeaders }
+}
 
 export const EXPLAIN = {
   name: 'explain',
@@ -358,7 +447,17 @@ export const EXPLAIN = {
     header: { kind: 'text', value: 'NAME=VALUE', multiple: true, help: 'a request header' },
     path: { kind: 'text', value: 'PATH', default: '/', help: 'the request path' },
     method: { kind: 'text', value: 'METHOD', default: 'GET', help: 'the request method' },
-    site: { kind: 'text', value: 'NAME', help: "the site, as Envoy's context_extensions name it" },
+    site: {
+      kind: 'text',
+      value: 'NAME',
+      help: "the site: Envoy's context_extensions, or the URL's with --dialect",
+    },
+    dialect: {
+      kind: 'text',
+      value: 'DIALECT',
+      choices: DIALECTS,
+      help: 'decide an HTTP authorization request, as this proxy sends it to --authz-port',
+    },
     kubeconfig: { kind: 'text', value: 'FILE', help: 'for k8s: address sources' },
     'cache-dir': { kind: 'text', value: 'DIR', help: "k8s: sources' address cache, as serve's" },
     'sync-wait': {
@@ -377,6 +476,7 @@ export const EXPLAIN = {
   operands: { value: 'REQUEST.bin|REQUEST.json', min: 0, max: 1 },
   notes: [
     "The request is a file (a captured CheckRequest as protobuf bytes, or its proto JSON with the proto's field names) or the request flags --authority, --peer, --header, --path, --method and --site; without --peer the request has no peer address. Protobuf text format (.txtpb) is not read.",
+    'With --dialect nginx|caddy|traefik|envoy the request is an HTTP authorization request as that proxy sends it to --authz-port: its headers (--header x-hostguard-peer=203.0.113.7 --header x-hostguard-authority=www.example.com for nginx and Caddy; x-forwarded-for, x-forwarded-host and x-forwarded-uri for Traefik; x-hostguard-peer and host for Envoy, whose --path is appended to the URL) and --site.',
     '--expect checks the decision, not the answer: on a dry-run site a deny is answered allow, and --expect deny:host_not_allowed still matches, so a check keeps its meaning when dryRun is switched off.',
     'Exit 0: explained (and as expected); 1: not as expected, or the policy has errors; 2: a usage error or an unreadable request.',
   ],
@@ -396,9 +496,18 @@ export async function explainCommand(
     throw new UsageError(
       'give a request: a .bin or .json CheckRequest, or flags such as --authority and --peer',
     )
+  const dialect = values.dialect
+  if (dialect !== undefined && file !== undefined)
+    throw new UsageError('--dialect takes the request as flags (--header, --site), not a file')
   const request =
     file === undefined
-      ? { bytes: checkCodec().encodeRequest(requestFromFlags(values)), unread: [] }
+      ? {
+          bytes:
+            dialect === undefined
+              ? checkCodec().encodeRequest(requestFromFlags(values))
+              : httpRequestFromFlags(dialect, values, given),
+          unread: [],
+        }
       : readRequest(file, values['max-policy-bytes'])
   if (request.unread.length > 0) {
     io.stderr.write(

@@ -39,7 +39,14 @@ export const SERVE = {
       max: 65535,
       help: '/metrics, /healthz and /readyz',
     },
-    listen: { kind: 'text', value: 'ADDRESS', default: '0.0.0.0', help: 'address of both ports' },
+    'authz-port': {
+      kind: 'whole',
+      value: 'PORT',
+      min: 0,
+      max: 65535,
+      help: "HTTP authorization for nginx, Caddy, Traefik and Envoy's http_service",
+    },
+    listen: { kind: 'text', value: 'ADDRESS', default: '0.0.0.0', help: 'address of every port' },
     'log-level': {
       kind: 'text',
       value: 'LEVEL',
@@ -136,6 +143,7 @@ export async function serveCommand(
       listen: values.listen,
       grpcPort: values['grpc-port'],
       httpPort: values['http-port'],
+      ...(values['authz-port'] === undefined ? {} : { authzPort: values['authz-port'] }),
       log,
       maxRequestBytes: values['max-request-bytes'],
       maxPolicyBytes: values['max-policy-bytes'],

@@ -17,6 +17,9 @@ import {
 
 type DecisionLabel = 'allow' | 'deny'
 
+/** Which front end a decision came by: the `api` label. */
+export type Api = 'grpc' | 'http'
+
 export interface Counter {
   inc(): void
 }
@@ -27,7 +30,7 @@ export interface Histogram {
 
 /** Metric children by label values (implemented with prom-client in server/metrics.ts). */
 export interface DecisionMetrics {
-  decisions(site: string, decision: DecisionLabel, reason: Reason, mode: Mode): Counter
+  decisions(site: string, decision: DecisionLabel, reason: Reason, mode: Mode, api: Api): Counter
   duration(decision: DecisionLabel): Histogram
 }
 
@@ -85,14 +88,20 @@ export function headerHead(http: HttpInput, name: string, max: number): string |
 export class DecisionObserver {
   readonly #metrics: DecisionMetrics
   readonly #log: DecisionLog
-  readonly #counters = new WeakMap<CompiledSite, ReadonlyMap<Reason, Counter>>()
+  /** The front ends served: their series are exported at zero from a policy's `prepare` on. */
+  readonly #apis: readonly Api[]
+  readonly #counters: Record<Api, WeakMap<CompiledSite, ReadonlyMap<Reason, Counter>>> = {
+    grpc: new WeakMap(),
+    http: new WeakMap(),
+  }
   /** The sites of a policy whose health-check secret is sent as x-request-id: never logged. */
   readonly #secretRequestId = new WeakSet<CompiledSite>()
   readonly #allow: Histogram
   readonly #deny: Histogram
 
-  constructor(metrics: DecisionMetrics, log: DecisionLog) {
+  constructor(metrics: DecisionMetrics, log: DecisionLog, apis: readonly Api[]) {
     this.#metrics = metrics
+    this.#apis = apis
     this.#log = log
     this.#allow = metrics.duration('allow')
     this.#deny = metrics.duration('deny')
@@ -104,31 +113,31 @@ export class DecisionObserver {
     // Any site's: a request to another site may carry it too (a probe sent to the wrong one).
     const secret = sites.some((site) => site.healthCheck?.header === REQUEST_ID)
     for (const site of sites) {
-      this.#countersOf(site)
+      for (const api of this.#apis) this.#countersOf(site, api)
       if (secret) this.#secretRequestId.add(site)
     }
   }
 
-  #countersOf(site: CompiledSite): ReadonlyMap<Reason, Counter> {
-    let counters = this.#counters.get(site)
+  #countersOf(site: CompiledSite, api: Api): ReadonlyMap<Reason, Counter> {
+    let counters = this.#counters[api].get(site)
     if (!counters) {
       const byReason = new Map<Reason, Counter>()
       for (const reason of REASONS) {
         const decision = isAllowReason(reason) ? 'allow' : 'deny'
         byReason.set(
           reason,
-          this.#metrics.decisions(site.name, decision, reason, modeFor(site.dryRun, reason)),
+          this.#metrics.decisions(site.name, decision, reason, modeFor(site.dryRun, reason), api),
         )
       }
       counters = byReason
-      this.#counters.set(site, counters)
+      this.#counters[api].set(site, counters)
     }
     return counters
   }
 
-  observe(result: Decided, seconds: number): void {
+  observe(result: Decided, seconds: number, api: Api): void {
     const { decision, input } = result
-    this.#countersOf(decision.site).get(decision.reason)?.inc()
+    this.#countersOf(decision.site, api).get(decision.reason)?.inc()
     ;(decision.allowed ? this.#allow : this.#deny).observe(seconds)
     if (!decision.allowed || this.#log.isLevelEnabled('debug')) {
       const http = input?.http
@@ -137,6 +146,7 @@ export class DecisionObserver {
         reason: decision.reason,
         site: decision.site.name,
         mode: decision.mode,
+        api,
         // The HTTP status the deny carries (0 for an allow), as the proxy answers it unless dry run.
         status: decision.status,
         client: decision.client.ip && formatIp(decision.client.ip),

@@ -25,7 +25,7 @@ const MODES = ['enforce', 'dry_run'] as const
 export type Mode = (typeof MODES)[number]
 
 /** Header values by lower-case name, filled by a front end (a Map in tests). */
-interface HeaderLookup {
+export interface HeaderLookup {
   get(name: string): string | undefined
   has(name: string): boolean
   /** The value's bytes as the request carried them (a secret is compared byte for byte). */
@@ -170,6 +170,19 @@ export interface GrpcAnswers {
   readonly templates: Map<number, AnswerTemplate>
 }
 
+/**
+ * The HTTP front end's answers for a site (http-authz/answer.ts): the parts that do not depend on
+ * the request, built once at compile.
+ */
+export interface HttpAnswers {
+  /** `x-hostguard-decision`, `-reason`, `-site`, `-mode` name/value pairs, by reason (flat). */
+  readonly headers: ReadonlyMap<Reason, readonly string[]>
+  /** The deny's one-line body, by deny reason. */
+  readonly body: ReadonlyMap<Reason, string>
+  /** `x-envoy-auth-headers-to-remove`, indexed [peer trusted ? 1 : 0][client known ? 1 : 0]. */
+  readonly envoyRemove: readonly [readonly [string, string], readonly [string, string]]
+}
+
 /** An answer with the client address left blank at `clientAt` (once for the header, once in the metadata). */
 export interface AnswerTemplate {
   readonly bytes: Buffer
@@ -200,6 +213,8 @@ export interface CompiledSite {
   readonly dryRun: boolean
   /** The gRPC front end's part of the compiled site. */
   readonly grpc: GrpcAnswers
+  /** The HTTP front end's part of the compiled site. */
+  readonly http: HttpAnswers
 }
 
 export interface CompiledPolicy {

@@ -2,6 +2,7 @@
 // encoded once when the policy is compiled; per request only the client address is written.
 
 import { STATUS_CODES } from 'node:http'
+import { type AnswerSettings, denyBody, removedHeaders } from '../decision/answer.js'
 import { denyStatusFor, isAllowReason, modeFor } from '../decision/evaluate.js'
 import {
   type AnswerTemplate,
@@ -60,35 +61,18 @@ function structEntry(key: string, value: string): Buffer {
   )
 }
 
-export interface AnswerSettings {
-  readonly name: string
-  /** Forwarding headers removed when the peer is not trusted, and when it is. */
-  readonly removeUntrusted: readonly string[]
-  readonly removeTrusted: readonly string[]
-  readonly clientIpHeader: string | undefined
-  readonly denyStatus: number
-  readonly showReason: boolean
-  readonly dryRun: boolean
-}
-
 function removals(
   headers: readonly string[],
   clientIpHeader: string | undefined,
 ): [Buffer, Buffer] {
   const encode = (names: readonly string[]): Buffer =>
     Buffer.concat(names.map((name) => stringField(OK_HEADERS_TO_REMOVE, name)))
-  // Envoy applies removals after sets, so the client header is never in both: removed when the
-  // client is unknown (a value the client sent must not reach the backend), set when known.
-  const withoutClientHeader = headers.filter((h) => h !== clientIpHeader)
-  const unknownClient = clientIpHeader
-    ? [...withoutClientHeader, clientIpHeader]
-    : withoutClientHeader
-  return [encode(unknownClient), encode(withoutClientHeader)]
+  const [unknownClient, knownClient] = removedHeaders(headers, clientIpHeader)
+  return [encode(unknownClient), encode(knownClient)]
 }
 
 /** The denied_response field: the status, a text content type and a one-line body. */
 function deniedResponse(status: number, reason: Reason | undefined): Buffer {
-  const phrase = STATUS_CODES[status] ?? 'Denied'
   return messageField(
     RESPONSE_DENIED,
     messageField(DENIED_STATUS, varintField(HTTP_STATUS_CODE, status)),
@@ -101,7 +85,7 @@ function deniedResponse(status: number, reason: Reason | undefined): Buffer {
       ),
       OVERWRITE,
     ),
-    stringField(DENIED_BODY, reason ? `${phrase}: ${reason}\n` : `${phrase}\n`),
+    stringField(DENIED_BODY, denyBody(STATUS_CODES[status], reason)),
   )
 }
 

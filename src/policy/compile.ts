@@ -1,6 +1,7 @@
 // PolicySpec → CompiledPolicy: lookup structures and precomputed answer parts, built once per
 // load and deep-frozen, so a request only reads them.
 
+import type { AnswerSettings } from '../decision/answer.js'
 import {
   CLIENT_ADDRESS_HEADERS,
   type CompiledPolicy,
@@ -11,6 +12,7 @@ import {
 } from '../decision/types.js'
 import { compileHeaderNames } from '../grpc-authz/decode.js'
 import { prepareAnswers } from '../grpc-authz/encode.js'
+import { prepareHttpAnswers } from '../http-authz/answer.js'
 import { type CidrMatcher, type CidrRange, compileCidrs } from '../net/cidr.js'
 import { compileHosts, type HostMatcher } from '../net/host.js'
 import {
@@ -80,6 +82,15 @@ function compileSite(
   const denyStatus = deny?.status ?? DEFAULT_DENY_STATUS
   const dryRun = pick('dryRun') ?? false
   const trusted = new Set<string>(trustedHeaders)
+  const answers: AnswerSettings = {
+    name,
+    removeUntrusted: FORWARDING_HEADERS,
+    removeTrusted: FORWARDING_HEADERS.filter((h) => !trusted.has(h)),
+    clientIpHeader,
+    denyStatus,
+    showReason: deny?.showReason ?? false,
+    dryRun,
+  }
   return {
     name,
     limits,
@@ -98,15 +109,8 @@ function compileSite(
     clientIpHeader,
     denyStatus,
     dryRun,
-    grpc: prepareAnswers({
-      name,
-      removeUntrusted: FORWARDING_HEADERS,
-      removeTrusted: FORWARDING_HEADERS.filter((h) => !trusted.has(h)),
-      clientIpHeader,
-      denyStatus,
-      showReason: deny?.showReason ?? false,
-      dryRun,
-    }),
+    grpc: prepareAnswers(answers),
+    http: prepareHttpAnswers(answers),
   }
 }
 

@@ -88,7 +88,7 @@ export function checkHandler(
     }
     const seconds = (performance.now() - started) / 1000
     callback(null, result.response)
-    observer.observe(result, seconds)
+    observer.observe(result, seconds, 'grpc')
   }
 }
 

@@ -110,8 +110,8 @@ export function createMetrics(): Metrics {
   const counts = new Map<string, { cell: CountCell; add: (n: number) => void }>()
   const decisions = new Counter({
     name: 'hostguard_decisions_total',
-    help: 'Check decisions, by site, decision (what was decided, also in dry run), reason and mode.',
-    labelNames: ['site', 'decision', 'reason', 'mode'] as const,
+    help: 'Decisions, by site, decision (what was decided, also in dry run), reason, mode and api (grpc: Envoy Check; http: HTTP authorization).',
+    labelNames: ['site', 'decision', 'reason', 'mode', 'api'] as const,
     registers: [registry],
     collect() {
       for (const { cell, add } of counts.values()) {
@@ -195,11 +195,11 @@ export function createMetrics(): Metrics {
     },
     // Children are made when a policy is prepared and exported at zero from then on: the series
     // are a closed set known up front, and rate() sees a zero before the first event.
-    decisions: (site, decision, reason, mode) => {
-      const key = JSON.stringify([site, decision, reason, mode])
+    decisions: (site, decision, reason, mode, api) => {
+      const key = JSON.stringify([site, decision, reason, mode, api])
       let entry = counts.get(key)
       if (!entry) {
-        const child = decisions.labels(site, decision, reason, mode)
+        const child = decisions.labels(site, decision, reason, mode, api)
         child.inc(0)
         entry = { cell: new CountCell(), add: (n) => child.inc(n) }
         counts.set(key, entry)

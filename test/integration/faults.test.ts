@@ -34,7 +34,7 @@ describe('the last-resort handler', () => {
     const metrics = createMetrics()
     const lines: string[] = []
     const log = pino({ level: 'error' }, { write: (l: string) => lines.push(l) })
-    const handler = checkHandler(store, new DecisionObserver(metrics, log), log, () =>
+    const handler = checkHandler(store, new DecisionObserver(metrics, log, ['grpc']), log, () =>
       metrics.internalErrors.inc(),
     )
     const answers: Buffer[] = []

@@ -282,7 +282,7 @@ describe('a reload whose compile with the dynamic addresses fails', () => {
       kubeTimings: DEFAULT_KUBE_TIMINGS,
       log,
       metrics,
-      observer: new DecisionObserver(metrics, log),
+      observer: new DecisionObserver(metrics, log, ['grpc']),
       store,
       loader,
     })

@@ -140,7 +140,7 @@ describe('usage', () => {
         expect(row, `${spec.name} --${name}`).toBeDefined()
         if (option.kind === 'whole') {
           expect(text.replace(/\s+/g, ' '), `${spec.name} --${name}`).toContain(
-            `default ${option.default}; ${option.min} to ${option.max}`,
+            `default ${option.default ?? 'off'}; ${option.min} to ${option.max}`,
           )
         }
       }

@@ -36,15 +36,15 @@ describe('decision metrics', () => {
 
   it('count decisions on the request path and show them at the next scrape, from zero', async () => {
     const metrics = createMetrics()
-    const counter = metrics.decisions('blog', 'deny', 'host_not_allowed', 'enforce')
+    const counter = metrics.decisions('blog', 'deny', 'host_not_allowed', 'enforce', 'grpc')
     const line = async () =>
       family(await metrics.registry.metrics(), 'hostguard_decisions_total{').join('\n')
     expect(await line()).toBe(
-      'hostguard_decisions_total{site="blog",decision="deny",reason="host_not_allowed",mode="enforce"} 0',
+      'hostguard_decisions_total{site="blog",decision="deny",reason="host_not_allowed",mode="enforce",api="grpc"} 0',
     )
     counter.inc()
     counter.inc()
-    expect(metrics.decisions('blog', 'deny', 'host_not_allowed', 'enforce')).toBe(counter)
+    expect(metrics.decisions('blog', 'deny', 'host_not_allowed', 'enforce', 'grpc')).toBe(counter)
     expect(await line()).toMatch(/ 2$/)
     counter.inc()
     expect(await line()).toMatch(/ 3$/)

@@ -22,8 +22,8 @@ function recorder() {
   const durations: string[] = []
   const created: string[] = []
   const metrics: DecisionMetrics = {
-    decisions: (site, decision, reason, mode) => {
-      const key = `${site} ${decision} ${reason} ${mode}`
+    decisions: (site, decision, reason, mode, api) => {
+      const key = `${site} ${decision} ${reason} ${mode} ${api}`
       created.push(key)
       return { inc: () => counts.set(key, (counts.get(key) ?? 0) + 1) }
     },
@@ -58,19 +58,29 @@ function request(host: string, site?: string, path = '/a\u001b[2Jb?token=s3cret'
 describe('DecisionObserver', () => {
   it('resolves every site and reason once, when the policy is prepared', () => {
     const r = recorder()
-    new DecisionObserver(r.metrics, r.log).prepare(POLICY)
+    new DecisionObserver(r.metrics, r.log, ['grpc']).prepare(POLICY)
     expect(r.created).toHaveLength(2 * 11)
-    expect(r.created).toContain('dry deny host_not_allowed dry_run')
-    expect(r.created).toContain('dry deny invalid_request enforce')
-    expect(r.created).toContain('default allow host_allowed enforce')
+    expect(r.created).toContain('dry deny host_not_allowed dry_run grpc')
+    expect(r.created).toContain('dry deny invalid_request enforce grpc')
+    expect(r.created).toContain('default allow host_allowed enforce grpc')
+  })
+
+  it('exports the series of every front end served, and counts each decision under its api', () => {
+    const r = recorder()
+    const observer = new DecisionObserver(r.metrics, r.log, ['grpc', 'http'])
+    observer.prepare(POLICY)
+    expect(r.created).toHaveLength(2 * 2 * 11)
+    expect(r.created).toContain('default deny host_not_allowed enforce http')
+    observer.observe(check(POLICY, request('www.example.com')), 0.001, 'http')
+    expect(r.counts).toEqual(new Map([['default allow host_allowed enforce http', 1]]))
   })
 
   it('counts, times and logs a deny with its peer and the escaped host, path and request id', () => {
     const r = recorder()
-    const observer = new DecisionObserver(r.metrics, r.log)
+    const observer = new DecisionObserver(r.metrics, r.log, ['grpc'])
     observer.prepare(POLICY)
-    observer.observe(check(POLICY, request('evil.example\r\nx')), 0.00002)
-    expect(r.counts).toEqual(new Map([['default deny invalid_host enforce', 1]]))
+    observer.observe(check(POLICY, request('evil.example\r\nx')), 0.00002, 'grpc')
+    expect(r.counts).toEqual(new Map([['default deny invalid_host enforce grpc', 1]]))
     expect(r.durations).toEqual(['deny'])
     expect(r.lines).toEqual([
       [
@@ -80,6 +90,7 @@ describe('DecisionObserver', () => {
           reason: 'invalid_host',
           site: 'default',
           mode: 'enforce',
+          api: 'grpc',
           status: 400,
           client: '198.51.100.7',
           peer: '198.51.100.7',
@@ -96,20 +107,20 @@ describe('DecisionObserver', () => {
 
   it('logs a dry-run deny as such, and allows only at debug level', () => {
     const r = recorder()
-    const observer = new DecisionObserver(r.metrics, r.log)
-    observer.observe(check(POLICY, request('evil.example', 'dry')), 0.001)
-    observer.observe(check(POLICY, request('www.example.com')), 0.001)
+    const observer = new DecisionObserver(r.metrics, r.log, ['grpc'])
+    observer.observe(check(POLICY, request('evil.example', 'dry')), 0.001, 'grpc')
+    observer.observe(check(POLICY, request('www.example.com')), 0.001, 'grpc')
     expect(r.lines.map(([level, , message]) => `${level} ${message}`)).toEqual([
       'info dry-run deny',
     ])
     r.log.level = 'debug'
-    observer.observe(check(POLICY, request('www.example.com')), 0.001)
+    observer.observe(check(POLICY, request('www.example.com')), 0.001, 'grpc')
     expect(r.lines.map(([level, , message]) => `${level} ${message}`)).toEqual([
       'info dry-run deny',
       'debug allow',
     ])
-    expect(r.counts.get('dry deny host_not_allowed dry_run')).toBe(1)
-    expect(r.counts.get('default allow host_allowed enforce')).toBe(2)
+    expect(r.counts.get('dry deny host_not_allowed dry_run grpc')).toBe(1)
+    expect(r.counts.get('default allow host_allowed enforce grpc')).toBe(2)
   })
 
   it('logs the peer the chain was walked from beside the client it named', () => {
@@ -125,7 +136,7 @@ describe('DecisionObserver', () => {
         },
       },
     })
-    new DecisionObserver(r.metrics, r.log).observe(check(policy, bytes), 0.001)
+    new DecisionObserver(r.metrics, r.log, ['grpc']).observe(check(policy, bytes), 0.001, 'grpc')
     expect(r.lines[0]?.[1]).toMatchObject({ client: '203.0.113.9', peer: '10.0.0.5' })
   })
 
@@ -138,7 +149,7 @@ describe('DecisionObserver', () => {
         request: { http: { host: long, path: `/${long}`, headers: { 'x-request-id': long } } },
       },
     })
-    new DecisionObserver(r.metrics, r.log).observe(check(POLICY, bytes), 0.001)
+    new DecisionObserver(r.metrics, r.log, ['grpc']).observe(check(POLICY, bytes), 0.001, 'grpc')
     const fields = r.lines[0]?.[1] as Record<string, unknown>
     const cut = `${'\\u00e9'.repeat(256)}…`
     expect(fields).toMatchObject({ reason: 'invalid_host', host: cut, peer: cut, requestId: cut })
@@ -152,11 +163,11 @@ describe('DecisionObserver', () => {
       { SECRET: 'req-1\nforged' },
     )
     r.log.level = 'debug'
-    const observer = new DecisionObserver(r.metrics, r.log)
+    const observer = new DecisionObserver(r.metrics, r.log, ['grpc'])
     observer.prepare(policy)
     // A probe sent to the wrong site, and one answered by its own.
-    observer.observe(check(policy, request('evil.example')), 0.001)
-    observer.observe(check(policy, request('evil.example', 'probes')), 0.001)
+    observer.observe(check(policy, request('evil.example')), 0.001, 'grpc')
+    observer.observe(check(policy, request('evil.example', 'probes')), 0.001, 'grpc')
     expect(r.lines.map(([, fields]) => fields)).toEqual([
       expect.objectContaining({ site: 'default', decision: 'deny', requestId: undefined }),
       expect.objectContaining({ site: 'probes', reason: 'health_check', requestId: undefined }),
@@ -164,9 +175,10 @@ describe('DecisionObserver', () => {
     // Without prepare(): the site's own secret still keeps it out.
     const unprepared = recorder()
     unprepared.log.level = 'debug'
-    new DecisionObserver(unprepared.metrics, unprepared.log).observe(
+    new DecisionObserver(unprepared.metrics, unprepared.log, ['grpc']).observe(
       check(policy, request('evil.example', 'probes')),
       0.001,
+      'grpc',
     )
     expect(unprepared.lines[0]?.[1]).toMatchObject({ site: 'probes', requestId: undefined })
   })

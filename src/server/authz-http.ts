@@ -1,0 +1,119 @@
+// The HTTP authorization port (`--authz-port`): nginx's auth_request, Caddy's forward_auth,
+// Traefik's forwardAuth and Envoy's http_service ask here, HTTP/1.1 with keep-alive. Its own
+// listener, never the metrics port: only the proxies may reach it (SPEC "HTTP authorization").
+
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import type { DecisionObserver } from '../decision/observe.js'
+import { authorize, misconfiguration } from '../http-authz/authorize.js'
+import type { PolicyStore } from '../policy/store.js'
+
+export interface AuthzHttpServer {
+  readonly server: Server
+  readonly port: number
+  /** performance.now() of the last request received. */
+  lastCallAt(): number
+}
+
+/** How long a proxy's connection may take over one request, and keep an idle connection. */
+export interface AuthzHttpLimits {
+  /** The request's headers must have arrived by then (node:http's headersTimeout). */
+  readonly headersTimeoutMs: number
+  /** The whole request, body included, must have arrived by then. */
+  readonly requestTimeoutMs: number
+  /** An idle keep-alive connection is closed after this. */
+  readonly keepAliveTimeoutMs: number
+  /** The largest request head (node:http's maxHeaderSize): a larger one is answered 431. */
+  readonly maxHeaderBytes: number
+}
+
+export const DEFAULT_AUTHZ_HTTP_LIMITS: AuthzHttpLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
+  // Longer than nginx's upstream keepalive_timeout (60 s) and Envoy's idle_timeout (1 h is
+  // theirs; the shipped files set 60 s), so the proxy, not hostguard, closes idle connections
+  // and never sends on one hostguard is closing.
+  keepAliveTimeoutMs: 75_000,
+  maxHeaderBytes: 64 * 1024,
+}
+
+const FAIL_CLOSED = ['content-type', 'text/plain; charset=utf-8']
+
+export function startAuthzHttp(
+  store: PolicyStore,
+  observer: DecisionObserver,
+  log: Logger,
+  host: string,
+  port: number,
+  limits: AuthzHttpLimits,
+  onInternalError: () => void,
+): Promise<AuthzHttpServer> {
+  let lastCallAt = 0
+  const server = createServer(
+    {
+      keepAlive: true,
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+    },
+    (req, res) => {
+      const started = performance.now()
+      lastCallAt = started
+      const policy = store.current
+      if (policy === undefined) {
+        res.writeHead(503, FAIL_CLOSED).end('no policy loaded\n')
+        return
+      }
+      let result: ReturnType<typeof authorize>
+      try {
+        result = authorize(policy, req.url ?? '', req.rawHeaders)
+      } catch (err) {
+        // Last resort, as on the gRPC port: fail closed with the policy's deny status.
+        onInternalError()
+        log.error({ err }, 'authorization failed; answered deny')
+        res.writeHead(policy.top.denyStatus, FAIL_CLOSED).end('Denied\n')
+        return
+      }
+      if (result === undefined) {
+        res
+          .writeHead(404, FAIL_CLOSED)
+          .end('not found: the path is /<nginx|caddy|traefik|envoy>/<site>\n')
+        return
+      }
+      const { answer } = result
+      res.writeHead(answer.status, answer.headers).end(answer.body)
+      observer.observe(result, (performance.now() - started) / 1000, 'http')
+      if (result.misconfigured)
+        log.warn(
+          { dialect: result.dialect, header: result.misconfigured.header },
+          `proxy misconfiguration: ${misconfiguration(result.dialect, result.misconfigured)}; answered 400`,
+        )
+    },
+  )
+  // A request's body is never read: node:http discards it once the answer is sent.
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve({
+        server,
+        port: (server.address() as AddressInfo).port,
+        lastCallAt: () => lastCallAt,
+      })
+    })
+  })
+}
+
+/** Stops accepting, closes idle connections, lets answers in flight finish; cuts the rest after `forceAfterMs`. */
+export function stopAuthzHttp(authz: AuthzHttpServer, forceAfterMs = 0): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => authz.server.closeAllConnections(), forceAfterMs)
+    authz.server.close(() => {
+      clearTimeout(force)
+      resolve()
+    })
+    authz.server.closeIdleConnections()
+  })
+}
