@@ -30,8 +30,8 @@ export interface ServeProcess {
   readonly child: ChildProcessWithoutNullStreams
   /** Everything the process wrote to stdout so far. */
   output(): string
-  /** The ports from its start-up log line, once it is serving. */
-  started(): Promise<{ grpcPort: number; httpPort: number }>
+  /** The ports from its start-up log line, once it is serving (authzPort with --authz-port). */
+  started(): Promise<{ grpcPort: number; httpPort: number; authzPort?: number }>
 }
 
 /**
