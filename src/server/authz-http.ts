@@ -57,6 +57,11 @@ export function startAuthzHttp(
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // node:http checks both timeouts only this often (30 s by default).
+      connectionsCheckingInterval: Math.max(
+        50,
+        Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 10,
+      ),
     },
     (req, res) => {
       const started = performance.now()

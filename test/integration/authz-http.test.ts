@@ -1,0 +1,258 @@
+// The HTTP authorization port (`serve --authz-port`) as a proxy sees it: answers over keep-alive
+// connections, metrics with api="http", readiness, the limits a hostile or broken client meets,
+// the misconfiguration log line, and a graceful stop.
+
+import { once } from 'node:events'
+import { Agent, request } from 'node:http'
+import { connect, createServer, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Running } from '../../src/serve.js'
+import { ROOT } from '../support/protos.js'
+import { spawnServe, startServer } from '../support/server.js'
+import { exited } from '../support/stack.js'
+import { until } from '../support/wait.js'
+
+const EXAMPLE = join(ROOT, 'examples', 'policy.yaml')
+
+interface Answer {
+  readonly status: number
+  readonly headers: Record<string, string | string[] | undefined>
+  readonly body: string
+}
+
+function ask(
+  port: number,
+  path: string,
+  headers: Record<string, string>,
+  options: { agent?: Agent; method?: string; body?: string } = {},
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        headers,
+        method: options.method ?? 'GET',
+        agent: options.agent,
+      },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d) => {
+          body += d
+        })
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+      },
+    )
+    req.on('error', reject)
+    req.end(options.body)
+  })
+}
+
+const NGINX_ALLOW = {
+  'x-hostguard-peer': '203.0.113.7',
+  'x-hostguard-authority': 'www.example.com',
+  'x-hostguard-path': '/cart?id=1',
+}
+
+function series(text: string, api: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('hostguard_decisions_total{') && l.includes(`api="${api}"`))
+}
+
+async function metrics(running: Running): Promise<string> {
+  return running.metrics.registry.metrics()
+}
+
+describe('serve --authz-port', () => {
+  let running: Running
+  let port: number
+
+  beforeAll(async () => {
+    running = await startServer(EXAMPLE, {
+      authzPort: 0,
+      authzLimits: {
+        headersTimeoutMs: 1000,
+        requestTimeoutMs: 1000,
+        keepAliveTimeoutMs: 5000,
+        maxHeaderBytes: 16 * 1024,
+      },
+    })
+    port = running.authzPort as number
+  })
+  afterAll(() => running.stop())
+
+  it('answers on its own port, and /readyz and /metrics stay on the HTTP port', async () => {
+    expect(port).toBeGreaterThan(0)
+    expect(port).not.toBe(running.httpPort)
+    expect((await ask(port, '/nginx/default', NGINX_ALLOW)).status).toBe(200)
+    expect((await ask(port, '/metrics', {})).status).toBe(404)
+    expect((await ask(running.httpPort, '/readyz', {})).status).toBe(200)
+  })
+
+  it('exports the api="http" series from zero, and counts each decision there', async () => {
+    const before = series(await metrics(running), 'http')
+    expect(before.some((l) => l.includes('reason="host_not_allowed"'))).toBe(true)
+    const line = (text: string) =>
+      series(text, 'http').find(
+        (l) => l.includes('site="blog"') && l.includes('reason="host_not_allowed"'),
+      )
+    const count = (l: string | undefined) => Number(l?.split(' ').pop())
+    const was = count(line(await metrics(running)))
+    const denied = await ask(port, '/caddy/blog', {
+      ...NGINX_ALLOW,
+      'x-hostguard-authority': 'evil.example',
+    })
+    expect(denied.status).toBe(403)
+    expect(denied.body).toBe('Forbidden\n')
+    expect(count(line(await metrics(running)))).toBe(was + 1)
+    // Not counted as a gRPC decision.
+    const grpc = series(await metrics(running), 'grpc').find(
+      (l) => l.includes('site="blog"') && l.includes('reason="host_not_allowed"'),
+    )
+    expect(count(grpc)).toBe(0)
+  })
+
+  it('answers an unknown dialect 404 without counting a decision', async () => {
+    const total = (text: string) =>
+      series(text, 'http').reduce((n, l) => n + Number(l.split(' ').pop()), 0)
+    const was = total(await metrics(running))
+    expect((await ask(port, '/apache/default', NGINX_ALLOW)).status).toBe(404)
+    expect(total(await metrics(running))).toBe(was)
+  })
+
+  it('serves many requests, any method, with a body, on one keep-alive connection', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    const sockets = new Set<Socket>()
+    agent.on('free', (socket) => sockets.add(socket))
+    try {
+      for (const method of ['GET', 'POST', 'DELETE', 'OPTIONS']) {
+        const r = await ask(
+          port,
+          '/envoy/default/cart',
+          { 'x-hostguard-peer': '203.0.113.7', host: 'www.example.com' },
+          {
+            agent,
+            method,
+            ...(method === 'POST' ? { body: 'x'.repeat(100_000) } : {}),
+          },
+        )
+        expect(r.status, method).toBe(200)
+      }
+      expect(sockets.size).toBe(1)
+    } finally {
+      agent.destroy()
+    }
+  })
+
+  it('answers a request head over --max-header-bytes 431, and serves the next connection', async () => {
+    const r = await ask(port, '/nginx/default', {
+      ...NGINX_ALLOW,
+      'x-pad': 'a'.repeat(20_000),
+    }).catch((err: Error) => ({ status: -1, headers: {}, body: err.message }))
+    expect(r.status).toBe(431)
+    expect((await ask(port, '/nginx/default', NGINX_ALLOW)).status).toBe(200)
+  })
+
+  it('closes a connection whose client never finishes its request head', async () => {
+    const socket = connect(port, '127.0.0.1')
+    await once(socket, 'connect')
+    socket.write('GET /nginx/default HTTP/1.1\r\nx-hostguard-peer: 203.0.113.7\r\n')
+    let answer = ''
+    socket.setEncoding('utf8')
+    socket.on('data', (d) => {
+      answer += d
+    })
+    // The server's headersTimeout ends it (408, then close), however long the test waits.
+    await once(socket, 'close')
+    expect(answer === '' || answer.startsWith('HTTP/1.1 408')).toBe(true)
+  })
+
+  it('answers garbage 400 and keeps serving', async () => {
+    const socket = connect(port, '127.0.0.1')
+    await once(socket, 'connect')
+    socket.write('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n')
+    let answer = ''
+    socket.setEncoding('latin1')
+    socket.on('data', (d) => {
+      answer += d
+    })
+    await once(socket, 'close')
+    expect(answer.startsWith('HTTP/1.1 400')).toBe(true)
+    expect((await ask(port, '/nginx/default', NGINX_ALLOW)).status).toBe(200)
+  })
+})
+
+describe('serve without --authz-port', () => {
+  it('has no HTTP authorization listener and no api="http" series', async () => {
+    const running = await startServer(EXAMPLE)
+    try {
+      expect(running.authzPort).toBeUndefined()
+      expect(series(await metrics(running), 'http')).toEqual([])
+      expect(series(await metrics(running), 'grpc').length).toBeGreaterThan(0)
+    } finally {
+      await running.stop()
+    }
+  })
+})
+
+describe('hostguard serve --authz-port, the process', () => {
+  it('logs a proxy misconfiguration at warn, naming the dialect and the header', async () => {
+    const served = spawnServe(EXAMPLE, ['--authz-port', '0'])
+    try {
+      const { authzPort } = await served.started()
+      const r = await ask(authzPort as number, '/nginx/default', {
+        'x-hostguard-authority': 'www.example.com',
+      })
+      expect(r.status).toBe(403)
+      expect(r.headers['x-hostguard-status']).toBe('400')
+      expect(r.headers['x-hostguard-reason']).toBe('invalid_request')
+      const found = () =>
+        served
+          .output()
+          .split('\n')
+          .find((l) => l.includes('proxy misconfiguration'))
+      await until(10_000, () => found() !== undefined, 'the misconfiguration line')
+      const line = found()
+      expect(JSON.parse(line ?? '{}')).toMatchObject({
+        level: 'warn',
+        dialect: 'nginx',
+        header: 'x-hostguard-peer',
+      })
+    } finally {
+      served.child.kill('SIGKILL')
+      await exited(served.child)
+    }
+  })
+
+  it('drains on SIGTERM: answers what it has, then exits 0', async () => {
+    const served = spawnServe(EXAMPLE, ['--authz-port', '0', '--grace-period', '2'])
+    const { authzPort } = await served.started()
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    expect((await ask(authzPort as number, '/nginx/default', NGINX_ALLOW, { agent })).status).toBe(
+      200,
+    )
+    const exit = once(served.child, 'exit')
+    served.child.kill('SIGTERM')
+    const [code] = await exit
+    agent.destroy()
+    expect(code).toBe(0)
+  })
+
+  it('exits 1 when the authz port cannot be bound, and names it', async () => {
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    const busy = (taken.address() as { port: number }).port
+    const served = spawnServe(EXAMPLE, ['--authz-port', String(busy)])
+    try {
+      const [code] = await once(served.child, 'exit')
+      expect(code).toBe(1)
+      expect(served.output()).toContain('EADDRINUSE')
+    } finally {
+      taken.close()
+    }
+  })
+})
