@@ -394,6 +394,82 @@ describe('hostguard explain --expect', () => {
   })
 })
 
+describe('hostguard explain --dialect', () => {
+  const nginx = (...headers: string[]) => [
+    ...['explain', '--policy', EXAMPLE, '--dialect', 'nginx', '--json'],
+    ...headers.flatMap((h) => ['--header', h]),
+  ]
+
+  it('decides an HTTP authorization request as the listener does, with its answer headers', async () => {
+    const r = await hostguard(
+      ...nginx('X-Hostguard-Peer=203.0.113.7', 'X-Hostguard-Authority=blog.example.com'),
+      '--site',
+      'blog',
+    )
+    expect(r.code).toBe(0)
+    const e = JSON.parse(r.stdout)
+    expect(e).toMatchObject({
+      decision: 'allow',
+      reason: 'host_allowed',
+      site: 'blog',
+      status: null,
+    })
+    expect(e.set).toContainEqual({ name: 'x-hostguard-client', value: '203.0.113.7' })
+  })
+
+  it("answers nginx's deny 403 and names the intended status", async () => {
+    const r = await hostguard(...nginx('x-hostguard-peer=203.0.113.7', 'x-hostguard-authority=a b'))
+    const e = JSON.parse(r.stdout)
+    expect(e).toMatchObject({ reason: 'invalid_host', status: 403, denyStatus: 400 })
+    expect(e.set).toContainEqual({ name: 'x-hostguard-status', value: '400' })
+  })
+
+  it('says which header a proxy failed to set, and never allows the request', async () => {
+    const r = await hostguard(
+      ...['explain', '--policy', EXAMPLE, '--dialect', 'traefik'],
+      ...['--header', 'x-forwarded-for=203.0.113.7', '--expect', 'deny:invalid_request'],
+    )
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('rule     the traefik proxy sent no x-forwarded-host header')
+  })
+
+  it("appends Envoy's --path to the URL, as http_service does", async () => {
+    const r = await hostguard(
+      ...[
+        'explain',
+        '--policy',
+        EXAMPLE,
+        '--dialect',
+        'envoy',
+        '--json',
+        '--path',
+        '/health-check/',
+      ],
+      ...['--header', 'x-hostguard-peer=203.0.113.7', '--header', 'host=10.9.9.9'],
+      ...['--header', 'x-health=secret'],
+    )
+    expect(JSON.parse(r.stdout)).toMatchObject({ reason: 'health_check' })
+  })
+
+  it.each([
+    [
+      ['--peer', '203.0.113.7'],
+      'give them with --header (x-hostguard-peer, x-hostguard-authority, x-hostguard-path), not --peer',
+    ],
+    [['--path', '/x'], 'not --path'],
+  ])('refuses %j with --dialect nginx: exit 2', async (extra, message) => {
+    const r = await hostguard('explain', '--policy', EXAMPLE, '--dialect', 'nginx', ...extra)
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(message)
+  })
+
+  it('refuses a dialect it does not know, listing those it does', async () => {
+    const r = await hostguard('explain', '--policy', EXAMPLE, '--dialect', 'apache')
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('--dialect is one of nginx, caddy, traefik, envoy; got "apache"')
+  })
+})
+
 describe('the built command (dist/main.js)', () => {
   it('exits 0 after --help, with the usage the command has in process', async () => {
     const r = await spawnHostguard('--help')
