@@ -61,11 +61,24 @@ describe('biome.json layer rules', () => {
     )
   })
 
-  it('let a front end import the core', { timeout: 30_000 }, () => {
-    const line = "import { decideRequest } from '../decision/decide.js'"
-    expect(rulesFor('src/grpc-authz/zz-layer-probe.ts', line)).not.toContain(
+  it.each([
+    "import { check } from '../grpc-authz/check.js'",
+    "import { encode } from '../grpc-authz/encode.js'",
+    "import { startAuthzHttp } from '../server/authz-http.js'",
+    "import protobuf from 'protobufjs'",
+    "import { pino } from 'pino'",
+  ])('keep the HTTP front end to itself and the core: %s', { timeout: 30_000 }, (line) => {
+    expect(rulesFor('src/http-authz/zz-layer-probe.ts', line)).toContain(
       'lint/style/noRestrictedImports',
     )
+  })
+
+  it('let a front end import the core', { timeout: 30_000 }, () => {
+    const line = "import { decideRequest } from '../decision/decide.js'"
+    for (const front of ['grpc-authz', 'http-authz'])
+      expect(rulesFor(`src/${front}/zz-layer-probe.ts`, line)).not.toContain(
+        'lint/style/noRestrictedImports',
+      )
   })
 
   it('cover every module directly in src/ but main.ts (the top)', () => {
