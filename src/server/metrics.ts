@@ -38,7 +38,8 @@ class DurationCell {
  */
 class DurationHistogram {
   readonly name = 'hostguard_decision_duration_seconds'
-  readonly help = 'Time from receiving a Check request to its encoded answer.'
+  readonly help =
+    'Time from receiving a request (a gRPC Check or an HTTP authorization request) to its encoded answer.'
   readonly type = 'histogram'
   readonly aggregator = 'sum'
   readonly #cells = new Map<string, DurationCell>()
