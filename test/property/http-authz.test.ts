@@ -1,0 +1,89 @@
+// Properties of the HTTP front end under arbitrary headers: a request that lacks its dialect's
+// peer or authority header, or carries one twice, is never allowed, whatever else it carries and
+// however permissive the policy; and no header soup makes authorize() throw.
+
+import fc from 'fast-check'
+import { describe, expect } from 'vitest'
+import { authorize } from '../../src/http-authz/authorize.js'
+import { DIALECTS, type Dialect } from '../../src/http-authz/request.js'
+import { policyFrom } from '../support/policy.js'
+import { prop } from '../support/prop.js'
+
+// As permissive as a policy gets, and in dry run: nothing but the front end can deny.
+const POLICY = policyFrom(
+  'version: 1\nallowedHosts: ["*"]\ntrustedProxies: ["0.0.0.0/0"]\ntrustedHeaders: [x-forwarded-for, x-forwarded-host]\ndryRun: true\n',
+)
+
+const REQUIRED: Record<Dialect, readonly string[]> = {
+  nginx: ['x-hostguard-peer', 'x-hostguard-authority'],
+  caddy: ['x-hostguard-peer', 'x-hostguard-authority'],
+  envoy: ['x-hostguard-peer', 'host'],
+  traefik: ['x-forwarded-for', 'x-forwarded-host'],
+}
+
+const NAMES = [
+  'x-hostguard-peer',
+  'x-hostguard-authority',
+  'x-hostguard-path',
+  'host',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-uri',
+  'forwarded',
+  'x-real-ip',
+  'x-hostguard-client',
+]
+
+/** A header name in any case: Node gives rawHeaders names as the proxy spelled them. */
+const anyCase = (name: string) =>
+  fc
+    .array(fc.boolean(), { minLength: name.length, maxLength: name.length })
+    .map((upper) => [...name].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join(''))
+
+const header = fc
+  .constantFrom(...NAMES)
+  .chain((name) =>
+    fc.tuple(
+      anyCase(name),
+      fc.oneof(
+        fc.constantFrom('203.0.113.7', 'www.example.com', '10.0.0.1, 10.0.0.2', '/'),
+        fc.string(),
+      ),
+    ),
+  )
+
+const dialect = fc.constantFrom(...DIALECTS)
+const site = fc.constantFrom('default', '', 'nope')
+
+describe('the HTTP front end under arbitrary headers', () => {
+  prop(
+    "never allows a request without its dialect's peer and authority exactly once",
+    [dialect, site, fc.array(header, { maxLength: 12 })],
+    (d, s, pairs) => {
+      const count = (name: string) => pairs.filter(([n]) => n.toLowerCase() === name).length
+      const result = authorize(POLICY, `/${d}/${s}/x`, pairs.flat())
+      if (REQUIRED[d].every((name) => count(name) === 1)) return
+      // Traefik's x-forwarded-for may come as several lines: joined, its last element is the peer.
+      if (d === 'traefik' && count('x-forwarded-for') > 1 && count('x-forwarded-host') === 1) return
+      expect(result?.decision.reason).toBe('invalid_request')
+      expect(result?.answer.status).not.toBe(200)
+      expect(result?.input).toBeUndefined()
+    },
+    3000,
+  )
+
+  prop(
+    'answers every request, with headers and a status node:http can send',
+    [dialect, site, fc.array(header, { maxLength: 12 })],
+    (d, s, pairs) => {
+      const result = authorize(POLICY, `/${d}/${s}`, pairs.flat())
+      expect(result).toBeDefined()
+      const headers = result?.answer.headers ?? []
+      expect(headers.length % 2).toBe(0)
+      // Nothing a client wrote is echoed: every value is hostguard's own printable ASCII.
+      for (const value of headers) expect(value).toMatch(/^[\x20-\x7e]*$/)
+      expect(result?.answer.status).toBeGreaterThanOrEqual(200)
+    },
+    1000,
+  )
+})
