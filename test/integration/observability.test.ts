@@ -107,13 +107,13 @@ describe('/metrics', () => {
       expect(text).toContain(`# TYPE ${name} ${type}`)
     }
     expect(text).toMatch(
-      /^hostguard_decisions_total\{site="default",decision="allow",reason="host_allowed",mode="enforce"\} [1-9]/m,
+      /^hostguard_decisions_total\{site="default",decision="allow",reason="host_allowed",mode="enforce",api="grpc"\} [1-9]/m,
     )
     expect(text).toMatch(
-      /^hostguard_decisions_total\{site="default",decision="deny",reason="host_not_allowed",mode="enforce"\} [1-9]/m,
+      /^hostguard_decisions_total\{site="default",decision="deny",reason="host_not_allowed",mode="enforce",api="grpc"\} [1-9]/m,
     )
     expect(text).toMatch(
-      /^hostguard_decisions_total\{site="shadow",decision="deny",reason="host_not_allowed",mode="dry_run"\} [1-9]/m,
+      /^hostguard_decisions_total\{site="shadow",decision="deny",reason="host_not_allowed",mode="dry_run",api="grpc"\} [1-9]/m,
     )
     const buckets = [
       ...text.matchAll(
