@@ -163,6 +163,12 @@ describe('k8s/ (kustomize v5)', () => {
     expect(service.spec.ports.find((p: Obj) => p.name === 'http-metrics').targetPort).toBe(
       'http-metrics',
     )
+    expect(Number(flag(container, 'authz-port'))).toBe(9002)
+    expect(portOf('authz')).toBe(9002)
+    expect(service.spec.ports.find((p: Obj) => p.name === 'authz')).toMatchObject({
+      port: 9002,
+      targetPort: 'authz',
+    })
     expect(matches(service.spec.selector, pod.metadata.labels)).toBe(true)
   })
 
@@ -348,6 +354,50 @@ describe('k8s/ (kustomize v5)', () => {
           'kubernetes.io/metadata.name'
         ],
       ).toBe('observability')
+    },
+  )
+
+  it.skipIf(!have)(
+    'the NetworkPolicy admits only the HTTP proxies to the authz port, each documented in docs/deploy.md',
+    () => {
+      const rules = one(objects, 'NetworkPolicy').spec.ingress
+      const authz = rules.filter((r: Obj) => r.ports.some((p: Obj) => p.port === 'authz'))
+      expect(authz).toHaveLength(1)
+      expect(authz[0].ports).toEqual([{ port: 'authz', protocol: 'TCP' }])
+      const peers = authz[0].from.map((p: Obj) => p.podSelector)
+      expect(peers).toEqual([
+        {
+          matchLabels: {
+            'app.kubernetes.io/name': 'ingress-nginx',
+            'app.kubernetes.io/component': 'controller',
+          },
+        },
+        { matchLabels: { 'app.kubernetes.io/name': 'traefik' } },
+        { matchLabels: { 'app.kubernetes.io/name': 'caddy-ingress-controller' } },
+        { matchLabels: { 'hostguard.io/client': 'true' } },
+      ])
+      for (const p of authz[0].from)
+        expect(Object.keys(p).sort()).toEqual(['namespaceSelector', 'podSelector'])
+      // No other rule opens it, and no rule is open to every Pod or address.
+      for (const r of rules) {
+        expect(r.from.length).toBeGreaterThan(0)
+        for (const p of r.from) expect(p.podSelector).not.toEqual({})
+      }
+      const section = deployDoc.slice(deployDoc.indexOf('### NetworkPolicy labels'))
+      for (const peer of peers)
+        for (const [k, v] of Object.entries(peer.matchLabels))
+          expect(section).toContain(`\`${k}: ${v === 'true' ? '"true"' : v}\``)
+      // The Traefik middleware's address is this Service's authz port.
+      const auth = parseAllDocuments(
+        readFileSync(join(ROOT, 'proxies', 'traefik', 'middleware.yaml'), 'utf8'),
+      )
+        .map((d) => d.toJS())
+        .find((o: Obj) => o.spec.forwardAuth !== undefined)
+      const url = new URL(auth.spec.forwardAuth.address)
+      expect(url.hostname).toBe(
+        `${service.metadata.name}.${service.metadata.namespace}.svc.cluster.local`,
+      )
+      expect(Number(url.port)).toBe(service.spec.ports.find((p: Obj) => p.name === 'authz').port)
     },
   )
 
