@@ -13,7 +13,7 @@ describe('decision metrics', () => {
     const oracleRegistry = new Registry()
     const oracle = new Histogram({
       name: 'hostguard_decision_duration_seconds',
-      help: 'Time from receiving a Check request to its encoded answer.',
+      help: 'Time from receiving a request (a gRPC Check or an HTTP authorization request) to its encoded answer.',
       labelNames: ['decision'],
       buckets: DURATION_BUCKETS,
       registers: [oracleRegistry],
