@@ -2,6 +2,7 @@
 // filled in by test/support/nginx.ts), with hostguard in-process on test/proxies/nginx.policy.yaml
 // and an app that records what reaches it.
 
+import { createServer } from 'node:http'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -136,6 +137,20 @@ describe.skipIf(NGINX === undefined)('through nginx on proxies/nginx/hostguard.c
       },
     )
 
+    it('gives a deny status other than 400 and 403 as 403: only those have a line', async () => {
+      const hidden = await startNginx({
+        authzPort: hostguard.authzPort ?? 0,
+        appPort: app.port,
+        site: 'hidden',
+      })
+      try {
+        const reply = await http1(hidden.port, { host: 'evil.example.net', path: unique('/') })
+        expect(reply.status).toBe(403)
+      } finally {
+        await hidden.stop()
+      }
+    })
+
     it("answers a repeated Host with nginx's own 400, before hostguard is asked", async () => {
       const path = unique('/')
       const before = await decisions('api="http"')
@@ -166,7 +181,11 @@ describe.skipIf(NGINX === undefined)('through nginx on proxies/nginx/hostguard.c
         const stranger = await http1(admin.port, { host: 'www.example.com', path })
         expect(stranger.status).toBe(403)
         const adminPath = unique('/admin')
-        const ok = await http1(admin.port, { host: 'www.example.com', path: adminPath, from: '127.0.0.2' })
+        const ok = await http1(admin.port, {
+          host: 'www.example.com',
+          path: adminPath,
+          from: '127.0.0.2',
+        })
         expect(ok.status).toBe(200)
         expect(app.requestsTo(path)).toEqual([])
         expect(seenBy(adminPath)['x-real-ip']).toBe('127.0.0.2')
@@ -191,7 +210,11 @@ describe.skipIf(NGINX === undefined)('through nginx on proxies/nginx/hostguard.c
       ['the secret on another path', '/other', SECRET],
     ])('denies %s', async (_, path, value) => {
       const sent = unique(path)
-      const reply = await get({ host: 'evil.example.net', path: sent, headers: { 'x-health': value } })
+      const reply = await get({
+        host: 'evil.example.net',
+        path: sent,
+        headers: { 'x-health': value },
+      })
       expect(reply.status).toBe(403)
       expect(app.requestsTo(sent)).toEqual([])
     })
@@ -343,8 +366,10 @@ describe.skipIf(NGINX === undefined)('through nginx on proxies/nginx/hostguard.c
 
   describe('metrics', () => {
     it('counts each decision with api="http"', async () => {
-      const allow = 'site="default",decision="allow",reason="host_allowed",mode="enforce",api="http"'
-      const deny = 'site="default",decision="deny",reason="host_not_allowed",mode="enforce",api="http"'
+      const allow =
+        'site="default",decision="allow",reason="host_allowed",mode="enforce",api="http"'
+      const deny =
+        'site="default",decision="deny",reason="host_not_allowed",mode="enforce",api="http"'
       const dry = 'site="blog",decision="deny",reason="host_not_allowed",mode="dry_run",api="http"'
       const before = [await decisions(allow), await decisions(deny), await decisions(dry)]
       await get({ host: 'www.example.com', path: unique('/m') })
@@ -413,6 +438,17 @@ describe.skipIf(NGINX === undefined)('the auth subrequest nginx sends', () => {
     // The app gets the body; the recorder answered with a body nginx threw away.
     expect(app.requestsTo('/form?a=1')).toHaveLength(1)
   })
+
+  it('carries no x-hostguard-authority for a request without Host, not even the client one', async () => {
+    const reply = await raw(
+      nginx.port,
+      'GET /no-host HTTP/1.0\r\nX-Hostguard-Authority: www.example.com\r\n\r\n',
+    )
+    expect(reply.status).toBe(200)
+    const auth = recorder.seen.find((s) => s.headers['x-hostguard-path'] === '/no-host')
+    expect(auth?.headers['x-hostguard-peer']).toBe('127.0.0.1')
+    expect(auth?.headers).not.toHaveProperty('x-hostguard-authority')
+  })
 })
 
 describe.skipIf(NGINX === undefined)('when hostguard is down', () => {
@@ -427,6 +463,29 @@ describe.skipIf(NGINX === undefined)('when hostguard is down', () => {
     } finally {
       await nginx.stop()
       await app.close()
+    }
+  })
+})
+
+describe.skipIf(NGINX === undefined)("the app's own 403", () => {
+  it('reaches the client unchanged, not as the deny page', async () => {
+    const app = createServer((_, res) => res.writeHead(403).end('app says no'))
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve))
+    const hostguard = await startServer(POLICY, {
+      authzPort: 0,
+      env: { HEALTH_CHECK_HEADER_VALUE: SECRET },
+    })
+    const appPort = (app.address() as { port: number }).port
+    const nginx = await startNginx({ authzPort: hostguard.authzPort ?? 0, appPort })
+    try {
+      const reply = await http1(nginx.port, { host: 'www.example.com', path: '/' })
+      expect(reply.status).toBe(403)
+      expect(reply.body).toBe('app says no')
+    } finally {
+      await nginx.stop()
+      await hostguard.stop()
+      app.closeAllConnections()
+      await new Promise((resolve) => app.close(resolve))
     }
   })
 })

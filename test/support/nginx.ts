@@ -50,7 +50,7 @@ export interface NginxTargets {
  * The shipped file with its listen port, upstream servers and site replaced; each placeholder
  * must occur exactly once, so a change of the file's shape fails here instead of going untested.
  */
-export function renderNginxConf(port: number, targets: NginxTargets): string {
+function renderNginxConf(port: number, targets: NginxTargets): string {
   let conf = readFileSync(SHIPPED, 'utf8')
   const replace = (from: string, to: string) => {
     const parts = conf.split(from)
