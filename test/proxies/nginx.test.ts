@@ -439,6 +439,19 @@ describe.skipIf(NGINX === undefined)('the auth subrequest nginx sends', () => {
     expect(app.requestsTo('/form?a=1')).toHaveLength(1)
   })
 
+  it('carries no Transfer-Encoding for a chunked request body', async () => {
+    const reply = await raw(
+      nginx.port,
+      'POST /chunked HTTP/1.1\r\nHost: www.example.com\r\nTransfer-Encoding: chunked\r\n' +
+        'Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    )
+    expect(reply.status).toBe(200)
+    const auth = recorder.seen.find((s) => s.headers['x-hostguard-path'] === '/chunked')
+    expect(auth?.headers).not.toHaveProperty('transfer-encoding')
+    expect(auth?.headers).not.toHaveProperty('content-length')
+    expect(app.requestsTo('/chunked')).toHaveLength(1)
+  })
+
   it('carries no x-hostguard-authority for a request without Host, not even the client one', async () => {
     const reply = await raw(
       nginx.port,
