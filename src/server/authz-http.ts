@@ -2,7 +2,7 @@
 // Traefik's forwardAuth and Envoy's http_service ask here, HTTP/1.1 with keep-alive. Its own
 // listener, never the metrics port: only the proxies may reach it (SPEC "HTTP authorization").
 
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { DecisionObserver } from '../decision/observe.js'
@@ -88,6 +88,11 @@ export function startAuthzHttp(
         return
       }
       const { answer } = result
+      // A request that declares a body is answered before its body is read, and never read: its
+      // connection is closed after the answer, so that bytes a proxy did not send as promised
+      // (nginx forwards the client's Content-Length without the body unless told not to) can
+      // never be read as the next request on the connection.
+      if (declaresBody(req.headers)) res.shouldKeepAlive = false
       res.writeHead(answer.status, answer.headers).end(answer.body)
       observer.observe(result, (performance.now() - started) / 1000, 'http')
       if (result.misconfigured)
@@ -97,7 +102,6 @@ export function startAuthzHttp(
         )
     },
   )
-  // A request's body is never read: node:http discards it once the answer is sent.
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, host, () => {
@@ -109,6 +113,11 @@ export function startAuthzHttp(
       })
     })
   })
+}
+
+function declaresBody(headers: IncomingHttpHeaders): boolean {
+  const length = headers['content-length']
+  return (length !== undefined && length !== '0') || headers['transfer-encoding'] !== undefined
 }
 
 /** Stops accepting, closes idle connections, lets answers in flight finish; cuts the rest after `forceAfterMs`. */
