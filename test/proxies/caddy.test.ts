@@ -3,7 +3,15 @@
 // records what reaches it; and through the same file, what forward_auth sends hostguard (a
 // recording server in its place) and what a client gets while hostguard is down.
 
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+} from 'node:http'
+import { type AddressInfo, connect } from 'node:net'
 import { join } from 'node:path'
+import type { Duplex } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Running } from '../../src/serve.js'
 import { CADDY, type CaddyProcess, skipWithoutCaddy, startCaddy } from '../support/caddy.js'
@@ -274,6 +282,18 @@ describe.skipIf(CADDY === undefined)('through Caddy on proxies/caddy/Caddyfile',
     })
   })
 
+  it('a client naming x-real-ip in Connection does not take it from the app', async () => {
+    // Caddy drops the headers Connection names from the request to the app, after copy_headers.
+    const path = unique('/connection')
+    const headers = await allowed({
+      host: 'www.example.com',
+      path,
+      from: STRANGER,
+      headers: { connection: 'close, x-real-ip, x-hostguard-peer' },
+    })
+    expect(headers['x-real-ip']).toBe(STRANGER)
+  })
+
   describe('forwarding headers never reach the app', () => {
     it.each([
       ['a stranger', STRANGER, STRANGER],
@@ -413,6 +433,55 @@ describe.skipIf(CADDY === undefined)('through Caddy on proxies/caddy/Caddyfile',
         caddy,
       )
       expect(headers['x-real-ip']).toBeUndefined()
+    })
+  })
+
+  describe('an upgrade (WebSocket)', () => {
+    let upgraded: IncomingHttpHeaders[]
+    let wsApp: Server
+    let caddy: CaddyProcess
+
+    beforeAll(async () => {
+      upgraded = []
+      wsApp = createServer((_, res) => res.end('no upgrade'))
+      wsApp.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+        upgraded.push(req.headers)
+        socket.end(
+          'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nhello',
+        )
+      })
+      await new Promise<void>((resolve) => wsApp.listen(0, '127.0.0.1', resolve))
+      const wsPort = (wsApp.address() as AddressInfo).port
+      caddy = await startCaddy({
+        ...caddyEnv(`127.0.0.1:${hostguard.authzPort}`, 'default'),
+        HOSTGUARD_APP: `127.0.0.1:${wsPort}`,
+      })
+    })
+
+    afterAll(async () => {
+      await caddy?.stop()
+      wsApp?.closeAllConnections()
+      await new Promise((resolve) => wsApp?.close(resolve))
+    })
+
+    it('is allowed through with x-real-ip, though Connection names x-real-ip too', async () => {
+      const socket = connect({ host: '127.0.0.1', port: caddy.port, localAddress: STRANGER })
+      socket.write(
+        'GET /ws HTTP/1.1\r\nHost: www.example.com\r\nConnection: Upgrade, X-Real-Ip\r\nUpgrade: websocket\r\n\r\n',
+      )
+      let received = ''
+      socket.setEncoding('utf8')
+      socket.on('data', (d) => {
+        received += d
+      })
+      await new Promise((resolve) => socket.once('end', resolve))
+      expect(received).toMatch(/^HTTP\/1\.1 101 [^]*\r\n\r\nhello$/)
+      expect(upgraded).toHaveLength(1)
+      expect(upgraded[0]).toMatchObject({
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'x-real-ip': STRANGER,
+      })
     })
   })
 
