@@ -475,7 +475,7 @@ describe.skipIf(CADDY === undefined)('through Caddy on proxies/caddy/Caddyfile',
         received += d
       })
       await new Promise((resolve) => socket.once('end', resolve))
-      expect(received).toMatch(/^HTTP\/1\.1 101 [^]*\r\n\r\nhello$/)
+      expect(received).toMatch(/^HTTP\/1\.1 101 [\s\S]*\r\n\r\nhello$/)
       expect(upgraded).toHaveLength(1)
       expect(upgraded[0]).toMatchObject({
         connection: 'Upgrade',
