@@ -18,6 +18,7 @@ import { CADDY, type CaddyProcess, skipWithoutCaddy, startCaddy } from '../suppo
 import { ROOT } from '../support/protos.js'
 import { freePort, startServer } from '../support/server.js'
 import { http1, type RequestOptions, startUpstream, type Upstream } from '../support/upstream.js'
+import { until } from '../support/wait.js'
 
 const POLICY = join(ROOT, 'test', 'proxies', 'caddy.policy.yaml')
 const SECRET = 'caddy-health-secret'
@@ -500,6 +501,10 @@ describe.skipIf(CADDY === undefined)('through Caddy on proxies/caddy/Caddyfile',
       expect(reply.status).toBe(502)
       expect(reply.body).toBe('')
       expect(app.requestsTo(path)).toEqual([])
+      // Caddy logs the failed dial at error, once the answer is sent.
+      const refused =
+        /"logger":"http\.log\.error","msg":"dial tcp 127\.0\.0\.1:\d+: connect: connection refused"/
+      await until(5_000, () => refused.test(caddy.log()), "Caddy's error log line")
     })
   })
 })

@@ -4,7 +4,7 @@
 // placeholders filled in from the environment given, as the current user with HOME and the XDG
 // directories in a temp dir so that it writes nothing elsewhere.
 
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,11 +13,11 @@ import { ROOT } from './protos.js'
 import { freePort } from './server.js'
 import { until } from './wait.js'
 
-export const SHIPPED_CADDYFILE = join(ROOT, 'proxies', 'caddy', 'Caddyfile')
+const SHIPPED_CADDYFILE = join(ROOT, 'proxies', 'caddy', 'Caddyfile')
 
 const candidate = process.env['CADDY_BIN'] || 'caddy'
 /** `caddy version`'s first word (v2.6.2), when Caddy runs here. */
-export const CADDY_VERSION = spawnSync(candidate, ['version'], { encoding: 'utf8' })
+const CADDY_VERSION = spawnSync(candidate, ['version'], { encoding: 'utf8' })
   .stdout?.trim()
   .split(/\s/)[0]
 export const CADDY = CADDY_VERSION ? candidate : undefined
@@ -43,7 +43,6 @@ export interface CaddyEnv {
 }
 
 export interface CaddyProcess {
-  readonly child: ChildProcess
   /** The port of the shipped site, on 127.0.0.1. */
   readonly port: number
   /** Everything Caddy logged (JSON lines on stderr). */
@@ -104,5 +103,5 @@ export async function startCaddy(env: CaddyEnv): Promise<CaddyProcess> {
     await stop()
     throw e
   }
-  return { child, port, log: () => log, stop }
+  return { port, log: () => log, stop }
 }
