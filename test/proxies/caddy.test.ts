@@ -129,6 +129,41 @@ describe.skipIf(CADDY === undefined)('through Caddy on proxies/caddy/Caddyfile',
     )
   })
 
+  describe('what Caddy makes of a Host itself', () => {
+    /** The answer to `head` sent as is on its own connection from 127.0.0.3. */
+    const raw = (head: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect({ host: '127.0.0.1', port: top.port, localAddress: STRANGER })
+        let received = ''
+        socket.setEncoding('utf8')
+        socket.on('data', (d) => {
+          received += d
+        })
+        socket.on('end', () => resolve(received))
+        socket.on('error', reject)
+        // Not end(): Caddy cancels a request whose client half-closes, and answers an empty 200.
+        socket.write(head)
+      })
+
+    it('refuses a Host Go finds malformed with its own 400, before hostguard is asked', async () => {
+      const path = unique('/')
+      const reply = await raw(`GET ${path} HTTP/1.1\r\nHost: www.example.com evil\r\n\r\n`)
+      expect(reply).toMatch(
+        /^HTTP\/1\.1 400 Bad Request: malformed Host header\r\n[\s\S]*\r\n\r\n400 Bad Request: malformed Host header$/,
+      )
+      expect(reply).not.toMatch(/x-hostguard/i)
+      expect(app.requestsTo(path)).toEqual([])
+    })
+
+    it('asks hostguard about an HTTP/1.0 request without Host: the empty authority is invalid_host', async () => {
+      const path = unique('/')
+      const reply = await raw(`GET ${path} HTTP/1.0\r\n\r\n`)
+      expect(reply).toMatch(/^HTTP\/1\.0 400 Bad Request\r\n/)
+      expect(reply).toMatch(/\r\nX-Hostguard-Reason: invalid_host\r\n/)
+      expect(app.requestsTo(path)).toEqual([])
+    })
+  })
+
   describe('the health check', () => {
     it('allows the secret on its path, for any Host; the secret never reaches the app', async () => {
       const path = unique('/health-check/')
