@@ -129,9 +129,9 @@ describe.skipIf(CADDY === undefined)('through Caddy on proxies/caddy/Caddyfile',
     )
   })
 
-  describe('what Caddy makes of a Host itself', () => {
+  describe('what Caddy does on its own', () => {
     /** The answer to `head` sent as is on its own connection from 127.0.0.3. */
-    const raw = (head: string) =>
+    const raw = (head: string, halfClose = false) =>
       new Promise<string>((resolve, reject) => {
         const socket = connect({ host: '127.0.0.1', port: top.port, localAddress: STRANGER })
         let received = ''
@@ -141,8 +141,9 @@ describe.skipIf(CADDY === undefined)('through Caddy on proxies/caddy/Caddyfile',
         })
         socket.on('end', () => resolve(received))
         socket.on('error', reject)
-        // Not end(): Caddy cancels a request whose client half-closes, and answers an empty 200.
-        socket.write(head)
+        // Caddy cancels a request whose client half-closes (often answering an empty 200).
+        if (halfClose) socket.end(head)
+        else socket.write(head)
       })
 
     it('refuses a Host Go finds malformed with its own 400, before hostguard is asked', async () => {
@@ -153,6 +154,20 @@ describe.skipIf(CADDY === undefined)('through Caddy on proxies/caddy/Caddyfile',
       )
       expect(reply).not.toMatch(/x-hostguard/i)
       expect(app.requestsTo(path)).toEqual([])
+    })
+
+    it('never lets a denied request through to the app when the client half-closes', async () => {
+      // Caddy cancels the request, forward_auth with it, once it reads the end of input: the
+      // client gets hostguard's 403 or, cancelled in time, an empty 200; the app nothing.
+      const paths = Array.from({ length: 10 }, () => unique('/half-closed'))
+      const replies = await Promise.all(
+        paths.map((path) => raw(`GET ${path} HTTP/1.1\r\nHost: evil.example.net\r\n\r\n`, true)),
+      )
+      for (const reply of replies)
+        expect(reply).toMatch(
+          /^HTTP\/1\.1 (403 Forbidden\r\n[\s\S]*\r\n\r\nForbidden\n|200 OK\r\n[\s\S]*Content-Length: 0\r\n\r\n)$/,
+        )
+      for (const path of paths) expect(app.requestsTo(path)).toEqual([])
     })
 
     it('asks hostguard about an HTTP/1.0 request without Host: the empty authority is invalid_host', async () => {
