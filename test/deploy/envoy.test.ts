@@ -167,6 +167,100 @@ describe('envoy/tcp.yaml', () => {
   })
 })
 
+describe('envoy/http-service.yaml', () => {
+  const config = load('http-service.yaml')
+  const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config
+  const filter = extAuthz(config)
+  const perRoute = (holder: Yaml) =>
+    holder.typed_per_filter_config['envoy.filters.http.ext_authz'].check_settings.http_service
+  const www = hcm.route_config.virtual_hosts.find((h: Yaml) => h.name === 'www')
+  const overrides: [string, Yaml][] = [
+    ['admin', perRoute(www.routes.find((r: Yaml) => r.match.prefix === '/admin'))],
+    ['blog', perRoute(hcm.route_config.virtual_hosts.find((h: Yaml) => h.name === 'blog'))],
+  ]
+
+  it('is a Bootstrap under the official protos, but for the per-route http_service newer than them', () => {
+    // @grpc/grpc-js-xds 1.14.1's protos predate CheckSettings.http_service; Envoy itself
+    // validates it (envoy --mode validate below, which refuses a misspelt field in it).
+    const older = structuredClone(config)
+    const olderHcm = older.static_resources.listeners[0].filter_chains[0].filters[0].typed_config
+    for (const host of olderHcm.route_config.virtual_hosts)
+      for (const holder of [host, ...host.routes])
+        delete holder.typed_per_filter_config?.['envoy.filters.http.ext_authz'].check_settings
+          .http_service
+    expect(errorsOf(older)).toEqual([])
+  })
+
+  it("asks hostguard's top level over HTTP with a timeout, and fails closed with 503", () => {
+    expect(filter).toMatchObject({
+      http_service: {
+        server_uri: { cluster: 'hostguard', timeout: '0.2s' },
+        path_prefix: '/envoy/default',
+      },
+      failure_mode_allow: false,
+      status_on_error: { code: 'ServiceUnavailable' },
+    })
+    expect(filter.grpc_service).toBeUndefined()
+  })
+
+  it('sets x-hostguard-peer from the connection, forwards x-real-ip, keeps the deny for the client', () => {
+    const { authorization_request: request, authorization_response: response } = filter.http_service
+    expect(request.headers_to_add).toEqual([
+      { key: 'x-hostguard-peer', value: '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%' },
+    ])
+    expect(response.allowed_upstream_headers.patterns).toEqual([{ exact: 'x-real-ip' }])
+    expect(response.allowed_client_headers.patterns).toEqual(
+      expect.arrayContaining([{ exact: 'content-type' }, { prefix: 'x-hostguard-' }]),
+    )
+  })
+
+  it.each(overrides)("site %s: the filter's http_service but for its path_prefix", (site, http) => {
+    expect(http).toEqual({ ...filter.http_service, path_prefix: `/envoy/${site}` })
+    const policy = parse(readFileSync(join(ROOT, 'examples', 'policy.yaml'), 'utf8'))
+    expect(Object.keys(policy.sites)).toContain(site)
+  })
+
+  it('sends the headers the shipped policies read: their trustedHeaders and health-check header', () => {
+    const sent = filter.allowed_headers.patterns.map((p: Yaml) => p.exact)
+    for (const file of [
+      'k8s/base/policy.yaml',
+      'examples/policy.yaml',
+      'test/e2e/http-service.policy.yaml',
+    ]) {
+      const policy = parse(readFileSync(join(ROOT, file), 'utf8'))
+      expect(sent, file).toEqual(
+        expect.arrayContaining([...(policy.trustedHeaders ?? []), policy.healthCheck.header]),
+      )
+    }
+  })
+
+  it('removes the health-check secret, drops underscore headers, normalises paths as edge.yaml', () => {
+    const edge =
+      load('edge.yaml').static_resources.listeners[0].filter_chains[0].filters[0].typed_config
+    for (const key of [
+      'use_remote_address',
+      'normalize_path',
+      'merge_slashes',
+      'path_with_escaped_slashes_action',
+      'common_http_protocol_options',
+    ])
+      expect(hcm[key], key).toEqual(edge[key])
+    expect(hcm.route_config.request_headers_to_remove).toEqual(
+      edge.route_config.request_headers_to_remove,
+    )
+  })
+
+  it('speaks HTTP/1.1 to the hostguard cluster, closing idle connections before hostguard does', () => {
+    const cluster = config.static_resources.clusters.find((c: Yaml) => c.name === 'hostguard')
+    const options =
+      cluster.typed_extension_protocol_options[
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'
+      ]
+    expect(options.explicit_http_config).toEqual({ http_protocol_options: {} })
+    expect(options.common_http_protocol_options.idle_timeout).toBe('60s')
+  })
+})
+
 describe('envoy --mode validate', () => {
   skipWithoutEnvoy('envoy --mode validate on the shipped files')
   const files = readdirSync(join(ROOT, 'envoy')).filter((f) => f.endsWith('.yaml'))
@@ -192,6 +286,29 @@ describe('envoy --mode validate', () => {
     expect(run.stderr + run.stdout).toContain(`configuration '${join(ROOT, 'envoy', file)}' OK`)
     expect(run.status).toBe(0)
   })
+
+  it.skipIf(ENVOY === undefined)(
+    'refuses a misspelt field in the per-route http_service of http-service.yaml',
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), 'hostguard-envoy-validate-'))
+      const damaged = join(dir, 'http-service.yaml')
+      const source = readFileSync(join(ROOT, 'envoy', 'http-service.yaml'), 'utf8')
+      expect(source).toContain('path_prefix: /envoy/blog')
+      writeFileSync(damaged, source.replace('path_prefix: /envoy/blog', 'path_prefx: /envoy/blog'))
+      const run = spawnSync(
+        ENVOY ?? '',
+        ['--mode', 'validate', '-c', damaged, '--disable-hot-restart'],
+        {
+          encoding: 'utf8',
+        },
+      )
+      // Envoy's message spaces its words unevenly.
+      expect(run.stderr).toMatch(
+        /check_settings\.http_service:[^']*no\s+such\s+field:\s+'path_prefx'/,
+      )
+      expect(run.status).not.toBe(0)
+    },
+  )
 
   it.skipIf(ENVOY === undefined)(
     'refuses a shipped file with one value Envoy does not know',
