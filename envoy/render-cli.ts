@@ -20,7 +20,7 @@ function pairs<T>(values: readonly string[], option: string, parse: (v: string) 
 }
 
 const USAGE = `usage: npm run envoy:render -- FILE [--cluster NAME=HOST:PORT[,HOST:PORT…]]…
-         [--listener NAME=[HOST:]PORT]… [--admin [HOST:]PORT] [--out FILE]`
+         [--health-port NAME=PORT]… [--listener NAME=[HOST:]PORT]… [--admin [HOST:]PORT] [--out FILE]`
 
 function main(argv: readonly string[]): void {
   const { values, positionals } = parseArgs({
@@ -28,6 +28,7 @@ function main(argv: readonly string[]): void {
     allowPositionals: true,
     options: {
       cluster: { type: 'string', multiple: true, default: [] },
+      'health-port': { type: 'string', multiple: true, default: [] },
       listener: { type: 'string', multiple: true, default: [] },
       admin: { type: 'string' },
       out: { type: 'string' },
@@ -43,6 +44,19 @@ function main(argv: readonly string[]): void {
       return { address, port }
     }),
   )
+  // The port every endpoint of a --cluster is health-checked on, when not its traffic port.
+  for (const [name, port] of pairs(values['health-port'], 'health-port', (v) => v)) {
+    const endpoints = clusters.get(name)
+    const value = Number(port)
+    if (endpoints === undefined)
+      throw new RenderError(`--health-port ${name}: give its endpoints with --cluster ${name}=…`)
+    if (!/^\d+$/.test(port) || value === 0 || value > 65535)
+      throw new RenderError(`--health-port ${name}=${port}: expected a port above 0`)
+    clusters.set(
+      name,
+      endpoints.map((e) => ({ ...e, healthCheckPort: value })),
+    )
+  }
   const listeners = pairs(values.listener, 'listener', (v) => parseAddress(v, '--listener', true))
   const admin = values.admin === undefined ? undefined : parseAddress(values.admin, '--admin', true)
   const text = renderBootstrap(readFileSync(file, 'utf8'), file, {

@@ -16,6 +16,8 @@ export interface SocketAddress {
 export interface Endpoint {
   readonly address: string
   readonly port: number
+  /** Where Envoy's active health check goes, when not to `port` (health_check_config). */
+  readonly healthCheckPort?: number
 }
 
 export interface RenderOptions {
@@ -70,9 +72,20 @@ function setCluster(doc: Document, file: string, name: string, endpoints: readon
         `cluster ${name} is STATIC in ${file}: "${e.address}" must be an IP address`,
       )
   }
-  const lbEndpoints = endpoints.map((e) => ({
-    endpoint: { address: { socket_address: { address: e.address, port_value: e.port } } },
-  }))
+  // A health check on another port than the traffic's (http-service.yaml's /readyz) stays
+  // the shipped one unless the endpoint gives its own.
+  const shipped = cluster.getIn(
+    ['load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'health_check_config'],
+    false,
+  ) as { toJSON(): unknown } | undefined
+  const lbEndpoints = endpoints.map((e) => {
+    const address = { socket_address: { address: e.address, port_value: e.port } }
+    const health =
+      e.healthCheckPort !== undefined ? { port_value: e.healthCheckPort } : shipped?.toJSON()
+    return {
+      endpoint: health === undefined ? { address } : { address, health_check_config: health },
+    }
+  })
   const node = doc.createNode([{ lb_endpoints: lbEndpoints }])
   // One endpoint a line, as the shipped files write them.
   const list = node.items[0]?.get('lb_endpoints', true)

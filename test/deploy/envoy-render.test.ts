@@ -104,3 +104,39 @@ describe('parseAddress', () => {
     },
   )
 })
+
+describe('renderBootstrap on a cluster health-checked on another port (http-service.yaml)', () => {
+  const source = read('http-service.yaml')
+  const healthPorts = (options: Parameters<typeof renderBootstrap>[2]) =>
+    parse(renderBootstrap(source, 'http-service.yaml', options))
+      .static_resources.clusters.find((c: Yaml) => c.name === 'hostguard')
+      .load_assignment.endpoints[0].lb_endpoints.map(
+        (l: Yaml) => l.endpoint.health_check_config?.port_value,
+      )
+
+  it("keeps the shipped endpoint's health-check port on every new endpoint", () => {
+    const endpoints = [
+      { address: '10.0.0.1', port: 9002 },
+      { address: '10.0.0.2', port: 9002 },
+    ]
+    expect(healthPorts({ clusters: new Map([['hostguard', endpoints]]) })).toEqual([9001, 9001])
+  })
+
+  it("sets an endpoint's own health-check port when given", () => {
+    const endpoints = [{ address: '127.0.0.1', port: 40000, healthCheckPort: 40001 }]
+    expect(healthPorts({ clusters: new Map([['hostguard', endpoints]]) })).toEqual([40001])
+  })
+
+  it('adds none where the shipped endpoint has none', () => {
+    const rendered = parse(
+      renderBootstrap(read('edge.yaml'), 'edge.yaml', {
+        clusters: new Map([['hostguard', [{ address: '127.0.0.1', port: 1 }]]]),
+      }),
+    )
+    expect(socketsOf(rendered, 'hostguard')).toEqual([{ address: '127.0.0.1', port_value: 1 }])
+    expect(
+      rendered.static_resources.clusters.find((c: Yaml) => c.name === 'hostguard').load_assignment
+        .endpoints[0].lb_endpoints[0].endpoint,
+    ).not.toHaveProperty('health_check_config')
+  })
+})

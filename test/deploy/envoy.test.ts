@@ -259,6 +259,18 @@ describe('envoy/http-service.yaml', () => {
     expect(options.explicit_http_config).toEqual({ http_protocol_options: {} })
     expect(options.common_http_protocol_options.idle_timeout).toBe('60s')
   })
+
+  it("health-checks the hostguard cluster on /readyz at hostguard's HTTP port, 9001", () => {
+    const cluster = config.static_resources.clusters.find((c: Yaml) => c.name === 'hostguard')
+    expect(cluster.health_checks[0]).toMatchObject({
+      http_health_check: { path: '/readyz' },
+      interval: '2s',
+      no_traffic_interval: '2s',
+    })
+    const [endpoint] = cluster.load_assignment.endpoints[0].lb_endpoints
+    expect(endpoint.endpoint.health_check_config).toEqual({ port_value: 9001 })
+    expect(endpoint.endpoint.address.socket_address.port_value).toBe(9002)
+  })
 })
 
 describe('envoy --mode validate', () => {

@@ -12,6 +12,7 @@ import { type EnvoyProcess, skipWithoutEnvoy, startEnvoy } from '../support/envo
 import { ENVOY } from '../support/envoy-bin.js'
 import { ROOT } from '../support/protos.js'
 import { freePort, startServer } from '../support/server.js'
+import { until } from '../support/wait.js'
 import { http1, type RequestOptions, startUpstream, type Upstream } from '../support/upstream.js'
 
 const FILE = 'http-service.yaml'
@@ -35,9 +36,11 @@ const FORWARDING = {
   x_real_ip: '10.9.9.9',
 }
 
-/** An HTTP server on 127.0.0.1 answering every request with `status` and `headers`. */
+/** An HTTP server on 127.0.0.1 answering `status` and `headers`, and 200 to /readyz. */
 async function answering(status: number, headers: Record<string, string>): Promise<Server> {
-  const server = createServer((_, res) => res.writeHead(status, headers).end())
+  const server = createServer((req, res) =>
+    req.url === '/readyz' ? res.end() : res.writeHead(status, headers).end(),
+  )
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return server
 }
@@ -73,7 +76,13 @@ describe.skipIf(ENVOY === undefined)('through Envoy on envoy/http-service.yaml',
     })
     upstream = await startUpstream()
     envoy = await startEnvoy(FILE, {
-      hostguard: [{ address: '127.0.0.1', port: hostguard.authzPort ?? 0 }],
+      hostguard: [
+        {
+          address: '127.0.0.1',
+          port: hostguard.authzPort ?? 0,
+          healthCheckPort: hostguard.httpPort,
+        },
+      ],
       app: [{ address: '127.0.0.1', port: upstream.port }],
     })
   })
@@ -81,6 +90,18 @@ describe.skipIf(ENVOY === undefined)('through Envoy on envoy/http-service.yaml',
   afterAll(async () => {
     await envoy?.stop()
     await Promise.all([hostguard?.stop(), upstream?.close()])
+  })
+
+  it('health-checks hostguard on /readyz of its HTTP port, and finds it ready', async () => {
+    await until(
+      10_000,
+      async () =>
+        ((await envoy.stats(/^cluster\.hostguard\.health_check\.success$/)).get(
+          'cluster.hostguard.health_check.success',
+        ) ?? 0) > 0,
+      'a successful health check',
+    )
+    expect(await envoy.hosts('hostguard')).toMatchObject([{ failedActiveHealthCheck: false }])
   })
 
   describe('allow and deny as the client sees them', () => {
@@ -314,49 +335,81 @@ describe.skipIf(ENVOY === undefined)('through Envoy on envoy/http-service.yaml',
   })
 })
 
-describe.skipIf(ENVOY === undefined)('through envoy/http-service.yaml when hostguard cannot answer', () => {
-  const servers: Server[] = []
-  const envoys: EnvoyProcess[] = []
-  let upstream: Upstream
+describe.skipIf(ENVOY === undefined)(
+  'through envoy/http-service.yaml when hostguard cannot answer',
+  () => {
+    const servers: Server[] = []
+    const envoys: EnvoyProcess[] = []
+    let upstream: Upstream
 
-  beforeAll(async () => {
-    upstream = await startUpstream()
-  })
-
-  afterAll(async () => {
-    await Promise.all(envoys.map((e) => e.stop()))
-    for (const s of servers) s.close()
-    await upstream?.close()
-  })
-
-  const envoyTo = async (port: number) => {
-    const envoy = await startEnvoy(FILE, {
-      hostguard: [{ address: '127.0.0.1', port }],
-      app: [{ address: '127.0.0.1', port: upstream.port }],
+    beforeAll(async () => {
+      upstream = await startUpstream()
     })
-    envoys.push(envoy)
-    return envoy
-  }
 
-  it('answers 503 with an empty body when nothing listens on the authorization port', async () => {
-    const envoy = await envoyTo(await freePort())
-    const reply = await http1(envoy.port('edge'), { host: 'www.example.com', path: '/down' })
-    expect(reply.status).toBe(503)
-    expect(reply.body).toBe('')
-    expect(upstream.requestsTo('/down')).toEqual([])
-    expect(await envoy.logOf('/down')).toMatchObject({ status: 503, flags: 'UAEX', decision: '-' })
-  })
+    afterAll(async () => {
+      await Promise.all(envoys.map((e) => e.stop()))
+      for (const s of servers) s.close()
+      await upstream?.close()
+    })
 
-  it.each([204, 201])(
-    'lets through only a 200: an answer of %i saying allow reaches the client, not the app',
-    async (status) => {
-      const server = await answering(status, { 'x-hostguard-decision': 'allow' })
-      servers.push(server)
-      const envoy = await envoyTo((server.address() as AddressInfo).port)
-      const path = `/not-200-${status}`
-      const reply = await http1(envoy.port('edge'), { host: 'www.example.com', path })
-      expect(reply.status).toBe(status)
-      expect(upstream.requestsTo(path)).toEqual([])
-    },
-  )
-})
+    const envoyTo = async (port: number, healthCheckPort = port) => {
+      const envoy = await startEnvoy(FILE, {
+        hostguard: [{ address: '127.0.0.1', port, healthCheckPort }],
+        app: [{ address: '127.0.0.1', port: upstream.port }],
+      })
+      envoys.push(envoy)
+      return envoy
+    }
+
+    it('answers 503 with an empty body when nothing listens on the authorization port', async () => {
+      const envoy = await envoyTo(await freePort())
+      const reply = await http1(envoy.port('edge'), { host: 'www.example.com', path: '/down' })
+      expect(reply.status).toBe(503)
+      expect(reply.body).toBe('')
+      expect(upstream.requestsTo('/down')).toEqual([])
+      expect(await envoy.logOf('/down')).toMatchObject({
+        status: 503,
+        flags: 'UAEX',
+        decision: '-',
+      })
+    })
+
+    it('takes a draining hostguard out on its /readyz, while it still answers', async () => {
+      const draining = await startServer(POLICY, {
+        authzPort: 0,
+        env: { HEALTH_CHECK_HEADER_VALUE: SECRET },
+      })
+      const authz = `http://127.0.0.1:${draining.authzPort}/envoy/default/`
+      const envoy = await envoyTo(draining.authzPort ?? 0, draining.httpPort)
+      expect(await envoy.hosts('hostguard')).toMatchObject([{ failedActiveHealthCheck: false }])
+      const stopped = draining.shutdown(20_000)
+      // Calls keep coming during the drain (here straight to the authorization port: a request
+      // without x-hostguard-peer is 400), so hostguard keeps answering while /readyz is 503.
+      let answered = 0
+      await until(
+        15_000,
+        async () => {
+          answered = (await fetch(authz)).status
+          return (await envoy.hosts('hostguard'))[0]?.failedActiveHealthCheck === true
+        },
+        'Envoy taking the draining hostguard out',
+      )
+      expect(answered).toBe(400)
+      await draining.stop()
+      await stopped
+    })
+
+    it.each([204, 201])(
+      'lets through only a 200: an answer of %i saying allow reaches the client, not the app',
+      async (status) => {
+        const server = await answering(status, { 'x-hostguard-decision': 'allow' })
+        servers.push(server)
+        const envoy = await envoyTo((server.address() as AddressInfo).port)
+        const path = `/not-200-${status}`
+        const reply = await http1(envoy.port('edge'), { host: 'www.example.com', path })
+        expect(reply.status).toBe(status)
+        expect(upstream.requestsTo(path)).toEqual([])
+      },
+    )
+  },
+)
