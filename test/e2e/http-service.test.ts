@@ -12,8 +12,8 @@ import { type EnvoyProcess, skipWithoutEnvoy, startEnvoy } from '../support/envo
 import { ENVOY } from '../support/envoy-bin.js'
 import { ROOT } from '../support/protos.js'
 import { freePort, startServer } from '../support/server.js'
-import { until } from '../support/wait.js'
 import { http1, type RequestOptions, startUpstream, type Upstream } from '../support/upstream.js'
+import { until } from '../support/wait.js'
 
 const FILE = 'http-service.yaml'
 const POLICY = join(ROOT, 'test', 'e2e', 'http-service.policy.yaml')
