@@ -31,7 +31,7 @@ export interface LoadResult {
   readonly rssMiB: number
 }
 
-function pinned(core: number, command: string, args: string[]): [string, string[]] {
+export function pinned(core: number, command: string, args: string[]): [string, string[]] {
   return haveTaskset ? ['taskset', ['-c', String(core), command, ...args]] : [command, args]
 }
 
@@ -86,33 +86,36 @@ export async function startServer(
   return { child, pid: child.pid ?? 0, port }
 }
 
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
   return (Number(fields[11]) + Number(fields[12])) / 100 // utime + stime, in clock ticks of 10 ms
 }
 
-function rssMiB(pid: number): number {
+export function rssMiB(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return Number(m?.[1] ?? 0) / 1024
 }
 
-function percentile(sorted: readonly number[], q: number): number {
+export function percentile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN
 }
 
 export async function h2load(
   port: number,
   body: string,
-  mode: 'closed' | 'open',
+  mode: 'closed' | 'timed' | 'open',
   requests: number,
   rate: number,
   seconds: number,
 ) {
   const log = join(mkdtempSync(join(tmpdir(), 'hostguard-h2load-')), 'requests.log')
+  // timed: closed loop for `seconds` (servers far apart in speed get the same time, not the same count)
   const load =
     mode === 'closed'
       ? ['-c', '2', '-m', '32', '-n', String(requests)]
-      : ['-c', '2', '-m', '32', '--rps', String(rate / 2), '-D', String(seconds)]
+      : mode === 'timed'
+        ? ['-c', '2', '-m', '32', '-D', String(seconds)]
+        : ['-c', '2', '-m', '32', '--rps', String(rate / 2), '-D', String(seconds)]
   const args = [
     ...load,
     '-H',

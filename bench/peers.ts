@@ -1,0 +1,318 @@
+// npm run bench:peers [-- --quick]: hostguard against OPA-Envoy, the ext_authz server most people
+// would pick instead, in one run: the same Check (fixture 01), the same load, each server pinned
+// to core 0 in turn while the load generator runs on core 1. First both servers answer every
+// Envoy fixture once and must decide the same. Prints the tables and writes them to bench/PEERS.md.
+// Needs opa-envoy-plugin in .tools/go/bin (built here with go install when missing), h2load
+// (nghttp2-client) and ghz (.tools/go/bin); skips, with a message, without them.
+
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs, promisify } from 'node:util'
+import { callCheck, checkClient } from '../test/support/grpc.js'
+import { FIXTURES, official, ROOT } from '../test/support/protos.js'
+import { freePort } from '../test/support/server.js'
+import { until } from '../test/support/wait.js'
+import {
+  cpuSeconds,
+  h2load,
+  haveH2load,
+  percentile,
+  pinned,
+  requestBody,
+  rssMiB,
+  type Started,
+  startServer,
+} from './e2e.js'
+
+/** The OPA-Envoy release measured: `@latest` resolves to a 2022 release, because the `-envoy`
+ * tags count as pre-releases, so the tag is pinned. */
+const OPA_ENVOY_MODULE =
+  'github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin@v1.19.1-envoy'
+const GOBIN = join(ROOT, '.tools', 'go', 'bin')
+const OPA_ENVOY = join(GOBIN, 'opa-envoy-plugin')
+const GHZ = join(GOBIN, 'ghz')
+const POLICY = join(ROOT, 'bench', 'peers', 'policy.rego')
+
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } })
+const quick = values.quick
+const options = quick
+  ? { rounds: 1, warmupSeconds: 1, closedSeconds: 2, openRates: [1_000, 5_000], openSeconds: 2 }
+  : { rounds: 3, warmupSeconds: 3, closedSeconds: 10, openRates: [1_000, 5_000], openSeconds: 10 }
+
+const lines: string[] = []
+const say = (line = ''): void => {
+  console.log(line)
+  lines.push(line)
+}
+const f = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : '-')
+const median = (xs: number[]): number =>
+  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
+const write = (): void => {
+  writeFileSync(join(ROOT, 'bench', 'PEERS.md'), `${lines.join('\n')}\n`)
+  console.log('\nwritten to bench/PEERS.md')
+}
+
+/** The plugin's binary: built once with the Go toolchain, or undefined with the reason. */
+function opaEnvoy(): { bin?: string; missing?: string } {
+  if (existsSync(OPA_ENVOY)) return { bin: OPA_ENVOY }
+  if (spawnSync('go', ['version']).status !== 0)
+    return {
+      missing: `go is missing (install Go, then GOBIN=.tools/go/bin go install ${OPA_ENVOY_MODULE})`,
+    }
+  console.warn(`building ${OPA_ENVOY_MODULE} into .tools/go/bin (a few minutes, once)`)
+  const built = spawnSync('go', ['install', OPA_ENVOY_MODULE], {
+    stdio: 'inherit',
+    env: { ...process.env, GOBIN },
+  })
+  return built.status === 0
+    ? { bin: OPA_ENVOY }
+    : { missing: `go install ${OPA_ENVOY_MODULE} failed (exit ${built.status})` }
+}
+
+async function startOpa(bin: string): Promise<Started> {
+  const [port, api] = [await freePort(), await freePort()]
+  const [command, args] = pinned(0, bin, [
+    'run',
+    '--server',
+    `--addr=127.0.0.1:${api}`,
+    '--skip-version-check',
+    '--log-level=error',
+    `--set=plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${port}`,
+    '--set=plugins.envoy_ext_authz_grpc.path=hostguard/authz/result',
+    '--set=decision_logs.console=false',
+    POLICY,
+  ])
+  const child: ChildProcess = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'] })
+  // /health?plugins answers 200 once the ext_authz plugin serves.
+  await until(
+    15_000,
+    async () => (await fetch(`http://127.0.0.1:${api}/health?plugins`)).ok,
+    'OPA-Envoy start-up',
+  )
+  return { child, pid: child.pid ?? 0, port }
+}
+
+type Kind = 'hostguard' | 'opa-envoy'
+const start = (kind: Kind, bin: string): Promise<Started> =>
+  kind === 'hostguard' ? startServer('hostguard') : startOpa(bin)
+
+/** allow, or deny with its HTTP status, and the reason in the dynamic metadata; or the gRPC error. */
+async function verdict(port: number, request: Buffer): Promise<string> {
+  const client = checkClient(port)
+  try {
+    const response = official.decodeResponse(await callCheck(client, request))
+    const reason = response.dynamic_metadata?.fields?.reason?.stringValue ?? 'no reason'
+    if (response.ok_response) return `allow (${reason})`
+    if (response.denied_response)
+      return `deny ${response.denied_response.status?.code ?? '?'} (${reason})`
+    return `no answer (grpc status ${response.status?.code ?? 0})`
+  } catch (err) {
+    return `error: ${(err as Error).message}`
+  } finally {
+    client.close()
+  }
+}
+
+function fixtureFiles(): string[] {
+  const dirs = [FIXTURES, join(FIXTURES, 'captured')]
+  return dirs.flatMap((dir) =>
+    readdirSync(dir)
+      .filter((name) => name.endsWith('.bin'))
+      .sort()
+      .map((name) => join(dir, name)),
+  )
+}
+
+interface Run {
+  readonly round: number
+  readonly server: Kind
+  readonly load: 'closed' | number
+  readonly rps: number
+  readonly ok: number
+  readonly failed: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly p999Ms: number
+  readonly cpuUsPerCall: number
+  readonly rssMiB: number
+}
+
+/** ghz at a fixed rate (--async: requests leave on schedule, not when a worker is free). */
+async function ghz(port: number, message: string, rate: number, seconds: number) {
+  const args = [
+    '--insecure',
+    '--import-paths',
+    join(ROOT, 'proto'),
+    '--proto',
+    'envoy/service/auth/v3/external_auth.proto',
+    '--call',
+    'envoy.service.auth.v3.Authorization/Check',
+    '--binary-file',
+    message,
+    '--async',
+    '--rps',
+    String(rate),
+    '--duration',
+    `${seconds}s`,
+    '--duration-stop',
+    'ignore',
+    '--connections',
+    '2',
+    '--concurrency',
+    '64',
+    '--format',
+    'json',
+    `127.0.0.1:${port}`,
+  ]
+  const [command, full] = pinned(1, GHZ, args)
+  const { stdout } = await promisify(execFile)(command, full, { maxBuffer: 1 << 28 })
+  const report = JSON.parse(stdout) as {
+    rps: number
+    details: { latency: number; status: string }[]
+  }
+  const ok = report.details.filter((d) => d.status === 'OK')
+  const times = ok.map((d) => d.latency / 1e6).sort((a, b) => a - b)
+  return { rps: report.rps, ok: ok.length, failed: report.details.length - ok.length, times }
+}
+
+const command = `npm run bench:peers${quick ? ' -- --quick' : ''}`
+say(`# hostguard against OPA-Envoy${quick ? ' (quick)' : ''}`)
+say()
+say(`- command: \`${command}\``)
+say(
+  `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${f(totalmem() / 2 ** 30)} GiB`,
+)
+say(`- Node.js ${process.version}, ${new Date().toISOString().slice(0, 10)}`)
+
+const opa = opaEnvoy()
+const missing = [
+  opa.missing,
+  haveH2load ? undefined : 'h2load is missing (apt-get install -y nghttp2-client)',
+  existsSync(GHZ)
+    ? undefined
+    : 'ghz is missing (GOBIN=.tools/go/bin go install github.com/bojand/ghz/cmd/ghz@v0.120.0)',
+].filter((m) => m !== undefined)
+if (missing.length > 0 || opa.bin === undefined) {
+  for (const m of missing) console.warn(`bench:peers skipped: ${m}`)
+  say()
+  say(`Skipped: ${missing.join('; ')}.`)
+  write()
+  process.exit(0)
+}
+const bin = opa.bin
+const version = spawnSync(bin, ['version']).stdout.toString()
+say(
+  `- OPA-Envoy: \`${OPA_ENVOY_MODULE}\` (${/^Version: (.*)$/m.exec(version)?.[1] ?? '?'}, ${/^Go Version: (.*)$/m.exec(version)?.[1] ?? '?'}), policy bench/peers/policy.rego; hostguard: dist/ with examples/policy.yaml`,
+)
+say()
+
+say('## Decisions: every Envoy fixture, once, to both')
+say()
+say('| fixture | hostguard | OPA-Envoy |')
+say('|---|---|---|')
+const [hostguard, peer] = [await start('hostguard', bin), await start('opa-envoy', bin)]
+const disagreements: string[] = []
+try {
+  for (const file of fixtureFiles()) {
+    const request = readFileSync(file)
+    const [ours, theirs] = [
+      await verdict(hostguard.port, request),
+      await verdict(peer.port, request),
+    ]
+    const name = file.slice(FIXTURES.length + 1)
+    if (ours !== theirs) disagreements.push(name)
+    say(`| ${name} | ${ours} | ${theirs}${ours === theirs ? '' : ' **(differs)**'} |`)
+  }
+} finally {
+  hostguard.child.kill('SIGKILL')
+  peer.child.kill('SIGKILL')
+}
+say()
+if (disagreements.length > 0) {
+  say(`Not measured: the servers disagree on ${disagreements.join(', ')}.`)
+  write()
+  process.exit(1)
+}
+say('Both decide the same on every fixture.')
+say()
+
+const body = requestBody()
+const message = join(FIXTURES, '01-ipv4-direct-host.bin')
+const runs: Run[] = []
+for (let round = 1; round <= options.rounds; round++) {
+  const order: Kind[] = round % 2 === 1 ? ['opa-envoy', 'hostguard'] : ['hostguard', 'opa-envoy']
+  for (const server of order) {
+    const s = await start(server, bin)
+    try {
+      await h2load(s.port, body, 'timed', 0, 0, options.warmupSeconds)
+      const measure = async (load: Run['load']) => {
+        const before = cpuSeconds(s.pid)
+        const r =
+          load === 'closed'
+            ? await h2load(s.port, body, 'timed', 0, 0, options.closedSeconds)
+            : await ghz(s.port, message, load, options.openSeconds)
+        const ok = 'ok' in r ? r.ok : r.succeeded
+        runs.push({
+          round,
+          server,
+          load,
+          rps: r.rps,
+          ok,
+          failed: r.failed,
+          p50Ms: percentile(r.times, 0.5),
+          p99Ms: percentile(r.times, 0.99),
+          p999Ms: percentile(r.times, 0.999),
+          cpuUsPerCall: ((cpuSeconds(s.pid) - before) * 1e6) / Math.max(1, ok),
+          rssMiB: rssMiB(s.pid),
+        })
+      }
+      await measure('closed')
+      for (const rate of options.openRates) await measure(rate)
+    } finally {
+      s.child.kill('SIGKILL')
+    }
+  }
+}
+
+say('## Under load: fixture 01, each server on core 0 in turn, the generator on core 1')
+say()
+say(
+  `Each server first gets ${options.warmupSeconds} s of unmeasured closed-loop load. Closed loop: h2load, 2 connections × 32 streams, ${options.closedSeconds} s of requests sent as fast as they are answered (a time, not a count: the servers are far apart). Open loop: ghz --async at a fixed rate for ${options.openSeconds} s over 2 connections, each call timed from when ghz sent it (not from when it was due: ghz does not correct for coordinated omission). CPU per call: the server's utime + stime over the measurement (/proc/PID/stat) divided by the calls answered; peak RSS: VmHWM. OPA-Envoy runs with GOMAXPROCS from the affinity mask (1), hostguard with the image's NODE_OPTIONS. Rounds alternate the order.`,
+)
+say()
+say(
+  '| round | server | load | req/s | ok | failed | p50 ms | p99 ms | p99.9 ms | CPU µs/call | peak RSS MiB |',
+)
+say('|---|---|---|---|---|---|---|---|---|---|---|')
+for (const r of runs)
+  say(
+    `| ${r.round} | ${r.server} | ${r.load === 'closed' ? 'closed 2x32' : `open ${r.load}/s`} | ${f(r.rps)} | ${r.ok} | ${r.failed} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} | ${f(r.p999Ms, 3)} | ${f(r.cpuUsPerCall, 1)} | ${f(r.rssMiB, 1)} |`,
+  )
+const of = (server: Kind, load: Run['load'], key: keyof Run): number =>
+  median(runs.filter((r) => r.server === server && r.load === load).map((r) => Number(r[key])))
+say()
+say('Medians over the rounds:')
+say()
+say('| | hostguard | OPA-Envoy | hostguard / OPA-Envoy |')
+say('|---|---|---|---|')
+const row = (label: string, load: Run['load'], key: keyof Run, digits: number) => {
+  const [ours, theirs] = [of('hostguard', load, key), of('opa-envoy', load, key)]
+  say(`| ${label} | ${f(ours, digits)} | ${f(theirs, digits)} | ${f(ours / theirs, 2)}× |`)
+}
+row('closed loop, req/s', 'closed', 'rps', 0)
+row('closed loop, server CPU µs/call', 'closed', 'cpuUsPerCall', 1)
+for (const rate of options.openRates) {
+  row(`open ${rate}/s, p50 ms`, rate, 'p50Ms', 3)
+  row(`open ${rate}/s, p99 ms`, rate, 'p99Ms', 3)
+  row(`open ${rate}/s, p99.9 ms`, rate, 'p999Ms', 3)
+  row(`open ${rate}/s, server CPU µs/call`, rate, 'cpuUsPerCall', 1)
+}
+const peak = (server: Kind) =>
+  Math.max(...runs.filter((r) => r.server === server).map((r) => r.rssMiB))
+say(
+  `| peak RSS MiB | ${f(peak('hostguard'), 1)} | ${f(peak('opa-envoy'), 1)} | ${f(peak('hostguard') / peak('opa-envoy'), 2)}× |`,
+)
+say()
+write()
