@@ -36,7 +36,7 @@ export function pinned(core: number, command: string, args: string[]): [string, 
 }
 
 /** Both servers run with the container image's V8 settings (Dockerfile, ENV NODE_OPTIONS). */
-const IMAGE_NODE_OPTIONS =
+export const IMAGE_NODE_OPTIONS =
   /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))?.[1] ?? ''
 
 export interface Started {

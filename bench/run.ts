@@ -12,6 +12,7 @@ import { ROOT } from '../test/support/protos.js'
 import { adversarialBench } from './adversarial.js'
 import { e2eBench, haveH2load, type LoadResult } from './e2e.js'
 import { envoyBench, findOha } from './envoy.js'
+import { authzHttpBench, dialectsBench } from './http-authz.js'
 import { fixturesBench, scaleBench } from './inprocess.js'
 import { PHASES, reloadLatencyBench } from './reload-latency.js'
 
@@ -169,6 +170,55 @@ if (!haveH2load) {
     `Peak RSS under load: hostguard ${f(Math.max(...results.filter((r) => r.server === 'hostguard').map((r) => r.rssMiB)), 1)} MiB, no-op ${f(Math.max(...results.filter((r) => r.server === 'noop').map((r) => r.rssMiB)), 1)} MiB (target ≤ 100).`,
   )
 }
+say()
+say('## HTTP authorization in process: authorize() per dialect against check() over gRPC')
+say()
+const dialects = await dialectsBench(quick ? 100 : 1000)
+say(
+  `One browser page request (www.example.com, a Chrome navigation's headers, from an untrusted peer; decision: ${dialects.outcome}) as each proxy sends it (bench/http-requests.ts): authorize(policy, url, rawHeaders) with rawHeaders as node:http gives them, against check(policy, bytes) on the same request as Envoy's gRPC filter sends it; all in one tinybench run.`,
+)
+say()
+say('| front end | ns/op | heap B/op | vs gRPC check() |')
+say('|---|---|---|---|')
+say(`| gRPC check() | ${f(dialects.grpc.nsPerOp)} | ${f(dialects.grpc.heapBytesPerOp)} | 1.00× |`)
+for (const [dialect, r] of dialects.dialects)
+  say(
+    `| ${dialect} authorize() | ${f(r.nsPerOp)} | ${f(r.heapBytesPerOp)} | ${f(r.nsPerOp / dialects.grpc.nsPerOp, 2)}× |`,
+  )
+say()
+say(
+  '## HTTP authorization end to end: serve --authz-port against a no-op node:http server (h2load --h1)',
+)
+say()
+if (!haveH2load) {
+  say('Skipped: h2load is missing (apt-get install -y nghttp2-client).')
+} else {
+  const connections = 8
+  const authz = await authzHttpBench(
+    quick
+      ? { rounds: 2, requests: 10_000, warmupRequests: 5_000, connections }
+      : { rounds: 5, requests: 100_000, warmupRequests: 20_000, connections },
+  )
+  say(
+    `The nginx request of bench/http-requests.ts to /nginx/default (allowed by examples/policy.yaml). hostguard is the built dist/ (\`serve --authz-port\`); the no-op is bench/noop-http-server.ts: node:http with the same server options and hostguard's answer headers, fixed. Servers pinned to core 0, h2load to core 1 (taskset), both with the image's NODE_OPTIONS. Closed loop: HTTP/1.1 keep-alive, ${connections} connections, one request in flight on each (-m 1), after unmeasured warm-up requests; rounds alternate the order.`,
+  )
+  say()
+  say(
+    '| round | server | req/s | ok | failed | p50 µs | p99 µs | p99.9 µs | CPU µs/call | peak RSS MiB |',
+  )
+  say('|---|---|---|---|---|---|---|---|---|---|')
+  for (const r of authz)
+    say(
+      `| ${r.round} | ${r.server} | ${f(r.rps)} | ${r.ok} | ${r.failed} | ${f(r.p50Us)} | ${f(r.p99Us)} | ${f(r.p999Us)} | ${f(r.cpuUsPerCall, 1)} | ${f(r.rssMiB, 1)} |`,
+    )
+  const of = (server: string, key: 'rps' | 'p50Us' | 'p99Us' | 'cpuUsPerCall') =>
+    median(authz.filter((r) => r.server === server).map((r) => r[key]))
+  say()
+  say(
+    `Medians: hostguard ${f(of('hostguard', 'rps'))} req/s, no-op ${f(of('no-op', 'rps'))} req/s = ${f(of('hostguard', 'rps') / of('no-op', 'rps'), 2)}× (target ≥ 0.90×); p50 ${f(of('hostguard', 'p50Us'))} µs against ${f(of('no-op', 'p50Us'))} µs, p99 ${f(of('hostguard', 'p99Us'))} µs against ${f(of('no-op', 'p99Us'))} µs; server CPU per request ${f(of('hostguard', 'cpuUsPerCall'), 1)} µs against ${f(of('no-op', 'cpuUsPerCall'), 1)} µs = ${f(of('no-op', 'cpuUsPerCall') / of('hostguard', 'cpuUsPerCall'), 2)}× (the same ratio by cost).`,
+  )
+}
+say()
 say('## Through Envoy: no ext_authz, hostguard, the no-op (oha)')
 say()
 const envoyBin = ENVOY
