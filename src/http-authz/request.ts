@@ -2,7 +2,7 @@
 // names the dialect and the site; each dialect reads the peer, the authority and the path from
 // headers its proxy sets or overwrites itself, never from one a client could pass through.
 
-import type { HeaderLookup, RequestInput } from '../decision/types.js'
+import type { HeaderLookup, HeaderNames, RequestInput } from '../decision/types.js'
 import { parseIp } from '../net/ip.js'
 
 export const DIALECTS = ['nginx', 'caddy', 'traefik', 'envoy'] as const
@@ -70,7 +70,7 @@ export interface Misconfigured {
   readonly problem: 'missing' | 'repeated'
 }
 
-/** The request's headers by lower-case name, repeats joined with a bare `,` (as Envoy joins them). */
+/** A request's kept headers by lower-case name, repeats joined with a bare `,` (as Envoy does). */
 class HeaderValues implements HeaderLookup {
   readonly values = new Map<string, string>()
 
@@ -94,22 +94,46 @@ function withoutQuery(target: string): string {
   return q < 0 ? target : target.slice(0, q)
 }
 
+/** Whether `name` (lower case) is one of `wanted`'s. */
+function isWanted(wanted: HeaderNames, name: string): boolean {
+  const group = wanted.byLength[name.length]
+  if (group === undefined) return false
+  for (const n of group) if (n.name === name) return true
+  return false
+}
+
 /**
  * The core's input for a request to `target`, from Node's `rawHeaders` (name, value, name, …,
  * names as sent, values trimmed): a dialect's own input headers must come exactly once, and are
- * not among the headers evaluated.
+ * not among the headers evaluated. Of the others only `wanted` are kept (the policy's
+ * headerNames, what the decision reads, as the gRPC decoder keeps them), and x-forwarded-for
+ * where the dialect reads it itself.
  */
 export function readRequest(
   target: AuthzTarget,
   rawHeaders: readonly string[],
+  wanted: HeaderNames,
 ): RequestInput | Misconfigured {
   const inputs = INPUTS[target.dialect]
+  const readsXff = inputs.peer === undefined || target.dialect === 'envoy'
   const headers = new HeaderValues()
   let peer: string | undefined
   let authority: string | undefined
   let path: string | undefined
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = (rawHeaders[i] as string).toLowerCase()
+    const raw = rawHeaders[i] as string
+    // A name of no wanted length is skipped without making its lower case: most of a browser's
+    // headers. (Lower-casing keeps an ASCII name's length; no other can equal a wanted one.)
+    const length = raw.length
+    if (
+      (wanted.byLength[length]?.length ?? 0) === 0 &&
+      length !== inputs.peer?.length &&
+      length !== inputs.authority.length &&
+      length !== inputs.path?.length &&
+      !(readsXff && length === XFF.length)
+    )
+      continue
+    const name = raw.toLowerCase()
     const value = rawHeaders[i + 1] as string
     if (name === inputs.peer || name === inputs.authority || name === inputs.path) {
       const given = name === inputs.peer ? peer : name === inputs.authority ? authority : path
@@ -119,6 +143,7 @@ export function readRequest(
       else path = value
       continue
     }
+    if (!isWanted(wanted, name) && !(readsXff && name === XFF)) continue
     const before = headers.values.get(name)
     headers.values.set(name, before === undefined ? value : `${before},${value}`)
   }

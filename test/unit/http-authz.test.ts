@@ -164,6 +164,28 @@ describe('reading the client', () => {
     expect(r.headers[CLIENT_HEADER]).toBe('198.51.100.9')
   })
 
+  it('a header the policy reads is found in any case and repeats, among others of its length', () => {
+    const r = ask(
+      '/nginx/default',
+      PEER_HEADER,
+      '10.0.0.5',
+      AUTHORITY_HEADER,
+      'internal',
+      'X-FORWARDED-FOR',
+      '198.51.100.9',
+      'X-Forwarded-Fox',
+      '192.0.2.1',
+      'User-Agent',
+      'Mozilla/5.0',
+      'x-Forwarded-for',
+      '10.0.0.7',
+      'X-Forwarded-HOST',
+      'www.example.com',
+    )
+    expect(r.decision).toMatchObject({ reason: 'host_allowed', client: { peerTrusted: true } })
+    expect(r.headers[CLIENT_HEADER]).toBe('198.51.100.9')
+  })
+
   it("nginx and Caddy: an untrusted peer's forwarding headers are not believed", () => {
     const r = ask(
       '/caddy/default',
