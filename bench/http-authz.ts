@@ -179,18 +179,25 @@ async function load(port: number, requests: number, connections: number, log?: s
   return Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(stdout)?.[1] ?? Number.NaN)
 }
 
+/**
+ * Both servers started once and warmed up, then `rounds` measured loads each, the order reversed
+ * every other round: the two meet the same machine, whatever else runs on it meanwhile.
+ */
 export async function authzHttpBench(o: AuthzHttpOptions): Promise<AuthzLoadResult[]> {
   const results: AuthzLoadResult[] = []
   const servers: AuthzServer[] = ['no-op', 'hostguard']
-  for (let round = 1; round <= o.rounds; round++) {
-    for (const server of round % 2 === 1 ? servers : [...servers].reverse()) {
-      const running = await start(server)
-      try {
-        await load(running.port, o.warmupRequests, o.connections)
+  const running = new Map<AuthzServer, Started>()
+  try {
+    for (const server of servers) running.set(server, await start(server))
+    for (const server of servers)
+      await load(running.get(server)?.port ?? 0, o.warmupRequests, o.connections)
+    for (let round = 1; round <= o.rounds; round++) {
+      for (const server of round % 2 === 1 ? servers : [...servers].reverse()) {
+        const { pid, port } = running.get(server) as Started
         const log = join(mkdtempSync(join(tmpdir(), 'hostguard-h1-')), 'requests.log')
-        const cpuBefore = cpuSeconds(running.pid)
-        const rps = await load(running.port, o.requests, o.connections, log)
-        const cpuUsed = cpuSeconds(running.pid) - cpuBefore
+        const cpuBefore = cpuSeconds(pid)
+        const rps = await load(port, o.requests, o.connections, log)
+        const cpuUsed = cpuSeconds(pid) - cpuBefore
         // --log-file: start time (µs), status, request time (µs), one line per request
         const lines = readFileSync(log, 'utf8').trim().split('\n')
         const ok = lines.filter((l) => l.split('\t')[1] === '200').length
@@ -208,12 +215,12 @@ export async function authzHttpBench(o: AuthzHttpOptions): Promise<AuthzLoadResu
           p99Us: percentile(times, 0.99),
           p999Us: percentile(times, 0.999),
           cpuUsPerCall: (cpuUsed * 1e6) / Math.max(1, ok),
-          rssMiB: rssMiB(running.pid),
+          rssMiB: rssMiB(pid),
         })
-      } finally {
-        running.child.kill('SIGKILL')
       }
     }
+  } finally {
+    for (const { child } of running.values()) child.kill('SIGKILL')
   }
   return results
 }

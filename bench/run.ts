@@ -196,11 +196,11 @@ if (!haveH2load) {
   const connections = 8
   const authz = await authzHttpBench(
     quick
-      ? { rounds: 2, requests: 10_000, warmupRequests: 5_000, connections }
-      : { rounds: 5, requests: 100_000, warmupRequests: 20_000, connections },
+      ? { rounds: 4, requests: 10_000, warmupRequests: 10_000, connections }
+      : { rounds: 10, requests: 50_000, warmupRequests: 30_000, connections },
   )
   say(
-    `The nginx request of bench/http-requests.ts to /nginx/default (allowed by examples/policy.yaml). hostguard is the built dist/ (\`serve --authz-port\`); the no-op is bench/noop-http-server.ts: node:http with the same server options and hostguard's answer headers, fixed. Servers pinned to core 0, h2load to core 1 (taskset), both with the image's NODE_OPTIONS. Closed loop: HTTP/1.1 keep-alive, ${connections} connections, one request in flight on each (-m 1), after unmeasured warm-up requests; rounds alternate the order.`,
+    `The nginx request of bench/http-requests.ts to /nginx/default (allowed by examples/policy.yaml). hostguard is the built dist/ (\`serve --authz-port\`); the no-op is bench/noop-http-server.ts: node:http with the same server options and hostguard's answer headers, fixed. Servers pinned to core 0, h2load to core 1 (taskset), both with the image's NODE_OPTIONS. Both started once and warmed up with unmeasured requests, then measured in turn, the order reversed every other round. Closed loop: HTTP/1.1 keep-alive, ${connections} connections, one request in flight on each (-m 1).`,
   )
   say()
   say(
