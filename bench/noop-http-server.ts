@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { authorize } from '../src/http-authz/authorize.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
-import { DEFAULT_AUTHZ_HTTP_LIMITS as limits } from '../src/server/authz-http.js'
+import { authzServerOptions, DEFAULT_AUTHZ_HTTP_LIMITS } from '../src/server/authz-http.js'
 import { ROOT } from '../test/support/protos.js'
 import { DIALECT_REQUESTS } from './http-requests.js'
 
@@ -24,18 +24,9 @@ const { url, rawHeaders } = DIALECT_REQUESTS.nginx
 const result = authorize(policy, url, rawHeaders)
 if (result === undefined) throw new Error(`${url} names no dialect`)
 const { status, headers, body } = result.answer
-const server = createServer(
-  {
-    keepAlive: true,
-    maxHeaderSize: limits.maxHeaderBytes,
-    headersTimeout: limits.headersTimeoutMs,
-    requestTimeout: limits.requestTimeoutMs,
-    keepAliveTimeout: limits.keepAliveTimeoutMs,
-  },
-  (_req, res) => {
-    res.writeHead(status, headers).end(body)
-  },
-)
+const server = createServer(authzServerOptions(DEFAULT_AUTHZ_HTTP_LIMITS), (_req, res) => {
+  res.writeHead(status, headers).end(body)
+})
 server.listen(Number(process.argv[2] ?? '0'), '127.0.0.1', () => {
   const { port } = server.address() as { port: number }
   process.stdout.write(`${JSON.stringify({ msg: 'noop serving', authzPort: port })}\n`)

@@ -2,7 +2,7 @@
 // Traefik's forwardAuth and Envoy's http_service ask here, HTTP/1.1 with keep-alive. Its own
 // listener, never the metrics port: only the proxies may reach it (SPEC "HTTP authorization").
 
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { createServer, type IncomingHttpHeaders, type Server, type ServerOptions } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { DecisionObserver } from '../decision/observe.js'
@@ -40,6 +40,22 @@ export const DEFAULT_AUTHZ_HTTP_LIMITS: AuthzHttpLimits = {
 
 const FAIL_CLOSED = ['content-type', 'text/plain; charset=utf-8']
 
+/** node:http's options for the authz port (the benchmark's no-op server takes them too). */
+export function authzServerOptions(limits: AuthzHttpLimits): ServerOptions {
+  return {
+    keepAlive: true,
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // node:http checks both timeouts only this often (30 s by default).
+    connectionsCheckingInterval: Math.max(
+      50,
+      Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 10,
+    ),
+  }
+}
+
 export function startAuthzHttp(
   store: PolicyStore,
   observer: DecisionObserver,
@@ -50,58 +66,44 @@ export function startAuthzHttp(
   onInternalError: () => void,
 ): Promise<AuthzHttpServer> {
   let lastCallAt = 0
-  const server = createServer(
-    {
-      keepAlive: true,
-      maxHeaderSize: limits.maxHeaderBytes,
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      // node:http checks both timeouts only this often (30 s by default).
-      connectionsCheckingInterval: Math.max(
-        50,
-        Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 10,
-      ),
-    },
-    (req, res) => {
-      const started = performance.now()
-      lastCallAt = started
-      const policy = store.current
-      if (policy === undefined) {
-        res.writeHead(503, FAIL_CLOSED).end('no policy loaded\n')
-        return
-      }
-      let result: ReturnType<typeof authorize>
-      try {
-        result = authorize(policy, req.url ?? '', req.rawHeaders)
-      } catch (err) {
-        // Last resort, as on the gRPC port: fail closed with the policy's deny status.
-        onInternalError()
-        log.error({ err }, 'authorization failed; answered deny')
-        res.writeHead(policy.top.denyStatus, FAIL_CLOSED).end('Denied\n')
-        return
-      }
-      if (result === undefined) {
-        res
-          .writeHead(404, FAIL_CLOSED)
-          .end('not found: the path is /<nginx|caddy|traefik|envoy>/<site>\n')
-        return
-      }
-      const { answer } = result
-      // A request that declares a body is answered before its body is read, and never read: its
-      // connection is closed after the answer, so that bytes a proxy did not send as promised
-      // (nginx forwards the client's Content-Length without the body unless told not to) can
-      // never be read as the next request on the connection.
-      if (declaresBody(req.headers)) res.shouldKeepAlive = false
-      res.writeHead(answer.status, answer.headers).end(answer.body)
-      observer.observe(result, (performance.now() - started) / 1000, 'http')
-      if (result.misconfigured)
-        log.warn(
-          { dialect: result.dialect, header: result.misconfigured.header },
-          `proxy misconfiguration: ${misconfiguration(result.dialect, result.misconfigured)}; answered 400`,
-        )
-    },
-  )
+  const server = createServer(authzServerOptions(limits), (req, res) => {
+    const started = performance.now()
+    lastCallAt = started
+    const policy = store.current
+    if (policy === undefined) {
+      res.writeHead(503, FAIL_CLOSED).end('no policy loaded\n')
+      return
+    }
+    let result: ReturnType<typeof authorize>
+    try {
+      result = authorize(policy, req.url ?? '', req.rawHeaders)
+    } catch (err) {
+      // Last resort, as on the gRPC port: fail closed with the policy's deny status.
+      onInternalError()
+      log.error({ err }, 'authorization failed; answered deny')
+      res.writeHead(policy.top.denyStatus, FAIL_CLOSED).end('Denied\n')
+      return
+    }
+    if (result === undefined) {
+      res
+        .writeHead(404, FAIL_CLOSED)
+        .end('not found: the path is /<nginx|caddy|traefik|envoy>/<site>\n')
+      return
+    }
+    const { answer } = result
+    // A request that declares a body is answered before its body is read, and never read: its
+    // connection is closed after the answer, so that bytes a proxy did not send as promised
+    // (nginx forwards the client's Content-Length without the body unless told not to) can
+    // never be read as the next request on the connection.
+    if (declaresBody(req.headers)) res.shouldKeepAlive = false
+    res.writeHead(answer.status, answer.headers).end(answer.body)
+    observer.observe(result, (performance.now() - started) / 1000, 'http')
+    if (result.misconfigured)
+      log.warn(
+        { dialect: result.dialect, header: result.misconfigured.header },
+        `proxy misconfiguration: ${misconfiguration(result.dialect, result.misconfigured)}; answered 400`,
+      )
+  })
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, host, () => {
