@@ -9,27 +9,16 @@ import { skipWithoutEnvoy } from '../support/envoy.js'
 import { ENVOY } from '../support/envoy-bin.js'
 import { ROOT } from '../support/protos.js'
 import { type Stack, startStack } from '../support/stack.js'
-import { http1, http2, http2Session, type RequestOptions } from '../support/upstream.js'
+import {
+  http1,
+  http2,
+  http2Session,
+  type RequestOptions,
+  SPOOFED_FORWARDING,
+} from '../support/upstream.js'
 
 const POLICY = join(ROOT, 'test', 'e2e', 'edge.policy.yaml')
 const SECRET = 'e2e-health-secret'
-
-// Every forwarding header hostguard strips from a peer it does not trust (SPEC), and the
-// underscore spelling a CGI/WSGI app reads as the same header.
-const FORWARDING = {
-  'x-forwarded-for': '10.9.9.9',
-  'x-forwarded-host': 'www.example.com',
-  'x-forwarded-proto': 'https',
-  'x-forwarded-port': '443',
-  'x-forwarded-scheme': 'https',
-  forwarded: 'for=10.9.9.9;host=www.example.com;proto=https',
-  'x-real-ip': '10.9.9.9',
-  'x-client-ip': '10.9.9.9',
-  'true-client-ip': '10.9.9.9',
-  'cf-connecting-ip': '10.9.9.9',
-  x_forwarded_for: '10.9.9.9',
-  x_real_ip: '10.9.9.9',
-}
 
 skipWithoutEnvoy('the end-to-end tests through envoy/edge.yaml')
 
@@ -125,10 +114,10 @@ describe.skipIf(ENVOY === undefined)('through Envoy on envoy/edge.yaml', () => {
       'from a stranger over %s: none reaches the app, and x-real-ip is the peer',
       async (_, send) => {
         const path = unique('/spoof')
-        const reply = await send({ host: 'www.example.com', path, headers: FORWARDING })
+        const reply = await send({ host: 'www.example.com', path, headers: SPOOFED_FORWARDING })
         expect(reply.status).toBe(200)
         const headers = seenBy(path)
-        for (const name of Object.keys(FORWARDING).filter((k) => k !== 'x-real-ip'))
+        for (const name of Object.keys(SPOOFED_FORWARDING).filter((k) => k !== 'x-real-ip'))
           expect(headers[name], name).toBeUndefined()
         expect(headers['x-real-ip']).toBe('127.0.0.1')
       },

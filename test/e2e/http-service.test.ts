@@ -12,29 +12,18 @@ import { type EnvoyProcess, skipWithoutEnvoy, startEnvoy } from '../support/envo
 import { ENVOY } from '../support/envoy-bin.js'
 import { ROOT } from '../support/protos.js'
 import { freePort, startServer } from '../support/server.js'
-import { http1, type RequestOptions, startUpstream, type Upstream } from '../support/upstream.js'
+import {
+  http1,
+  type RequestOptions,
+  SPOOFED_FORWARDING,
+  startUpstream,
+  type Upstream,
+} from '../support/upstream.js'
 import { until } from '../support/wait.js'
 
 const FILE = 'http-service.yaml'
 const POLICY = join(ROOT, 'test', 'e2e', 'http-service.policy.yaml')
 const SECRET = 'e2e-health-secret'
-
-// Every forwarding header hostguard strips from a peer it does not trust (SPEC), and the
-// underscore spelling a CGI/WSGI app reads as the same header.
-const FORWARDING = {
-  'x-forwarded-for': '10.9.9.9',
-  'x-forwarded-host': 'www.example.com',
-  'x-forwarded-proto': 'https',
-  'x-forwarded-port': '443',
-  'x-forwarded-scheme': 'https',
-  forwarded: 'for=10.9.9.9;host=www.example.com;proto=https',
-  'x-real-ip': '10.9.9.9',
-  'x-client-ip': '10.9.9.9',
-  'true-client-ip': '10.9.9.9',
-  'cf-connecting-ip': '10.9.9.9',
-  x_forwarded_for: '10.9.9.9',
-  x_real_ip: '10.9.9.9',
-}
 
 /** An HTTP server on 127.0.0.1 answering `status` and `headers`, and 200 to /readyz. */
 async function answering(status: number, headers: Record<string, string>): Promise<Server> {
@@ -214,12 +203,12 @@ describe.skipIf(ENVOY === undefined)('through Envoy on envoy/http-service.yaml',
   describe('forwarding headers', () => {
     it('from a stranger: none reaches the app, and x-real-ip is the peer', async () => {
       const path = unique('/spoof')
-      const reply = await get({ host: 'www.example.com', path, headers: FORWARDING })
+      const reply = await get({ host: 'www.example.com', path, headers: SPOOFED_FORWARDING })
       expect(reply.status).toBe(200)
       const headers = seenBy(path)
       // x-forwarded-for and x-forwarded-host reach Envoy's router (Envoy appended the peer to
       // the first): hostguard's x-envoy-auth-headers-to-remove is what keeps them from the app.
-      for (const name of Object.keys(FORWARDING).filter((k) => k !== 'x-real-ip'))
+      for (const name of Object.keys(SPOOFED_FORWARDING).filter((k) => k !== 'x-real-ip'))
         expect(headers[name], name).toBeUndefined()
       expect(headers['x-real-ip']).toBe('127.0.0.1')
     })

@@ -10,27 +10,16 @@ import type { Running } from '../../src/serve.js'
 import { NGINX, type NginxProcess, skipWithoutNginx, startNginx } from '../support/nginx.js'
 import { ROOT } from '../support/protos.js'
 import { freePort, startServer } from '../support/server.js'
-import { http1, type RequestOptions, startUpstream, type Upstream } from '../support/upstream.js'
+import {
+  http1,
+  type RequestOptions,
+  SPOOFED_FORWARDING,
+  startUpstream,
+  type Upstream,
+} from '../support/upstream.js'
 
 const POLICY = join(ROOT, 'test', 'proxies', 'nginx.policy.yaml')
 const SECRET = 'nginx-health-secret'
-
-// Every forwarding header the shipped file clears before the app, and the underscore spelling a
-// CGI/WSGI app reads as the same header.
-const FORWARDING = {
-  'x-forwarded-for': '10.9.9.9',
-  'x-forwarded-host': 'www.example.com',
-  'x-forwarded-proto': 'https',
-  'x-forwarded-port': '443',
-  'x-forwarded-scheme': 'https',
-  forwarded: 'for=10.9.9.9;host=www.example.com;proto=https',
-  'x-real-ip': '10.9.9.9',
-  'x-client-ip': '10.9.9.9',
-  'true-client-ip': '10.9.9.9',
-  'cf-connecting-ip': '10.9.9.9',
-  x_forwarded_for: '10.9.9.9',
-  x_real_ip: '10.9.9.9',
-}
 
 interface RawReply {
   readonly status: number
@@ -223,10 +212,10 @@ describe.skipIf(NGINX === undefined)('through nginx on proxies/nginx/hostguard.c
   describe('forwarding headers', () => {
     it('from a stranger: none reaches the app, and x-real-ip is the peer', async () => {
       const path = unique('/spoof')
-      const reply = await get({ host: 'www.example.com', path, headers: FORWARDING })
+      const reply = await get({ host: 'www.example.com', path, headers: SPOOFED_FORWARDING })
       expect(reply.status).toBe(200)
       const headers = seenBy(path)
-      for (const name of Object.keys(FORWARDING).filter((k) => k !== 'x-real-ip'))
+      for (const name of Object.keys(SPOOFED_FORWARDING).filter((k) => k !== 'x-real-ip'))
         expect(headers[name], name).toBeUndefined()
       expect(headers['x-real-ip']).toBe('127.0.0.1')
     })

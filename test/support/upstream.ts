@@ -130,3 +130,23 @@ export function http2(session: ClientHttp2Session, options: RequestOptions): Pro
     stream.end(options.body)
   })
 }
+
+/**
+ * Every forwarding header hostguard never believes from a stranger (SPEC), and the underscore
+ * spelling a CGI/WSGI app reads as the same header: what a spoofing client sends, and what must
+ * never reach the app.
+ */
+export const SPOOFED_FORWARDING = {
+  'x-forwarded-for': '10.9.9.9',
+  'x-forwarded-host': 'www.example.com',
+  'x-forwarded-proto': 'https',
+  'x-forwarded-port': '443',
+  'x-forwarded-scheme': 'https',
+  forwarded: 'for=10.9.9.9;host=www.example.com;proto=https',
+  'x-real-ip': '10.9.9.9',
+  'x-client-ip': '10.9.9.9',
+  'true-client-ip': '10.9.9.9',
+  'cf-connecting-ip': '10.9.9.9',
+  x_forwarded_for: '10.9.9.9',
+  x_real_ip: '10.9.9.9',
+}
