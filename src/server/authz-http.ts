@@ -2,7 +2,7 @@
 // Traefik's forwardAuth and Envoy's http_service ask here, HTTP/1.1 with keep-alive. Its own
 // listener, never the metrics port: only the proxies may reach it (SPEC "HTTP authorization").
 
-import { createServer, type IncomingHttpHeaders, type Server, type ServerOptions } from 'node:http'
+import { createServer, type Server, type ServerOptions } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { DecisionObserver } from '../decision/observe.js'
@@ -95,7 +95,7 @@ export function startAuthzHttp(
     // connection is closed after the answer, so that bytes a proxy did not send as promised
     // (nginx forwards the client's Content-Length without the body unless told not to) can
     // never be read as the next request on the connection.
-    if (declaresBody(req.headers)) res.shouldKeepAlive = false
+    if (declaresBody(req.rawHeaders)) res.shouldKeepAlive = false
     res.writeHead(answer.status, answer.headers).end(answer.body)
     observer.observe(result, (performance.now() - started) / 1000, 'http')
     if (result.misconfigured)
@@ -117,9 +117,18 @@ export function startAuthzHttp(
   })
 }
 
-function declaresBody(headers: IncomingHttpHeaders): boolean {
-  const length = headers['content-length']
-  return (length !== undefined && length !== '0') || headers['transfer-encoding'] !== undefined
+/**
+ * The request declares a body (a Content-Length other than 0, or a Transfer-Encoding). Read from
+ * rawHeaders: node:http builds `req.headers` only when asked, and the answer never needs it.
+ */
+function declaresBody(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string
+    if (name.length === 14 && name.toLowerCase() === 'content-length') {
+      if (rawHeaders[i + 1] !== '0') return true
+    } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') return true
+  }
+  return false
 }
 
 /** Stops accepting, closes idle connections, lets answers in flight finish; cuts the rest after `forceAfterMs`. */
