@@ -49,7 +49,11 @@ export interface DynamicSourcesOptions {
 
 interface SourceState {
   readonly source: AddressSource
-  readonly createdAt: number
+  /**
+   * `syncWaitMs` has passed since the source started: set by the timer that also logs it, so
+   * readiness never turns before the line that says why.
+   */
+  waitOver: boolean
   widens: boolean
   /** undefined until the first sync (or the cache) gives a set. */
   ranges: readonly CidrRange[] | undefined
@@ -130,10 +134,9 @@ export class DynamicSources {
    * or it waited `syncWaitMs` for them and an empty set of it only denies more.
    */
   ready(): boolean {
-    const now = Date.now()
     for (const state of this.#states.values()) {
       if (state.ranges !== undefined) continue
-      if (state.widens || now - state.createdAt < this.#options.syncWaitMs) return false
+      if (state.widens || !state.waitOver) return false
     }
     return true
   }
@@ -190,7 +193,7 @@ export class DynamicSources {
     let goodAt = Date.now()
     const state: SourceState = {
       source,
-      createdAt: Date.now(),
+      waitOver: true,
       widens: false,
       ranges,
       currentAt: () => (failedSince === undefined ? Date.now() : goodAt),
@@ -230,7 +233,7 @@ export class DynamicSources {
     const shared = this.#shareNodes(source.labelSelector)
     const state: SourceState = {
       source,
-      createdAt: Date.now(),
+      waitOver: false,
       widens: false,
       ranges: cacheDir === undefined ? undefined : this.#cached(source.name, cacheDir),
       // 0 until the first sync: a source that never synced is as stale as can be.
@@ -240,6 +243,7 @@ export class DynamicSources {
     shared.users.add(state)
     if (shared.current?.listed) this.#nodesChanged(shared.current, state)
     setTimeout(() => {
+      state.waitOver = true
       if (this.#states.get(source.name) !== state) return
       if (state.ranges === undefined) {
         log.error(
