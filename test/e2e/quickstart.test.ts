@@ -3,7 +3,7 @@
 // temporary one, and each curl must answer the status its comment gives.
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -91,19 +91,26 @@ describe.skipIf(ENVOY === undefined)("README's Envoy quick start", () => {
           : local(l),
       )
       .join('\n')
-    setup = spawn('bash', ['-euo', 'pipefail', '-c', script], {
+    // What the block printed, for the failure message: which step failed, and why.
+    const logFile = join(dir, 'quickstart.log')
+    const log = openSync(logFile, 'w')
+    setup = spawn('bash', ['-euxo', 'pipefail', '-c', script], {
       cwd: ROOT,
       env: shellEnv(),
       detached: true,
-      stdio: 'ignore',
+      stdio: ['ignore', log, log],
     })
+    closeSync(log)
     const done = new Promise<number | null>((resolve) => setup?.once('exit', resolve))
     let code: number | null | undefined
     void done.then((c) => {
       code = c
     })
     await until(60_000, () => code !== undefined, 'the quick start up to Envoy ready')
-    expect(code).toBe(0)
+    expect(
+      code,
+      `the block exited ${code}; it printed:\n${readFileSync(logFile, 'utf8').slice(-4000)}`,
+    ).toBe(0)
     expect(curls.length).toBeGreaterThan(0)
     for (const curl of curls) {
       const [command, comment = ''] = curl.split(/\s+# /)

@@ -1,6 +1,7 @@
 // Servers for the integration tests: in-process (serve()) or as the built command.
 
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { pino } from 'pino'
@@ -73,14 +74,47 @@ export function spawnServe(
   }
 }
 
-/** A TCP port free on 127.0.0.1 now (for programs that must be told their port). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * The first port of the kernel's ephemeral range: the local ports of outgoing connections come
+ * from it, so a port handed out from it can be taken by some test's client before its program
+ * binds it (the README quick start's hostguard once failed to start that way in CI).
+ */
+function ephemeralLow(): number {
+  try {
+    const low = Number(
+      readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0],
+    )
+    return Number.isInteger(low) && low > 20_000 ? low : 32_768
+  } catch {
+    return 32_768
+  }
+}
+
+const handedOut = new Set<number>()
+
+function listenable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
+    s.once('error', () => resolve(false))
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)))
   })
+}
+
+/**
+ * A TCP port free on 127.0.0.1 now (for programs that must be told their port): one below the
+ * ephemeral range, at random so that parallel test files rarely pick the same one, never the
+ * same one twice in a process.
+ */
+export async function freePort(): Promise<number> {
+  const low = 20_000
+  const high = ephemeralLow()
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low))
+    if (handedOut.has(port)) continue
+    if (await listenable(port)) {
+      handedOut.add(port)
+      return port
+    }
+  }
+  throw new Error(`no free port on 127.0.0.1 in ${low}-${high - 1} after 100 tries`)
 }
