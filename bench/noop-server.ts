@@ -12,6 +12,9 @@ import { parsePolicy } from '../src/policy/load.js'
 import { AUTHORIZATION_SERVICE } from '../src/server/authorization.js'
 import { FIXTURES, ROOT } from '../test/support/protos.js'
 
+// npm run bench:memory reads this process's heap on SIGUSR2; off, nothing more is loaded.
+if (process.env['HOSTGUARD_BENCH_MEMORY'] === '1') await import('./memory-probe.js')
+
 const policy = compilePolicy(
   parsePolicy(
     readFileSync(join(ROOT, 'examples', 'policy.yaml'), 'utf8'),
