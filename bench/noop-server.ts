@@ -1,7 +1,8 @@
 // The ceiling for any grpc-js Check service on this machine: identity serializers and one
 // pre-encoded allow answer, no decoding and no decision. node build/tools/bench/noop-server.js PORT
 // It takes the service definition from src/server/authorization.ts, not src/server/grpc.ts, which
-// would load health, reflection and proto-loader into the process whose memory it stands for.
+// would load health, reflection and proto-loader into the process whose memory it stands for,
+// and its paths from test/support/root.ts, not protos.ts, which loads the Envoy protos twice.
 
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -10,7 +11,7 @@ import { check } from '../src/grpc-authz/check.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
 import { AUTHORIZATION_SERVICE } from '../src/server/authorization.js'
-import { FIXTURES, ROOT } from '../test/support/protos.js'
+import { FIXTURES, ROOT } from '../test/support/root.js'
 
 // npm run bench:memory reads this process's heap on SIGUSR2; off, nothing more is loaded.
 if (process.env['HOSTGUARD_BENCH_MEMORY'] === '1') await import('./memory-probe.js')

@@ -1,27 +1,15 @@
 // The official Envoy API protos shipped in @grpc/grpc-js-xds (the oracle), and hostguard's own
 // proto/ definitions, loaded with proto-loader for encoding and decoding in tests.
 
-import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader'
+import { ROOT } from './root.js'
+
+export { FIXTURES, ROOT } from './root.js'
 
 const require = createRequire(import.meta.url)
 const deps = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps')
-/** The repository: the nearest folder above this file with hostguard's package.json (this file
- * also runs compiled, from build/tools/test/support). */
-function findRoot(from: string): string {
-  for (let dir = from; dir !== dirname(dir); dir = dirname(dir)) {
-    const manifest = join(dir, 'package.json')
-    if (existsSync(manifest) && JSON.parse(readFileSync(manifest, 'utf8')).name === 'hostguard')
-      return dir
-  }
-  throw new Error(`no hostguard package.json above ${from}`)
-}
-
-export const ROOT = findRoot(dirname(fileURLToPath(import.meta.url)))
-export const FIXTURES = join(ROOT, 'test', 'fixtures', 'envoy-v3')
 export const TOOLS = join(ROOT, 'tools')
 
 const OPTIONS = {
