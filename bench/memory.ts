@@ -30,8 +30,10 @@ import type { MemoryReport } from './memory-probe.js'
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } })
 const quick = values.quick
 const loadSeconds = quick ? 3 : 10
-/** How long after the load the idle sample waits: the last calls are answered and freed. */
-const settleMs = 2_000
+const rounds = quick ? 1 : 2
+/** How long after the load the idle sample waits: long enough for V8's memory reducer, which
+ * runs a full GC a few seconds after the allocation rate falls (about 3 s here). */
+const settleMs = 6_000
 const MiB = 2 ** 20
 
 const lines: string[] = []
@@ -138,14 +140,6 @@ function probe(child: ChildProcess): Promise<Heap> {
   })
 }
 
-interface Measured {
-  readonly name: string
-  readonly rps: number
-  readonly failed: number
-  readonly load: Sample
-  readonly idle: Sample
-}
-
 interface Server extends Started {
   readonly heap: () => Promise<Heap>
 }
@@ -195,6 +189,16 @@ async function sample(server: Server): Promise<Sample> {
   return { ...pages(server.pid), peakMiB: rssMiB(server.pid), ...heap }
 }
 
+/** One round of one server: a sample each second of the load, and one once idle after it. */
+interface Measured {
+  readonly rps: number
+  readonly failed: number
+  readonly load: readonly Sample[]
+  readonly idle: Sample
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
 async function measure(name: string, body: string): Promise<Measured> {
   const server = await start(name)
   try {
@@ -203,18 +207,16 @@ async function measure(name: string, body: string): Promise<Measured> {
     void load.finally(() => {
       done = true
     })
-    // Every second of the load after the first; the sample kept is the one of the largest RSS.
+    // Every second after the first: the first second is start-up (connections, JIT) more than load.
     const samples: Sample[] = []
-    await new Promise((r) => setTimeout(r, 1_000))
+    await pause(1_000)
     while (!done) {
       samples.push(await sample(server))
-      await new Promise((r) => setTimeout(r, 1_000))
+      await pause(1_000)
     }
     const r = await load
-    await new Promise((r) => setTimeout(r, settleMs))
-    const idle = await sample(server)
-    const busiest = samples.reduce((a, b) => (b.rss > a.rss ? b : a), samples[0] ?? idle)
-    return { name, rps: r.rps, failed: r.failed, load: busiest, idle }
+    await pause(settleMs)
+    return { rps: r.rps, failed: r.failed, load: samples, idle: await sample(server) }
   } finally {
     server.child.kill('SIGKILL')
   }
@@ -242,12 +244,22 @@ if (!haveH2load) {
 process.env['HOSTGUARD_BENCH_MEMORY'] = '1'
 const NAMES = ['hostguard', 'no-op', 'bare + loader thread', 'bare'] as const
 const body = requestBody()
-const runs = new Map<string, Measured>()
-for (const name of NAMES) runs.set(name, await measure(name, body))
-const run = (name: (typeof NAMES)[number]): Measured => runs.get(name) as Measured
+type Name = (typeof NAMES)[number]
+const runs = new Map<Name, Measured[]>(NAMES.map((n) => [n, []]))
+for (let round = 0; round < rounds; round++)
+  for (const name of round % 2 === 0 ? NAMES : [...NAMES].reverse())
+    runs.get(name)?.push(await measure(name, body))
+const all = (name: Name): Measured[] => runs.get(name) ?? []
+/** Per round: the last sample of the load (RSS grows all through it), or the idle one. */
+const samplesOf = (name: Name, phase: Phase): Sample[] =>
+  all(name).flatMap((m) => (phase === 'idle' ? [m.idle] : m.load.slice(-1)))
 
 const spaceNames = [
-  ...new Set([...runs.values()].flatMap((m) => [...m.load.spaces.keys(), ...m.idle.spaces.keys()])),
+  ...new Set(
+    NAMES.flatMap((n) => [...samplesOf(n, 'load'), ...samplesOf(n, 'idle')]).flatMap((s) => [
+      ...s.spaces.keys(),
+    ]),
+  ),
 ]
 type Row = readonly [label: string, value: (s: Sample) => number | undefined]
 const rows: Row[] = [
@@ -267,25 +279,42 @@ const rows: Row[] = [
   ['  of which arrayBuffers', (s) => s.arrayBuffers],
   ['native: anonymous − heapTotal − external', (s) => s.anonymous - s.heapTotal - s.external],
 ]
+type Phase = 'load' | 'idle'
+function median(xs: number[]): number | undefined {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const half = Math.floor(sorted.length / 2)
+  const [low, high] = [sorted[sorted.length % 2 === 0 ? half - 1 : half], sorted[half]]
+  return low === undefined || high === undefined ? undefined : (low + high) / 2
+}
+/** A row's figure for one server: the median over the rounds (the peak: their largest). */
+function figure(name: Name, phase: Phase, [label, value]: Row): number | undefined {
+  const xs = samplesOf(name, phase)
+    .map(value)
+    .filter((x) => x !== undefined)
+  return label.startsWith('peak') ? Math.max(...xs) : median(xs)
+}
 // Spaces this V8 keeps empty in every server (read-only, shared: not this isolate's) say nothing.
-const shown = rows.filter(([, value]) =>
-  [...runs.values()].some((m) =>
-    [m.load, m.idle].some((s) => Math.abs(value(s) ?? 1) >= 0.05 * MiB),
+const shown = rows.filter((row) =>
+  NAMES.some((n) =>
+    (['load', 'idle'] as const).some((phase) => Math.abs(figure(n, phase, row) ?? 1) >= 0.05 * MiB),
   ),
 )
 const minus = (a: number | undefined, b: number | undefined): number | undefined =>
   a === undefined || b === undefined ? undefined : a - b
 const mib = (n: number | undefined): string => f(n === undefined ? undefined : n / MiB)
 
-function table(phase: 'load' | 'idle'): void {
+function table(phase: Phase): void {
   say(
     '| MiB | hostguard | no-op | bare + loader thread | bare | hostguard − no-op | no-op − bare | loader thread (bare + thread − bare) |',
   )
   say('|---|---|---|---|---|---|---|---|')
   if (phase === 'load')
-    say(`| req/s (h2load, closed loop) | ${NAMES.map((n) => f(run(n).rps, 0)).join(' | ')} | | | |`)
-  for (const [label, value] of shown) {
-    const [hostguard, noop, thread, bare] = NAMES.map((n) => value(run(n)[phase]))
+    say(
+      `| req/s (h2load, closed loop; mean of the rounds) | ${NAMES.map((n) => f(all(n).reduce((sum, m) => sum + m.rps, 0) / rounds, 0)).join(' | ')} | | | |`,
+    )
+  for (const row of shown) {
+    const [label] = row
+    const [hostguard, noop, thread, bare] = NAMES.map((n) => figure(n, phase, row))
     say(
       `| ${label} | ${[hostguard, noop, thread, bare].map(mib).join(' | ')} | ${mib(minus(hostguard, noop))} | ${mib(minus(noop, bare))} | ${mib(minus(thread, bare))} |`,
     )
@@ -294,11 +323,13 @@ function table(phase: 'load' | 'idle'): void {
 
 say()
 say(
-  `Each server runs alone on core 0 with h2load on core 1: ${loadSeconds} s of bench/e2e.ts's closed loop (2 connections × 32 streams, fixture 01), sampled every second after the first, the sample of the largest RSS kept; then idle, ${settleMs / 1000} s after the load. hostguard is \`dist/main.js serve\` as bench/e2e.ts starts it, its heap read from its own /metrics (prom-client's default metrics, which have no arrayBuffers); the no-op (bench/noop-server.ts) and the bare processes (bench/bare-server.ts: node:http2 answering UNIMPLEMENTED; + loader thread: hostguard's policy loader thread started and examples/policy.yaml loaded once) print process.memoryUsage() and v8.getHeapSpaceStatistics() on SIGUSR2. RSS, Pss and Anonymous: /proc/PID/smaps_rollup; the node binary: the Rss of its mappings in /proc/PID/smaps. The V8 figures are the main thread's isolate only: a worker thread's heap is in "native".`,
+  `Each server runs alone on core 0 with h2load on core 1: ${loadSeconds} s of bench/e2e.ts's closed loop (2 connections × 32 streams, fixture 01), sampled every second after the first; "under load" is the last sample, at the end of the load, since RSS grows all through it; "idle" one sample ${settleMs / 1000} s after the load. ${rounds} round${rounds > 1 ? 's, the order reversed in the second; each figure is the median of the rounds (peak RSS: the largest), each difference one of medians' : ''}. hostguard is \`dist/main.js serve\` as bench/e2e.ts starts it, its heap read from its own /metrics (prom-client's default metrics, which have no arrayBuffers); the no-op (bench/noop-server.ts) and the bare processes (bench/bare-server.ts: node:http2 answering UNIMPLEMENTED; + loader thread: hostguard's policy loader thread started and examples/policy.yaml loaded once) print process.memoryUsage() and v8.getHeapSpaceStatistics() on SIGUSR2. RSS, Pss and Anonymous: /proc/PID/smaps_rollup; the node binary: the Rss of its mappings in /proc/PID/smaps. The V8 figures are the main thread's isolate only: a worker thread's heap is in "native".`,
 )
-const failed = [...runs.values()].filter((m) => m.failed > 0)
+const failed = NAMES.map((n) => [n, all(n).reduce((sum, m) => sum + m.failed, 0)] as const).filter(
+  ([, count]) => count > 0,
+)
 if (failed.length > 0)
-  say(`\nFailed calls: ${failed.map((m) => `${m.name} ${m.failed}`).join(', ')}.`)
+  say(`\nFailed calls: ${failed.map(([n, count]) => `${n} ${count}`).join(', ')}.`)
 say()
 say('## Under load')
 say()
@@ -309,23 +340,47 @@ say()
 table('idle')
 say()
 
-const [hg, noop, thread, bare] = NAMES.map((n) => run(n).load)
-if (hg && noop && thread && bare) {
-  const d = (a: number, b: number): string => f((a - b) / MiB)
-  const threadNative =
-    thread.anonymous -
-    thread.heapTotal -
-    thread.external -
-    (bare.anonymous - bare.heapTotal - bare.external)
-  say('## Where it goes (under load)')
-  say()
+say('## Each second of the load, round 1: RSS / V8 heap used')
+say()
+say(`| s | ${NAMES.join(' | ')} |`)
+say(`|---|${NAMES.map(() => '---').join('|')}|`)
+const seconds = Math.max(...NAMES.map((n) => all(n)[0]?.load.length ?? 0))
+for (let i = 0; i < seconds; i++)
   say(
-    `hostguard − no-op: ${d(hg.rss, noop.rss)} MiB of RSS, ${d(hg.anonymous, noop.anonymous)} anonymous and ${d(hg.fileBacked, noop.fileBacked)} file-backed. Of the anonymous: ${d(hg.heapTotal, noop.heapTotal)} MiB more committed V8 heap on the main thread (${d(hg.heapUsed, noop.heapUsed)} used: what only hostguard loads, proto-loader's descriptors of the Envoy protos for reflection, gRPC health, prom-client, pino, the live policy, and the decoder's per-call state), ${d(hg.external, noop.external)} external, and ${d(hg.anonymous - hg.heapTotal - hg.external, noop.anonymous - noop.heapTotal - noop.external)} native outside both. Most of that native part is the policy loader thread serve keeps for reloads: a worker has its own V8 isolate and heap, and a bare process with only that thread added costs ${d(thread.rss, bare.rss)} MiB of RSS more (${f(threadNative / MiB)} of it native, outside the main thread's heap).`,
+    `| ${i + 1} | ${NAMES.map((n) => {
+      const s = all(n)[0]?.load[i]
+      return s ? `${mib(s.rss)} / ${mib(s.heapUsed)}` : ''
+    }).join(' | ')} |`,
   )
-  say()
-  say(
-    `The transport, grpc-js over node:http2 (no-op − bare): ${d(noop.rss, bare.rss)} MiB of RSS, ${d(noop.heapTotal, bare.heapTotal)} of committed heap (${d(noop.heapUsed, bare.heapUsed)} used: grpc-js's modules and its per-call objects: a call, its metadata, its status and the stream's listeners, against node:http2's stream alone), ${d(noop.external, bare.external)} external. nghttp2, libuv and OpenSSL are in both (node:http2 is the bare process's transport too), and so is the node binary's code: ${f(bare.binary / MiB)} MiB of its pages resident in the bare process, ${f(hg.binary / MiB)} in hostguard.`,
-  )
-  say()
-}
+say()
+
+/** Differences of medians under load, in MiB, for the paragraph. */
+const at = (name: Name, value: Row[1]): number => figure(name, 'load', ['', value]) ?? Number.NaN
+const d = (a: Name, b: Name, value: Row[1]): string => f((at(a, value) - at(b, value)) / MiB)
+const rss: Row[1] = (s) => s.rss
+const anonymous: Row[1] = (s) => s.anonymous
+const fileBacked: Row[1] = (s) => s.fileBacked
+const heapTotal: Row[1] = (s) => s.heapTotal
+const heapUsed: Row[1] = (s) => s.heapUsed
+const external: Row[1] = (s) => s.external
+const native: Row[1] = (s) => s.anonymous - s.heapTotal - s.external
+const thread = 'bare + loader thread'
+const idleAt = (name: Name, value: Row[1]): number =>
+  figure(name, 'idle', ['', value]) ?? Number.NaN
+const di = (a: Name, b: Name, value: Row[1]): string =>
+  f((idleAt(a, value) - idleAt(b, value)) / MiB)
+say('## Where it goes (under load)')
+say()
+say(
+  `hostguard − no-op, at the end of the load: ${d('hostguard', 'no-op', rss)} MiB of RSS, ${d('hostguard', 'no-op', anonymous)} of it anonymous and ${d('hostguard', 'no-op', fileBacked)} file-backed (more of the node binary's code paged in). Main-thread V8 heap: ${d('hostguard', 'no-op', heapTotal)} MiB committed, ${d('hostguard', 'no-op', heapUsed)} used, a difference of garbage as much as of live objects (each server's garbage depends on its rate); idle, ${di('hostguard', 'no-op', heapUsed)} MiB used: what only hostguard loads and keeps (proto-loader's descriptors of the Envoy protos for reflection, gRPC health, prom-client's registry, pino, the live policy and its watchers, against the no-op's one pre-encoded answer). External: ${d('hostguard', 'no-op', external)} MiB. Native, outside the main heap and external: ${d('hostguard', 'no-op', native)} MiB, where the policy loader thread serve keeps for reloads lands: a worker has its own V8 isolate and heap, which the main thread's figures do not show; added to a bare process, that thread costs ${d(thread, 'bare', rss)} MiB of RSS, ${d(thread, 'bare', native)} of it native (idle: ${di(thread, 'bare', rss)} and ${di(thread, 'bare', native)}).`,
+)
+say()
+say(
+  `Garbage: at the end of the load hostguard's main heap holds ${f(at('hostguard', heapUsed) / MiB)} MiB used and ${f(at('hostguard', external) / MiB)} external (the no-op's ${f(at('no-op', heapUsed) / MiB)} and ${f(at('no-op', external) / MiB)}), ${settleMs / 1000} s later ${f(idleAt('hostguard', heapUsed) / MiB)} and ${f(idleAt('hostguard', external) / MiB)} (${f(idleAt('no-op', heapUsed) / MiB)} and ${f(idleAt('no-op', external) / MiB)}); RSS ${f(at('hostguard', rss) / MiB)} → ${f(idleAt('hostguard', rss) / MiB)} MiB (${f(at('no-op', rss) / MiB)} → ${f(idleAt('no-op', rss) / MiB)}). ${idleAt('hostguard', heapUsed) < at('hostguard', heapUsed) ? "What the idle heap no longer holds was garbage a full GC (V8's memory reducer, once the allocation rate fell) collected: objects promoted to the old space while their call was in flight (the image's 8 MiB semi-space), and the request and answer buffers they held in external. RSS falls less: freed pages stay with V8 and malloc for the next burst." : 'No full GC ran in between: the heap still holds what the load left.'}`,
+)
+say()
+say(
+  `The transport, grpc-js over node:http2 (no-op − bare): ${d('no-op', 'bare', rss)} MiB of RSS, ${d('no-op', 'bare', heapTotal)} of committed heap (${d('no-op', 'bare', heapUsed)} used: grpc-js's modules and its per-call objects, a call with its metadata, deadline and status, on top of node:http2's stream), ${d('no-op', 'bare', external)} external, ${d('no-op', 'bare', native)} native. nghttp2, libuv and OpenSSL are in both, since node:http2 is the bare process's transport too, and so is the node binary's code: ${f(at('bare', (s) => s.binary) / MiB)} MiB of its pages resident in the bare process, ${f(at('hostguard', (s) => s.binary) / MiB)} in hostguard.`,
+)
+say()
 write()
