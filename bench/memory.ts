@@ -56,6 +56,8 @@ interface Sample {
   /** Rss − Anonymous: pages of mapped files, the node binary's code and data first. */
   readonly fileBacked: number
   readonly binary: number
+  /** The [heap] mapping's anonymous pages: malloc's main arena (brk), the main thread's mallocs. */
+  readonly brk: number
   readonly peakMiB: number
   readonly heapTotal: number
   readonly heapUsed: number
@@ -77,16 +79,19 @@ function pages(pid: number) {
   const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
   const kB = (field: string): number =>
     Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? Number.NaN) * 1024
-  let binary = 0
-  let inBinary = false
+  let [binary, brk] = [0, 0]
+  let mapping = ''
   for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
     // A mapping's header: address range, permissions, offset, device, inode, then the path.
     const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line)
-    if (header) inBinary = header[1] === NODE_BINARY
-    else if (inBinary && line.startsWith('Rss:')) binary += Number(line.split(/\s+/)[1]) * 1024
+    if (header) mapping = header[1] ?? ''
+    else if (mapping === NODE_BINARY && line.startsWith('Rss:'))
+      binary += Number(line.split(/\s+/)[1]) * 1024
+    else if (mapping === '[heap]' && line.startsWith('Anonymous:'))
+      brk += Number(line.split(/\s+/)[1]) * 1024
   }
   const [rss, anonymous] = [kB('Rss'), kB('Anonymous')]
-  return { rss, pss: kB('Pss'), anonymous, fileBacked: rss - anonymous, binary }
+  return { rss, pss: kB('Pss'), anonymous, fileBacked: rss - anonymous, binary, brk }
 }
 
 /** hostguard's main-thread heap, as its /metrics reports it. */
@@ -267,6 +272,7 @@ const rows: Row[] = [
   ['peak RSS (VmHWM, since start)', (s) => s.peakMiB * MiB],
   ['Pss', (s) => s.pss],
   ['anonymous', (s) => s.anonymous],
+  ["  of which malloc's main arena ([heap], brk)", (s) => s.brk],
   ['file-backed (Rss − Anonymous)', (s) => s.fileBacked],
   ['  of which the node binary', (s) => s.binary],
   ['V8 heap, committed (heapTotal)', (s) => s.heapTotal],
@@ -340,7 +346,7 @@ say()
 table('idle')
 say()
 
-say('## Each second of the load, round 1: RSS / V8 heap used')
+say("## Each second of the load, round 1: RSS / V8 heap used / malloc's main arena")
 say()
 say(`| s | ${NAMES.join(' | ')} |`)
 say(`|---|${NAMES.map(() => '---').join('|')}|`)
@@ -349,7 +355,7 @@ for (let i = 0; i < seconds; i++)
   say(
     `| ${i + 1} | ${NAMES.map((n) => {
       const s = all(n)[0]?.load[i]
-      return s ? `${mib(s.rss)} / ${mib(s.heapUsed)}` : ''
+      return s ? `${mib(s.rss)} / ${mib(s.heapUsed)} / ${mib(s.brk)}` : ''
     }).join(' | ')} |`,
   )
 say()
@@ -372,7 +378,7 @@ const di = (a: Name, b: Name, value: Row[1]): string =>
 say('## Where it goes (under load)')
 say()
 say(
-  `hostguard − no-op, at the end of the load: ${d('hostguard', 'no-op', rss)} MiB of RSS, ${d('hostguard', 'no-op', anonymous)} of it anonymous and ${d('hostguard', 'no-op', fileBacked)} file-backed (more of the node binary's code paged in). Main-thread V8 heap: ${d('hostguard', 'no-op', heapTotal)} MiB committed, ${d('hostguard', 'no-op', heapUsed)} used, a difference of garbage as much as of live objects (each server's garbage depends on its rate); idle, ${di('hostguard', 'no-op', heapUsed)} MiB used: what only hostguard loads and keeps (proto-loader's descriptors of the Envoy protos for reflection, gRPC health, prom-client's registry, pino, the live policy and its watchers, against the no-op's one pre-encoded answer). External: ${d('hostguard', 'no-op', external)} MiB. Native, outside the main heap and external: ${d('hostguard', 'no-op', native)} MiB, where the policy loader thread serve keeps for reloads lands: a worker has its own V8 isolate and heap, which the main thread's figures do not show; added to a bare process, that thread costs ${d(thread, 'bare', rss)} MiB of RSS, ${d(thread, 'bare', native)} of it native (idle: ${di(thread, 'bare', rss)} and ${di(thread, 'bare', native)}).`,
+  `hostguard − no-op, at the end of the load: ${d('hostguard', 'no-op', rss)} MiB of RSS, ${d('hostguard', 'no-op', anonymous)} of it anonymous and ${d('hostguard', 'no-op', fileBacked)} file-backed (more of the node binary's code paged in). Main-thread V8 heap: ${d('hostguard', 'no-op', heapTotal)} MiB committed, ${d('hostguard', 'no-op', heapUsed)} used, a difference of garbage as much as of live objects (each server's garbage depends on its rate); idle, ${di('hostguard', 'no-op', heapUsed)} MiB used: what only hostguard loads and keeps (proto-loader's descriptors of the Envoy protos for reflection, gRPC health, prom-client's registry, pino, the live policy and its watchers, against the no-op's one pre-encoded answer). External: ${d('hostguard', 'no-op', external)} MiB. Native, outside the main heap and external: ${d('hostguard', 'no-op', native)} MiB. Of that, ${d('hostguard', 'no-op', (s) => s.brk)} MiB more in malloc's main arena (the [heap] mapping: what the main thread mallocs outside the V8 heap and glibc keeps; this run does not say whose: ArrayBuffer backing stores freed only by a full GC, Node's and nghttp2's per-stream objects and V8's compiler zones all land there). Also there is the policy loader thread serve keeps for reloads: a worker has its own V8 isolate and heap, which the main thread's figures do not show; added to a bare process, that thread costs ${d(thread, 'bare', rss)} MiB of RSS, ${d(thread, 'bare', native)} of it native (idle: ${di(thread, 'bare', rss)} and ${di(thread, 'bare', native)}).`,
 )
 say()
 say(
