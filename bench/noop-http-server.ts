@@ -1,7 +1,8 @@
 // The ceiling for any node:http authorization service on this machine: the same server options
 // as hostguard's --authz-port and one fixed answer (hostguard's own headers for the nginx
 // request of bench/http-requests.ts), no reading and no decision.
-// node build/tools/bench/noop-http-server.js PORT
+// node build/tools/bench/noop-http-server.js PORT (paths from test/support/root.ts: protos.ts would load
+// the Envoy protos, about 20 MiB this server must not carry)
 
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -10,7 +11,7 @@ import { authorize } from '../src/http-authz/authorize.js'
 import { compilePolicy } from '../src/policy/compile.js'
 import { parsePolicy } from '../src/policy/load.js'
 import { authzServerOptions, DEFAULT_AUTHZ_HTTP_LIMITS } from '../src/server/authz-http.js'
-import { ROOT } from '../test/support/protos.js'
+import { ROOT } from '../test/support/root.js'
 import { DIALECT_REQUESTS } from './http-requests.js'
 
 const policy = compilePolicy(
