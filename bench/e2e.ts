@@ -72,6 +72,20 @@ export async function startServer(
           '127.0.0.1',
         ]
       : [join(ROOT, 'build', 'tools', 'bench', 'noop-server.js'), String(port)]
+  return startNode(kind, port, args, wrap, startMs)
+}
+
+/**
+ * Runs `node ARGS` with the image's NODE_OPTIONS and waits for the line with `serving` that every
+ * bench server prints on stdout once it listens on `port`.
+ */
+export async function startNode(
+  name: string,
+  port: number,
+  args: string[],
+  wrap: Wrap = (command, full) => pinned(0, command, full),
+  startMs = 15_000,
+): Promise<Started> {
   const [command, full] = wrap(process.execPath, args)
   const child = spawn(command, full, {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -81,7 +95,7 @@ export async function startServer(
   child.stdout?.on('data', (d) => {
     out += d
   })
-  await until(startMs, () => out.includes('serving'), `${kind} start-up`)
+  await until(startMs, () => out.includes('serving'), `${name} start-up`)
   // The node process: taskset execs it in place (valgrind hosts it), so the pid is the same.
   return { child, pid: child.pid ?? 0, port }
 }
