@@ -323,7 +323,7 @@ say(
 )
 say()
 say(
-  'Health, reflection, metrics and logs are only in grpcjs: the measurement needs Check alone, so the others leave them out (they cost nothing per Check call in grpcjs either, bar the metrics and the log of each decision).',
+  'Health, reflection, metrics and logs are only in grpcjs: the measurement needs Check alone, so the other servers leave them out. Of these, only the metrics and the log line of a deny (an allow logs at debug, off by default) add work to a Check call in grpcjs; fixture 01 is allowed.',
 )
 say()
 
