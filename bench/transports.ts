@@ -50,7 +50,10 @@ const GRPCJS_OPTIONS: Record<string, Record<string, number>> = {
   // grpc-js lifts Node's 10 MiB session memory limit unless told; this puts Node's back.
   'grpc-node.max_session_memory: 10': { 'grpc-node.max_session_memory': 10 },
 }
-/** grpcjs-tuned: the options that saved CPU per call in the tuning table. */
+/**
+ * grpcjs-tuned: channelz off, the one option that takes work out of every call (grpc-js counts
+ * each call and message for channelz); the tuning table shows whether that pays.
+ */
 const TUNED = { 'grpc.enable_channelz': 0 }
 
 const SERVERS = [
@@ -239,9 +242,29 @@ interface Run {
   readonly p999Ms: number
   readonly cpuUsPerCall: number
   readonly rssMiB: number
+  /** TCP segments the whole machine retransmitted during the run (see `retransmitted`). */
+  readonly retransmits: number
+  /** The slowest request took at least Linux's shortest retransmission timeout. */
+  readonly stalled: boolean
 }
 
+/** TCP_RTO_MIN: a request that waited this long waited for a retransmission, not for a server. */
+const RTO_MIN_MS = 200
+
 const body = requestBody()
+
+/**
+ * RetransSegs of /proc/net/snmp. On this machine loopback TCP now and then retransmits (tail loss
+ * probes, then timeouts of 200 ms and more): a run with any stalls for everyone, whichever server.
+ */
+function retransmitted(): number {
+  const tcp = readFileSync('/proc/net/snmp', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('Tcp:'))
+    .map((l) => l.split(/\s+/))
+  const at = tcp[0]?.indexOf('RetransSegs') ?? -1
+  return at < 0 ? 0 : Number(tcp[1]?.[at] ?? 0)
+}
 
 /** One h2load run against `s`; the server's CPU over it is divided by the calls it answered. */
 async function measure(
@@ -250,6 +273,7 @@ async function measure(
   seconds: number,
 ): Promise<Omit<Run, 'round' | 'server'>> {
   const before = cpuSeconds(s.pid)
+  const retransmitsBefore = retransmitted()
   const r = await h2load(
     s.port,
     body,
@@ -268,6 +292,8 @@ async function measure(
     p999Ms: percentile(r.times, 0.999),
     cpuUsPerCall: ((cpuSeconds(s.pid) - before) * 1e6) / Math.max(1, r.succeeded + r.failed),
     rssMiB: rssMiB(s.pid),
+    retransmits: retransmitted() - retransmitsBefore,
+    stalled: (r.times.at(-1) ?? 0) >= RTO_MIN_MS,
   }
 }
 
@@ -333,12 +359,20 @@ say(
   `Each server first gets ${options.warmupSeconds} s of unmeasured closed-loop load. Closed loop: h2load, 2 connections × 32 streams, ${options.closedSeconds} s of requests sent as fast as they are answered. Open loop: h2load at ${options.openRate}/s (--rps per connection) for ${options.openSeconds} s, each request timed from when h2load sent it. CPU per call: the server's utime + stime over the run (/proc/PID/stat, 10 ms ticks) divided by the calls; peak RSS: VmHWM at the end of the run. ${options.rounds} round${options.rounds === 1 ? '' : 's'}, alternating the order.`,
 )
 say()
+/** The runs of `server` under `load` that no retransmission stalled, or all when every one was. */
+const clean = (server: Server, load: Run['load']): Run[] => {
+  const all = runs.filter((r) => r.server === server && r.load === load)
+  const unstalled = all.filter((r) => !r.stalled)
+  return unstalled.length > 0 ? unstalled : all
+}
 const of = (server: Server, load: Run['load'], key: keyof Run): number =>
-  median(runs.filter((r) => r.server === server && r.load === load).map((r) => Number(r[key])))
+  median(clean(server, load).map((r) => Number(r[key])))
+const mark = (server: Server, load: Run['load']): string =>
+  clean(server, load).some((r) => r.stalled) ? ' †' : ''
 const peak = (server: Server): number =>
   Math.max(...runs.filter((r) => r.server === server).map((r) => r.rssMiB))
 say(
-  `Medians over the rounds; × grpcjs is the server's figure over hostguard's (req/s: higher is faster; CPU: lower is cheaper).`,
+  `Medians over the rounds whose run did not stall: loopback TCP on this machine retransmits now and then (the last column below: segments retransmitted on the whole machine during the run), and after a lost segment every request in flight waits ${RTO_MIN_MS} ms or more (Linux's shortest retransmission timeout), whichever server it is. A run stalled when its slowest request took that long; † marks a figure where every round stalled. × grpcjs is the server's figure over hostguard's (req/s: higher is faster; CPU: lower is cheaper).`,
 )
 say()
 say(
@@ -349,19 +383,19 @@ const [baseRps, baseCpu] = [of('grpcjs', 'closed', 'rps'), of('grpcjs', 'closed'
 for (const server of SERVERS) {
   const [rps, cpu] = [of(server, 'closed', 'rps'), of(server, 'closed', 'cpuUsPerCall')]
   say(
-    `| ${server} | ${f(rps)} | ${f(rps / baseRps, 2)}× | ${f(cpu, 1)} | ${f(cpu / baseCpu, 2)}× | ${f(of(server, 'open', 'rps'))} | ${f(of(server, 'open', 'p50Ms'), 3)} | ${f(of(server, 'open', 'p99Ms'), 3)} | ${f(of(server, 'open', 'p999Ms'), 3)} | ${f(of(server, 'open', 'cpuUsPerCall'), 1)} | ${f(peak(server), 1)} |`,
+    `| ${server} | ${f(rps)}${mark(server, 'closed')} | ${f(rps / baseRps, 2)}× | ${f(cpu, 1)} | ${f(cpu / baseCpu, 2)}× | ${f(of(server, 'open', 'rps'))}${mark(server, 'open')} | ${f(of(server, 'open', 'p50Ms'), 3)} | ${f(of(server, 'open', 'p99Ms'), 3)} | ${f(of(server, 'open', 'p999Ms'), 3)} | ${f(of(server, 'open', 'cpuUsPerCall'), 1)} | ${f(peak(server), 1)} |`,
   )
 }
 say()
 say('Every run:')
 say()
 say(
-  '| round | server | load | req/s | ok | failed | p50 ms | p99 ms | p99.9 ms | CPU µs/call | RSS MiB |',
+  '| round | server | load | req/s | ok | failed | p50 ms | p99 ms | p99.9 ms | CPU µs/call | RSS MiB | TCP retransmits |',
 )
-say('|---|---|---|---|---|---|---|---|---|---|---|')
+say('|---|---|---|---|---|---|---|---|---|---|---|---|')
 for (const r of runs)
   say(
-    `| ${r.round} | ${r.server} | ${r.load === 'closed' ? 'closed 2x32' : `open ${options.openRate}/s`} | ${f(r.rps)} | ${r.ok} | ${r.failed} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} | ${f(r.p999Ms, 3)} | ${f(r.cpuUsPerCall, 1)} | ${f(r.rssMiB, 1)} |`,
+    `| ${r.round} | ${r.server} | ${r.load === 'closed' ? 'closed 2x32' : `open ${options.openRate}/s`} | ${f(r.rps)} | ${r.ok} | ${r.failed} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} | ${f(r.p999Ms, 3)} | ${f(r.cpuUsPerCall, 1)} | ${f(r.rssMiB, 1)} | ${r.retransmits}${r.stalled ? ' (stalled)' : ''} |`,
   )
 say()
 
