@@ -8,7 +8,7 @@
 // Skips, with a message, without h2load (nghttp2-client).
 
 import { type ChildProcess, spawn } from 'node:child_process'
-import { readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import { readFileSync, realpathSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -26,6 +26,7 @@ import {
   startServer,
 } from './e2e.js'
 import type { MemoryReport } from './memory-probe.js'
+import { f as fixed, report } from './report.js'
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } })
 const quick = values.quick
@@ -36,17 +37,9 @@ const rounds = quick ? 1 : 2
 const settleMs = 6_000
 const MiB = 2 ** 20
 
-const lines: string[] = []
-const say = (line = ''): void => {
-  console.log(line)
-  lines.push(line)
-}
-const f = (n: number | undefined, digits = 1): string =>
-  n !== undefined && Number.isFinite(n) ? n.toFixed(digits) : '-'
-const write = (): void => {
-  writeFileSync(join(ROOT, 'bench', 'MEMORY.md'), `${lines.join('\n')}\n`)
-  console.log('\nwritten to bench/MEMORY.md')
-}
+const { say, write } = report('MEMORY.md')
+/** Memory figures have one decimal. */
+const f = (n: number | undefined, digits = 1): string => fixed(n, digits)
 
 /** One server's memory at one instant, in bytes (peak in MiB, as rssMiB gives it). */
 interface Sample {

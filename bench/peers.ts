@@ -6,7 +6,7 @@
 // (nghttp2-client) and ghz (.tools/go/bin); skips, with a message, without them.
 
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs, promisify } from 'node:util'
@@ -25,6 +25,7 @@ import {
   type Started,
   startServer,
 } from './e2e.js'
+import { f, median, report } from './report.js'
 
 /** The OPA-Envoy release measured: `@latest` resolves to a 2022 release, because the `-envoy`
  * tags count as pre-releases, so the tag is pinned. */
@@ -52,18 +53,7 @@ const options = quick
   ? { rounds: 1, warmupSeconds: 1, closedSeconds: 2, openRates: [1_000, 5_000], openSeconds: 2 }
   : { rounds: 3, warmupSeconds: 3, closedSeconds: 10, openRates: [1_000, 5_000], openSeconds: 10 }
 
-const lines: string[] = []
-const say = (line = ''): void => {
-  console.log(line)
-  lines.push(line)
-}
-const f = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : '-')
-const median = (xs: number[]): number =>
-  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
-const write = (): void => {
-  writeFileSync(join(ROOT, 'bench', 'PEERS.md'), `${lines.join('\n')}\n`)
-  console.log('\nwritten to bench/PEERS.md')
-}
+const { say, write } = report('PEERS.md')
 
 /** The plugin's binary: built once with the Go toolchain, or undefined with the reason. */
 function opaEnvoy(): { bin?: string; missing?: string } {

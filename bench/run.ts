@@ -3,29 +3,20 @@
 // The end-to-end part needs h2load (apt-get install -y nghttp2-client) and is skipped, with a
 // message, without it.
 
-import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
-import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ENVOY } from '../test/support/envoy-bin.js'
-import { ROOT } from '../test/support/protos.js'
 import { adversarialBench } from './adversarial.js'
 import { e2eBench, haveH2load, type LoadResult } from './e2e.js'
 import { envoyBench, findOha } from './envoy.js'
 import { authzHttpBench, dialectsBench } from './http-authz.js'
 import { fixturesBench, scaleBench } from './inprocess.js'
 import { PHASES, reloadLatencyBench } from './reload-latency.js'
+import { f, median, report } from './report.js'
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } })
 const quick = values.quick
-const lines: string[] = []
-const say = (line = ''): void => {
-  console.log(line)
-  lines.push(line)
-}
-const f = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : '-')
-const median = (xs: number[]): number =>
-  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
+const { say, write } = report('RESULTS.md')
 
 const command = `npm run bench${quick ? ' -- --quick' : ''}`
 say(`# hostguard benchmark${quick ? ' (quick)' : ''}`)
@@ -282,5 +273,4 @@ if (envoyBin === undefined || ohaBin === undefined) {
   }
 }
 say()
-writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), `${lines.join('\n')}\n`)
-console.log('\nwritten to bench/RESULTS.md')
+write()

@@ -5,7 +5,7 @@
 // client, and its answer bytes must be check()'s; a wrong answer fails the run. Prints the tables
 // and writes them to bench/TRANSPORTS.md. Needs h2load (nghttp2-client); skips, loudly, without it.
 
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { connect, type IncomingHttpHeaders } from 'node:http2'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
@@ -29,6 +29,7 @@ import {
   startServer,
 } from './e2e.js'
 import { examplePolicy, FIXTURE_01 } from './example-policy.js'
+import { f, median, report } from './report.js'
 
 const { values } = parseArgs({
   options: { quick: { type: 'boolean', default: false }, rounds: { type: 'string' } },
@@ -101,18 +102,7 @@ async function start(server: Server, grpcjsOptions: object = TUNED): Promise<Sta
   return startNode(server, port, args[server])
 }
 
-const lines: string[] = []
-const say = (line = ''): void => {
-  console.log(line)
-  lines.push(line)
-}
-const f = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : '-')
-const median = (xs: number[]): number =>
-  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
-const write = (): void => {
-  writeFileSync(join(ROOT, 'bench', 'TRANSPORTS.md'), `${lines.join('\n')}\n`)
-  console.log('\nwritten to bench/TRANSPORTS.md')
-}
+const { say, write } = report('TRANSPORTS.md')
 
 const command = `npm run bench:transports${quick ? ' -- --quick' : values.rounds ? ` -- --rounds ${options.rounds}` : ''}`
 say(`# The transport, measured${quick ? ' (quick)' : ''}`)
