@@ -12,24 +12,18 @@ import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import type { CompiledPolicy, Decision } from '../src/decision/types.js'
+import type { Decision } from '../src/decision/types.js'
 import { check } from '../src/grpc-authz/check.js'
 import { authorize } from '../src/http-authz/authorize.js'
 import { DIALECTS, type Dialect } from '../src/http-authz/request.js'
 import { formatIp } from '../src/net/ip.js'
-import { compilePolicy } from '../src/policy/compile.js'
-import { parsePolicy } from '../src/policy/load.js'
 import { FIXTURES, ours, ROOT } from '../test/support/protos.js'
 import { freePort } from '../test/support/server.js'
 import { until } from '../test/support/wait.js'
 import { cpuSeconds, IMAGE_NODE_OPTIONS, percentile, pinned, rssMiB } from './e2e.js'
+import { examplePolicy } from './example-policy.js'
 import { AUTHORITY, BROWSER_HEADERS, DIALECT_REQUESTS, PATH, PEER } from './http-requests.js'
 import { measure, type Row } from './inprocess.js'
-
-function examplePolicy(): CompiledPolicy {
-  const text = readFileSync(join(ROOT, 'examples', 'policy.yaml'), 'utf8')
-  return compilePolicy(parsePolicy(text, 'examples/policy.yaml', {}))
-}
 
 /** The request of bench/http-requests.ts as Envoy's ext_authz gRPC filter sends it (fixture 01's shape). */
 function grpcRequest(): Buffer {
