@@ -55,6 +55,8 @@ export async function startServer(
   kind: 'hostguard' | 'noop',
   wrap: Wrap = (command, args) => pinned(0, command, args),
   startMs = 15_000,
+  /** More `serve` flags (hostguard only). */
+  flags: readonly string[] = [],
 ): Promise<Started> {
   const port = await freePort()
   const args =
@@ -70,6 +72,7 @@ export async function startServer(
           String(await freePort()),
           '--listen',
           '127.0.0.1',
+          ...flags,
         ]
       : [join(ROOT, 'build', 'tools', 'bench', 'noop-server.js'), String(port)]
   return startNode(kind, port, args, wrap, startMs)

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { constants, createServer, type ServerHttp2Stream } from 'node:http2'
 import { check } from '../src/grpc-authz/check.js'
 import { CHECK_METHOD } from '../src/server/authorization.js'
+import { framed } from '../src/server/grpc-http2.js'
 import { announce, examplePolicy, FIXTURE_01 } from './example-policy.js'
 
 const mode = process.argv[3] === 'canned' ? 'canned' : 'check'
@@ -17,14 +18,6 @@ const MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH } = constants
 const STATUS = { OK: 0, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, INTERNAL: 13 } as const
 
-/** The 5-byte gRPC prefix (uncompressed, big-endian length) and the message. */
-function framed(message: Buffer): Buffer {
-  const frame = Buffer.allocUnsafe(5 + message.length)
-  frame[0] = 0
-  frame.writeUInt32BE(message.length, 1)
-  message.copy(frame, 5)
-  return frame
-}
 const CANNED = framed(check(policy, readFileSync(FIXTURE_01)).response)
 
 /** A trailers-only answer: the status goes in the one HEADERS frame that ends the stream. */

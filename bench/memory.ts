@@ -166,13 +166,18 @@ async function startBare(policy?: string): Promise<Started> {
 }
 
 async function start(name: string): Promise<Server> {
-  if (name === 'hostguard') {
+  if (name === 'hostguard' || name === 'hostguard on grpc-js') {
     let httpPort = 0
     // startServer picks the metrics port itself: read it from the command line it builds.
-    const s = await startServer('hostguard', (command, args) => {
-      httpPort = Number(args[args.indexOf('--http-port') + 1])
-      return pinned(0, command, args)
-    })
+    const s = await startServer(
+      'hostguard',
+      (command, args) => {
+        httpPort = Number(args[args.indexOf('--http-port') + 1])
+        return pinned(0, command, args)
+      },
+      undefined,
+      name === 'hostguard' ? [] : ['--grpc-transport', 'grpc-js'],
+    )
     return { ...s, heap: () => scrape(httpPort) }
   }
   const s =
@@ -222,7 +227,7 @@ async function measure(name: string, body: string): Promise<Measured> {
 
 const command = `npm run bench:memory${quick ? ' -- --quick' : ''}`
 say(
-  `# Memory: hostguard, the no-op grpc-js server and a bare Node.js process${quick ? ' (quick)' : ''}`,
+  `# Memory: hostguard on each transport, the no-op grpc-js server and a bare Node.js process${quick ? ' (quick)' : ''}`,
 )
 say()
 say(`- command: \`${command}\``)
@@ -240,7 +245,13 @@ if (!haveH2load) {
 
 // The probe is opt-in; the servers inherit the environment (hostguard ignores the variable).
 process.env['HOSTGUARD_BENCH_MEMORY'] = '1'
-const NAMES = ['hostguard', 'no-op', 'bare + loader thread', 'bare'] as const
+const NAMES = [
+  'hostguard',
+  'hostguard on grpc-js',
+  'no-op',
+  'bare + loader thread',
+  'bare',
+] as const
 const body = requestBody()
 type Name = (typeof NAMES)[number]
 const runs = new Map<Name, Measured[]>(NAMES.map((n) => [n, []]))
@@ -304,25 +315,25 @@ const mib = (n: number | undefined): string => f(n === undefined ? undefined : n
 
 function table(phase: Phase): void {
   say(
-    '| MiB | hostguard | no-op | bare + loader thread | bare | hostguard − no-op | no-op − bare | loader thread (bare + thread − bare) |',
+    '| MiB | hostguard | hostguard on grpc-js | no-op | bare + loader thread | bare | grpc-js − hostguard | hostguard − no-op | no-op − bare | loader thread (bare + thread − bare) |',
   )
-  say('|---|---|---|---|---|---|---|---|')
+  say('|---|---|---|---|---|---|---|---|---|---|')
   if (phase === 'load')
     say(
-      `| req/s (h2load, closed loop; mean of the rounds) | ${NAMES.map((n) => f(all(n).reduce((sum, m) => sum + m.rps, 0) / rounds, 0)).join(' | ')} | | | |`,
+      `| req/s (h2load, closed loop; mean of the rounds) | ${NAMES.map((n) => f(all(n).reduce((sum, m) => sum + m.rps, 0) / rounds, 0)).join(' | ')} | | | | |`,
     )
   for (const row of shown) {
     const [label] = row
-    const [hostguard, noop, thread, bare] = NAMES.map((n) => figure(n, phase, row))
+    const [hostguard, grpcjs, noop, thread, bare] = NAMES.map((n) => figure(n, phase, row))
     say(
-      `| ${label} | ${[hostguard, noop, thread, bare].map(mib).join(' | ')} | ${mib(minus(hostguard, noop))} | ${mib(minus(noop, bare))} | ${mib(minus(thread, bare))} |`,
+      `| ${label} | ${[hostguard, grpcjs, noop, thread, bare].map(mib).join(' | ')} | ${mib(minus(grpcjs, hostguard))} | ${mib(minus(hostguard, noop))} | ${mib(minus(noop, bare))} | ${mib(minus(thread, bare))} |`,
     )
   }
 }
 
 say()
 say(
-  `Each server runs alone on core 0 with h2load on core 1: ${loadSeconds} s of bench/e2e.ts's closed loop (2 connections × 32 streams, fixture 01), sampled every second after the first; "under load" is the last sample, at the end of the load, since RSS grows all through it; "idle" one sample ${settleMs / 1000} s after the load. ${rounds} round${rounds > 1 ? 's, the order reversed in the second; each figure is the median of the rounds (peak RSS: the largest), each difference one of medians' : ''}. hostguard is \`dist/main.js serve\` as bench/e2e.ts starts it, its heap read from its own /metrics (prom-client's default metrics, which have no arrayBuffers); the no-op (bench/noop-server.ts) and the bare processes (bench/bare-server.ts: node:http2 answering UNIMPLEMENTED; + loader thread: hostguard's policy loader thread started and examples/policy.yaml loaded once) print process.memoryUsage() and v8.getHeapSpaceStatistics() on SIGUSR2. RSS, Pss and Anonymous: /proc/PID/smaps_rollup; the node binary: the Rss of its mappings in /proc/PID/smaps. The V8 figures are the main thread's isolate only: a worker thread's heap is in "native".`,
+  `Each server runs alone on core 0 with h2load on core 1: ${loadSeconds} s of bench/e2e.ts's closed loop (2 connections × 32 streams, fixture 01), sampled every second after the first; "under load" is the last sample, at the end of the load, since RSS grows all through it; "idle" one sample ${settleMs / 1000} s after the load. ${rounds} round${rounds > 1 ? 's, the order reversed in the second; each figure is the median of the rounds (peak RSS: the largest), each difference one of medians' : ''}. hostguard is \`dist/main.js serve\` as bench/e2e.ts starts it (on node:http2; hostguard on grpc-js adds \`--grpc-transport grpc-js\`), its heap read from its own /metrics (prom-client's default metrics, which have no arrayBuffers); the no-op (bench/noop-server.ts) and the bare processes (bench/bare-server.ts: node:http2 answering UNIMPLEMENTED; + loader thread: hostguard's policy loader thread started and examples/policy.yaml loaded once) print process.memoryUsage() and v8.getHeapSpaceStatistics() on SIGUSR2. RSS, Pss and Anonymous: /proc/PID/smaps_rollup; the node binary: the Rss of its mappings in /proc/PID/smaps. The V8 figures are the main thread's isolate only: a worker thread's heap is in "native".`,
 )
 const failed = NAMES.map((n) => [n, all(n).reduce((sum, m) => sum + m.failed, 0)] as const).filter(
   ([, count]) => count > 0,
@@ -381,6 +392,10 @@ say(
 say()
 say(
   `The transport, grpc-js over node:http2 (no-op − bare): ${d('no-op', 'bare', rss)} MiB of RSS, ${d('no-op', 'bare', heapTotal)} of committed heap (${d('no-op', 'bare', heapUsed)} used: grpc-js's modules and its per-call objects, a call with its metadata, deadline and status, on top of node:http2's stream), ${d('no-op', 'bare', external)} external, ${d('no-op', 'bare', native)} native. nghttp2, libuv and OpenSSL are in both, since node:http2 is the bare process's transport too, and so is the node binary's code: ${f(at('bare', (s) => s.binary) / MiB)} MiB of its pages resident in the bare process, ${f(at('hostguard', (s) => s.binary) / MiB)} in hostguard.`,
+)
+say()
+say(
+  `What the transport changes (hostguard on grpc-js − hostguard, the same serve on each): ${d('hostguard on grpc-js', 'hostguard', rss)} MiB of RSS under load, ${d('hostguard on grpc-js', 'hostguard', heapTotal)} of committed heap, ${d('hostguard on grpc-js', 'hostguard', (s) => s.brk)} of malloc's main arena; idle, ${di('hostguard on grpc-js', 'hostguard', rss)} MiB of RSS.`,
 )
 say()
 write()

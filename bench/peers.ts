@@ -5,15 +5,12 @@
 // Needs opa-envoy-plugin in .tools/go/bin (built here with go install when missing), h2load
 // (nghttp2-client) and ghz (.tools/go/bin); skips, with a message, without them.
 
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs, promisify } from 'node:util'
-import { callCheck, checkClient } from '../test/support/grpc.js'
-import { FIXTURES, official, ROOT } from '../test/support/protos.js'
-import { freePort } from '../test/support/server.js'
-import { until } from '../test/support/wait.js'
+import { FIXTURES, ROOT } from '../test/support/protos.js'
 import {
   cpuSeconds,
   h2load,
@@ -25,16 +22,10 @@ import {
   type Started,
   startServer,
 } from './e2e.js'
+import { GOBIN, OPA_ENVOY_MODULE, opaEnvoy, startOpa, verdict } from './opa.js'
 import { f, median, report } from './report.js'
 
-/** The OPA-Envoy release measured: `@latest` resolves to a 2022 release, because the `-envoy`
- * tags count as pre-releases, so the tag is pinned. */
-const OPA_ENVOY_MODULE =
-  'github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin@v1.19.1-envoy'
-const GOBIN = join(ROOT, '.tools', 'go', 'bin')
-const OPA_ENVOY = join(GOBIN, 'opa-envoy-plugin')
 const GHZ = join(GOBIN, 'ghz')
-const POLICY = join(ROOT, 'bench', 'peers', 'policy.rego')
 
 /** Where bench/peers/policy.rego falls short of hostguard with examples/policy.yaml. */
 const REGO_GAPS = [
@@ -55,66 +46,9 @@ const options = quick
 
 const { say, write } = report('PEERS.md')
 
-/** The plugin's binary: built once with the Go toolchain, or undefined with the reason. */
-function opaEnvoy(): { bin?: string; missing?: string } {
-  if (existsSync(OPA_ENVOY)) return { bin: OPA_ENVOY }
-  if (spawnSync('go', ['version']).status !== 0)
-    return {
-      missing: `go is missing (install Go, then GOBIN=.tools/go/bin go install ${OPA_ENVOY_MODULE})`,
-    }
-  console.warn(`building ${OPA_ENVOY_MODULE} into .tools/go/bin (a few minutes, once)`)
-  const built = spawnSync('go', ['install', OPA_ENVOY_MODULE], {
-    stdio: 'inherit',
-    env: { ...process.env, GOBIN },
-  })
-  return built.status === 0
-    ? { bin: OPA_ENVOY }
-    : { missing: `go install ${OPA_ENVOY_MODULE} failed (exit ${built.status})` }
-}
-
-async function startOpa(bin: string): Promise<Started> {
-  const [port, api] = [await freePort(), await freePort()]
-  const [command, args] = pinned(0, bin, [
-    'run',
-    '--server',
-    `--addr=127.0.0.1:${api}`,
-    '--skip-version-check',
-    '--log-level=error',
-    `--set=plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${port}`,
-    '--set=plugins.envoy_ext_authz_grpc.path=hostguard/authz/result',
-    '--set=decision_logs.console=false',
-    POLICY,
-  ])
-  const child: ChildProcess = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'] })
-  // /health?plugins answers 200 once the ext_authz plugin serves.
-  await until(
-    15_000,
-    async () => (await fetch(`http://127.0.0.1:${api}/health?plugins`)).ok,
-    'OPA-Envoy start-up',
-  )
-  return { child, pid: child.pid ?? 0, port }
-}
-
 type Kind = 'hostguard' | 'opa-envoy'
 const start = (kind: Kind, bin: string): Promise<Started> =>
   kind === 'hostguard' ? startServer('hostguard') : startOpa(bin)
-
-/** allow, or deny with its HTTP status, and the reason in the dynamic metadata; or the gRPC error. */
-async function verdict(port: number, request: Buffer): Promise<string> {
-  const client = checkClient(port)
-  try {
-    const response = official.decodeResponse(await callCheck(client, request))
-    const reason = response.dynamic_metadata?.fields?.reason?.stringValue ?? 'no reason'
-    if (response.ok_response) return `allow (${reason})`
-    if (response.denied_response)
-      return `deny ${response.denied_response.status?.code ?? '?'} (${reason})`
-    return `no answer (grpc status ${response.status?.code ?? 0})`
-  } catch (err) {
-    return `error: ${(err as Error).message}`
-  } finally {
-    client.close()
-  }
-}
 
 function fixtureFiles(): string[] {
   const dirs = [FIXTURES, join(FIXTURES, 'captured')]

@@ -1,11 +1,15 @@
 // npm run bench [-- --quick]: in-process, policy-scale and end-to-end figures in one run, as
-// ratios measured side by side. Prints the tables and writes them to bench/RESULTS.md.
+// ratios measured side by side, ending with the transports and OPA-Envoy (bench/transports.ts). Prints the tables and writes them to bench/RESULTS.md.
 // The end-to-end part needs h2load (apt-get install -y nghttp2-client) and is skipped, with a
 // message, without it.
 
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ENVOY } from '../test/support/envoy-bin.js'
+import { ROOT } from '../test/support/root.js'
 import { adversarialBench } from './adversarial.js'
 import { e2eBench, haveH2load, type LoadResult } from './e2e.js'
 import { envoyBench, findOha } from './envoy.js'
@@ -272,5 +276,25 @@ if (envoyBin === undefined || ohaBin === undefined) {
     )
   }
 }
+say()
+
+// The transports and OPA-Envoy raced in this same run: bench/transports.ts as its own process (it
+// pins servers to cores and writes bench/TRANSPORTS.md), its report kept here a level down.
+say('## The transports and OPA-Envoy: npm run bench:transports, run from here')
+say()
+const transports = spawnSync(
+  process.execPath,
+  [join(ROOT, 'build', 'tools', 'bench', 'transports.js'), ...(quick ? ['--quick'] : [])],
+  { stdio: ['ignore', 'ignore', 'inherit'] },
+)
+if (transports.status !== 0) {
+  say(`bench:transports exited ${transports.status}: see bench/TRANSPORTS.md.`)
+  write()
+  process.exit(1)
+}
+for (const line of readFileSync(join(ROOT, 'bench', 'TRANSPORTS.md'), 'utf8')
+  .trimEnd()
+  .split('\n'))
+  if (!line.startsWith('# ')) say(line.startsWith('#') ? `#${line}` : line)
 say()
 write()

@@ -29,6 +29,7 @@ import {
   startServer,
 } from './e2e.js'
 import { examplePolicy, FIXTURE_01 } from './example-policy.js'
+import { opaEnvoy, startOpa, verdict, verdictOf } from './opa.js'
 import { f, median, report } from './report.js'
 
 const { values } = parseArgs({
@@ -58,7 +59,9 @@ const GRPCJS_OPTIONS: Record<string, Record<string, number>> = {
 const TUNED = { 'grpc.enable_channelz': 0 }
 
 const SERVERS = [
+  'hostguard',
   'grpcjs',
+  'opa-envoy',
   'grpcjs-tuned',
   'connect',
   'http2-raw',
@@ -67,7 +70,12 @@ const SERVERS = [
 ] as const
 type Server = (typeof SERVERS)[number]
 const DESCRIPTIONS: Record<Server, string> = {
-  grpcjs: 'hostguard as it ships: `dist/main.js serve` (grpc-js, health, reflection, metrics, log)',
+  hostguard:
+    'hostguard as it ships: `dist/main.js serve` on node:http2 (src/server/grpc-http2.ts; health, reflection, metrics, log)',
+  grpcjs:
+    'hostguard on grpc-js: `dist/main.js serve --grpc-transport grpc-js` (health, reflection, metrics, log)',
+  'opa-envoy':
+    'OPA-Envoy v1.19.1-envoy (Go, grpc-go) on bench/peers/policy.rego: the same decisions, other bytes (npm run bench:peers compares them on every fixture)',
   'grpcjs-tuned': `grpc-js with only check() in the handler, options ${JSON.stringify(TUNED)} (bench/grpcjs-tuned-server.ts)`,
   connect:
     '@connectrpc/connect-node 2.1.1, gRPC protocol only, on node:http2; Empty-typed method, the bytes carried as unknown fields (bench/connect-server.ts)',
@@ -80,7 +88,9 @@ const DESCRIPTIONS: Record<Server, string> = {
 }
 /** The no-ops answer fixture 01's answer to anything, so only fixture 01 can check them. */
 const DECIDES: Record<Server, boolean> = {
+  hostguard: true,
   grpcjs: true,
+  'opa-envoy': true,
   'grpcjs-tuned': true,
   connect: true,
   'http2-raw': true,
@@ -88,12 +98,19 @@ const DECIDES: Record<Server, boolean> = {
   'noop-http2': false,
 }
 
+const opa = opaEnvoy()
+/** The servers raced: all of SERVERS, OPA-Envoy when it could be built. */
+const RACED = SERVERS.filter((server) => server !== 'opa-envoy' || opa.bin !== undefined)
+
 const tool = (file: string): string => join(ROOT, 'build', 'tools', 'bench', file)
 async function start(server: Server, grpcjsOptions: object = TUNED): Promise<Started> {
-  if (server === 'grpcjs') return startServer('hostguard')
+  if (server === 'opa-envoy') return startOpa(opa.bin as string)
+  if (server === 'hostguard') return startServer('hostguard')
+  if (server === 'grpcjs')
+    return startServer('hostguard', undefined, undefined, ['--grpc-transport', 'grpc-js'])
   if (server === 'noop-grpcjs') return startServer('noop')
   const port = await freePort()
-  const args: Record<typeof server, string[]> = {
+  const args: Record<Exclude<typeof server, 'opa-envoy'>, string[]> = {
     'grpcjs-tuned': [tool('grpcjs-tuned-server.js'), String(port), JSON.stringify(grpcjsOptions)],
     connect: [tool('connect-server.js'), String(port)],
     'http2-raw': [tool('http2-server.js'), String(port), 'check'],
@@ -112,6 +129,11 @@ say(`- machine: nproc ${cpus().length}, ${cpus()[0]?.model ?? 'unknown CPU'}`)
 say(
   `- Node.js ${process.version}, NODE_OPTIONS=${IMAGE_NODE_OPTIONS} for every server, ${new Date().toISOString().slice(0, 10)}`,
 )
+if (opa.missing !== undefined) {
+  const why = `OPA-Envoy is not in this run: ${opa.missing}`
+  console.warn(`\n*** ${why} ***\n`)
+  say(`- ${why}`)
+}
 say()
 
 if (!haveH2load) {
@@ -203,6 +225,11 @@ async function verify(server: Server, port: number): Promise<string[]> {
       const request = readFileSync(file)
       const want = check(policy, request).response
       const name = file.slice(FIXTURES.length + 1)
+      if (server === 'opa-envoy') {
+        const [got, wanted] = [await verdict(port, request), verdictOf(want)]
+        if (got !== wanted) problems.push(`${name}: ${got}, where check() gives ${wanted}`)
+        continue
+      }
       try {
         const got = await callCheck(client, request)
         if (!got.equals(want)) problems.push(`${name}: the answer bytes differ from check()'s`)
@@ -291,7 +318,7 @@ async function measure(
 
 const runs: Run[] = []
 for (let round = 1; round <= options.rounds; round++) {
-  const order = round % 2 === 1 ? [...SERVERS] : [...SERVERS].reverse()
+  const order = round % 2 === 1 ? [...RACED] : [...RACED].reverse()
   for (const server of order) {
     const s = await start(server)
     try {
@@ -329,7 +356,7 @@ if (wrong.length > 0) {
   process.exit(1)
 }
 say(
-  `Before it is timed, each server answers through a real @grpc/grpc-js client: ${fixtures.length} Envoy fixtures (fixture 01 only for the no-ops, which answer it to anything), each answer byte for byte check()'s in this process, and an unknown method gets grpc-status 12 UNIMPLEMENTED; http2-raw also answers a compressed message with 12 and a prefix whose length the body does not have with 13 INTERNAL. ${failedUnderLoad.length === 0 ? 'Under load, no request failed.' : 'Under load, requests failed (the figures of these runs are suspect; on this machine a loopback stall can do it):'}`,
+  `Before it is timed, each server answers through a real @grpc/grpc-js client: ${fixtures.length} Envoy fixtures (fixture 01 only for the no-ops, which answer it to anything), each answer byte for byte check()'s in this process (OPA-Envoy's: the same decision, status and reason), and an unknown method gets grpc-status 12 UNIMPLEMENTED; http2-raw also answers a compressed message with 12 and a prefix whose length the body does not have with 13 INTERNAL. ${failedUnderLoad.length === 0 ? 'Under load, no request failed.' : 'Under load, requests failed (the figures of these runs are suspect; on this machine a loopback stall can do it):'}`,
 )
 for (const w of failedUnderLoad) {
   say(`- ${w}`)
@@ -340,14 +367,14 @@ say('## The servers')
 say()
 say('| server | what |')
 say('|---|---|')
-for (const server of SERVERS) say(`| ${server} | ${DESCRIPTIONS[server]} |`)
+for (const server of RACED) say(`| ${server} | ${DESCRIPTIONS[server]} |`)
 say()
 say(
   "Connect cannot carry our own bytes as they are: @connectrpc/connect 2.x has no codec or serialization hook; its router always parses a message with `fromBinary(method.input)` and writes one with `toBinary(method.output)` (protocol/serialization.js, `createMethodSerializationLookup`). connect-server.ts comes as close as it allows: a method made at start from a FileDescriptorProto whose input and output are google.protobuf.Empty, so a CheckRequest's fields all arrive as unknown fields (its top level only: one tag and one length, the bytes a view), which `toBinary` writes back as they came for check(); the answer is split into unknown fields the same way. That is one extra pass and copy each way: about 5 µs a call for fixture 01 (timed apart, in a loop), not what separates it from the others. Where its time goes instead (a CPU profile of connect-server.ts under this closed loop, node --cpu-prof, taken apart from this run on 2026-12-02): about a quarter of the samples in Connect's async-iterable pipeline (protocol/async-iterable.js), an eighth in the AbortSignal and DOMException it makes for every call, an eighth in the garbage collector, 5 % in check() and 3 % in protobuf-es.",
 )
 say()
 say(
-  'Health, reflection, metrics and logs are only in grpcjs: the measurement needs Check alone, so the other servers leave them out. Of these, only the metrics and the log line of a deny (an allow logs at debug, off by default) add work to a Check call in grpcjs; fixture 01 is allowed.',
+  'Health, reflection, metrics and logs are only in hostguard and grpcjs (and OPA-Envoy has its own): the measurement needs Check alone, so the other servers leave them out. Of these, only the metrics and the log line of a deny (an allow logs at debug, off by default) add work to a Check call; fixture 01 is allowed.',
 )
 say()
 
@@ -370,7 +397,7 @@ const mark = (server: Server, load: Run['load']): string =>
 const peak = (server: Server): number =>
   Math.max(...runs.filter((r) => r.server === server).map((r) => r.rssMiB))
 say(
-  `Medians over the rounds whose run did not stall: loopback TCP on this machine retransmits now and then (the last column below: segments retransmitted on the whole machine during the run), and after a lost segment every request in flight waits ${RTO_MIN_MS} ms or more (Linux's shortest retransmission timeout), whichever server it is. A run stalled when its slowest request took that long; † marks a figure where every round stalled. × grpcjs is the server's figure over hostguard's (req/s: higher is faster; CPU: lower is cheaper).`,
+  `Medians over the rounds whose run did not stall: loopback TCP on this machine retransmits now and then (the last column below: segments retransmitted on the whole machine during the run), and after a lost segment every request in flight waits ${RTO_MIN_MS} ms or more (Linux's shortest retransmission timeout), whichever server it is. A run stalled when its slowest request took that long; † marks a figure where every round stalled. × grpcjs is the server's figure over hostguard on grpc-js's (req/s: higher is faster; CPU: lower is cheaper).`,
 )
 say()
 say(
@@ -378,7 +405,7 @@ say(
 )
 say('|---|---|---|---|---|---|---|---|---|---|---|')
 const [baseRps, baseCpu] = [of('grpcjs', 'closed', 'rps'), of('grpcjs', 'closed', 'cpuUsPerCall')]
-for (const server of SERVERS) {
+for (const server of RACED) {
   const [rps, cpu] = [of(server, 'closed', 'rps'), of(server, 'closed', 'cpuUsPerCall')]
   say(
     `| ${server} | ${f(rps)}${mark(server, 'closed')} | ${f(rps / baseRps, 2)}× | ${f(cpu, 1)} | ${f(cpu / baseCpu, 2)}× | ${f(of(server, 'open', 'rps'))}${mark(server, 'open')} | ${f(of(server, 'open', 'p50Ms'), 3)} | ${f(of(server, 'open', 'p99Ms'), 3)} | ${f(of(server, 'open', 'p999Ms'), 3)} | ${f(of(server, 'open', 'cpuUsPerCall'), 1)} | ${f(peak(server), 1)} |`,

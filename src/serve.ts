@@ -19,9 +19,10 @@ import {
   type ConnectionLimits,
   DEFAULT_CONNECTION_LIMITS,
   type GrpcServer,
-  startGrpc,
-  stopGrpc,
+  type GrpcTransport,
 } from './server/grpc.js'
+import { startGrpcHttp2 } from './server/grpc-http2.js'
+import { startGrpcJs } from './server/grpc-js.js'
 import { type HttpServer, startHttp, stopHttp } from './server/http.js'
 import { createMetrics, type Metrics } from './server/metrics.js'
 
@@ -50,6 +51,8 @@ export interface ServeOptions {
   readonly limits?: Limits
   /** Largest CheckRequest accepted, in bytes (default 1 MiB); a larger one gets RESOURCE_EXHAUSTED. */
   readonly maxRequestBytes?: number
+  /** What serves the gRPC port (DEFAULT_GRPC_TRANSPORT). */
+  readonly grpcTransport?: GrpcTransport
   /** Streams per connection and the request and preface time limits (DEFAULT_CONNECTION_LIMITS). */
   readonly connections?: ConnectionLimits
   /** Kubeconfig file for `k8s:` sources; default KUBECONFIG, ~/.kube/config or in-cluster. */
@@ -63,6 +66,7 @@ export interface ServeOptions {
 }
 
 export const DEFAULT_SYNC_WAIT_MS = 30_000
+export const DEFAULT_GRPC_TRANSPORT: GrpcTransport = 'node-http2'
 
 export interface Running {
   readonly grpcPort: number
@@ -175,7 +179,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
       )
       const left = Math.max(0, began + graceMs - performance.now())
       await Promise.all([
-        stopGrpc(grpc, left),
+        grpc.stop(left),
         authz && stopAuthzHttp(authz, left),
         stopHttp(http),
         stopped,
@@ -184,7 +188,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
     async stop() {
       await Promise.all([
         stopServing(),
-        stopGrpc(grpc),
+        grpc.stop(0),
         authz && stopAuthzHttp(authz),
         stopHttp(http),
       ])
@@ -204,16 +208,18 @@ async function bind(
   ready: () => boolean,
 ): Promise<{ grpc: GrpcServer; http: HttpServer; authz: AuthzHttpServer | undefined }> {
   const http = await startHttp(options.listen, options.httpPort, ready, metrics.registry)
-  const grpc = await startGrpc(
+  const startGrpc =
+    (options.grpcTransport ?? DEFAULT_GRPC_TRANSPORT) === 'grpc-js' ? startGrpcJs : startGrpcHttp2
+  const grpc = await startGrpc({
     store,
     observer,
-    options.log,
-    options.listen,
-    options.grpcPort,
-    options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
-    options.connections ?? DEFAULT_CONNECTION_LIMITS,
-    () => metrics.internalErrors.inc(),
-  ).catch(async (err: unknown) => {
+    log: options.log,
+    host: options.listen,
+    port: options.grpcPort,
+    maxRequestBytes: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
+    connections: options.connections ?? DEFAULT_CONNECTION_LIMITS,
+    onInternalError: () => metrics.internalErrors.inc(),
+  }).catch(async (err: unknown) => {
     await stopHttp(http)
     throw err
   })
@@ -227,7 +233,7 @@ async function bind(
     options.authzLimits ?? DEFAULT_AUTHZ_HTTP_LIMITS,
     () => metrics.internalErrors.inc(),
   ).catch(async (err: unknown) => {
-    await Promise.all([stopGrpc(grpc), stopHttp(http)])
+    await Promise.all([grpc.stop(0), stopHttp(http)])
     throw err
   })
   return { grpc, http, authz }

@@ -3,8 +3,13 @@
 import { pino } from 'pino'
 import { DEFAULT_LIMITS } from '../decision/types.js'
 import { PolicyLoadError } from '../policy/errors.js'
-import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SYNC_WAIT_MS, serve } from '../serve.js'
-import { DEFAULT_CONNECTION_LIMITS } from '../server/grpc.js'
+import {
+  DEFAULT_GRPC_TRANSPORT,
+  DEFAULT_MAX_REQUEST_BYTES,
+  DEFAULT_SYNC_WAIT_MS,
+  serve,
+} from '../serve.js'
+import { DEFAULT_CONNECTION_LIMITS, GRPC_TRANSPORTS, type GrpcTransport } from '../server/grpc.js'
 import { createLog } from '../server/log.js'
 import { type CommandSpec, MAX_POLICY_BYTES_OPTION, type Parsed } from './args.js'
 
@@ -45,6 +50,13 @@ export const SERVE = {
       min: 0,
       max: 65535,
       help: "HTTP authorization for nginx, Caddy, Traefik and Envoy's http_service",
+    },
+    'grpc-transport': {
+      kind: 'text',
+      value: 'NAME',
+      default: DEFAULT_GRPC_TRANSPORT,
+      choices: GRPC_TRANSPORTS,
+      help: 'what serves the gRPC port',
     },
     listen: { kind: 'text', value: 'ADDRESS', default: '0.0.0.0', help: 'address of every port' },
     'log-level': {
@@ -142,6 +154,8 @@ export async function serveCommand(
       policyFile: values.policy,
       listen: values.listen,
       grpcPort: values['grpc-port'],
+      // One of GRPC_TRANSPORTS: the parser checked it.
+      grpcTransport: values['grpc-transport'] as GrpcTransport,
       httpPort: values['http-port'],
       ...(values['authz-port'] === undefined ? {} : { authzPort: values['authz-port'] }),
       log,

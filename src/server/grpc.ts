@@ -1,6 +1,8 @@
-// The gRPC port: Envoy's Authorization/Check (raw bytes in and out: grpc-authz/ decodes and encodes),
+// The gRPC port, whichever transport serves it (`serve --grpc-transport`): Envoy's
+// Authorization/Check (raw bytes in and out: grpc-authz/ decodes and encodes),
 // grpc.health.v1.Health for Envoy's gRPC health checker and Kubernetes `grpc:` probes, and server
-// reflection for grpcurl.
+// reflection for grpcurl. grpc-http2.ts (the default) and grpc-js.ts are the transports; what
+// they share is here.
 
 import {
   type Http2Server,
@@ -8,13 +10,7 @@ import {
   type ServerHttp2Session,
   type ServerHttp2Stream,
 } from 'node:http2'
-import {
-  Server,
-  ServerCredentials,
-  type ServerUnaryCall,
-  type sendUnaryData,
-  status,
-} from '@grpc/grpc-js'
+import { type Server, status } from '@grpc/grpc-js'
 import { loadSync } from '@grpc/proto-loader'
 import { ReflectionService } from '@grpc/reflection'
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check'
@@ -23,18 +19,24 @@ import type { DecisionObserver } from '../decision/observe.js'
 import { check } from '../grpc-authz/check.js'
 import type { PolicyStore } from '../policy/store.js'
 import { loadCheckProtos } from '../proto.js'
-import { AUTHORIZATION_SERVICE, AUTHORIZATION_SERVICE_NAME } from './authorization.js'
+import { AUTHORIZATION_SERVICE_NAME } from './authorization.js'
+import { reflectable } from './descriptors.js'
 
-/** The health services: the whole server ("") and the Authorization service. */
-const HEALTH_SERVICES = ['', AUTHORIZATION_SERVICE_NAME] as const
+/** What serves the gRPC port: Node's own HTTP/2 (the default) or grpc-js (docs/operations.md). */
+export const GRPC_TRANSPORTS = ['node-http2', 'grpc-js'] as const
+export type GrpcTransport = (typeof GRPC_TRANSPORTS)[number]
 
 export interface GrpcServer {
-  readonly server: Server
   readonly port: number
   /** SERVING or NOT_SERVING for every health service. */
   setServing(serving: boolean): void
   /** performance.now() of the last Check call received. */
   lastCallAt(): number
+  /**
+   * Stops accepting; every connection gets GOAWAY and its calls in flight finish; those still
+   * open after `forceAfterMs` are cut.
+   */
+  stop(forceAfterMs: number): Promise<void>
 }
 
 /** What one HTTP/2 connection may hold, and for how long (docs/operations.md, "Limits"). */
@@ -58,124 +60,98 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   prefaceTimeoutMs: 10_000,
 }
 
-/** The Check handler. Synchronous on purpose: grpc-js catches a throw, not a rejected promise. */
-export function checkHandler(
-  store: PolicyStore,
-  observer: DecisionObserver,
-  log: Logger,
-  onInternalError: () => void,
-  onCall: (at: number) => void = () => {},
-) {
-  return (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void => {
+/** What a transport is given to serve the port. */
+export interface GrpcPortOptions {
+  readonly store: PolicyStore
+  readonly observer: DecisionObserver
+  readonly log: Logger
+  readonly host: string
+  readonly port: number
+  /** Largest CheckRequest read; a larger one gets RESOURCE_EXHAUSTED before it is read. */
+  readonly maxRequestBytes: number
+  readonly connections: ConnectionLimits
+  onInternalError(): void
+}
+
+/**
+ * A few long-lived Envoy connections carry many streams: an idle one is pinged this often, and
+ * closed when the ping is not answered in KEEPALIVE_TIMEOUT_MS, to notice a dead peer.
+ */
+export const KEEPALIVE_TIME_MS = 60_000
+export const KEEPALIVE_TIMEOUT_MS = 20_000
+
+/**
+ * The Check call without its transport: answers with CheckResponse bytes, or with a gRPC status
+ * when there is no policy; then observes the decision. Synchronous: it never throws.
+ */
+export function checkCall(
+  options: GrpcPortOptions,
+  onCall: (at: number) => void,
+): (
+  request: Buffer,
+  answer: (response: Buffer) => void,
+  fail: (code: status, details: string) => void,
+) => void {
+  const { store, observer, log, onInternalError } = options
+  return (request, answer, fail) => {
     const started = performance.now()
     onCall(started)
     const policy = store.current
     if (policy === undefined) {
-      callback({ code: status.UNAVAILABLE, details: 'no policy loaded' })
+      fail(status.UNAVAILABLE, 'no policy loaded')
       return
     }
     let result: ReturnType<typeof check>
     try {
-      result = check(policy, call.request)
+      result = check(policy, request)
     } catch (err) {
       // Last resort: the check path returns decisions and never throws. If it ever does, fail
       // closed with the policy's deny status rather than a gRPC error, which Envoy would turn
       // into an allow under failure_mode_allow; count it, log it, and serve the next request.
       onInternalError()
       log.error({ err }, 'check failed; answered deny')
-      callback(null, policy.top.grpc.internalError)
+      answer(policy.top.grpc.internalError)
       return
     }
     const seconds = (performance.now() - started) / 1000
-    callback(null, result.response)
+    answer(result.response)
     observer.observe(result, seconds, 'grpc')
   }
 }
 
-/** The message and service definitions reflection serves: hostguard's proto/ and health. */
-function reflectionDefinitions() {
-  return { ...loadCheckProtos(), ...loadSync(healthProtoPath) }
-}
+/** The health services: the whole server ("") and the Authorization service. */
+const HEALTH_SERVICES = ['', AUTHORIZATION_SERVICE_NAME] as const
 
-export function startGrpc(
-  store: PolicyStore,
-  observer: DecisionObserver,
-  log: Logger,
-  host: string,
-  port: number,
-  maxRequestBytes: number,
-  connections: ConnectionLimits,
-  onInternalError: () => void,
-): Promise<GrpcServer> {
-  const server = new Server({
-    // A CheckRequest is a few KiB, more with with_request_body; a larger one is refused with
-    // RESOURCE_EXHAUSTED before it is read (Envoy then applies failure_mode_allow/status_on_error).
-    'grpc.max_receive_message_length': maxRequestBytes,
-    // A few long-lived Envoy connections carry many streams: ping idle ones to notice a dead
-    // peer within a minute, and let Envoy's own keepalive pings through.
-    'grpc.keepalive_time_ms': 60_000,
-    'grpc.keepalive_timeout_ms': 20_000,
-    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    // Each stream costs about 7 KiB until it ends (Node's Http2Stream and grpc-js's call): the
-    // cap bounds what one connection holds; nghttp2 refuses streams past it with REFUSED_STREAM.
-    'grpc.max_concurrent_streams': connections.maxConcurrentStreams,
-  })
-  let lastCallAt = 0
-  server.addService(AUTHORIZATION_SERVICE, {
-    Check: checkHandler(store, observer, log, onInternalError, (at) => {
-      lastCallAt = at
-    }),
-  })
+/**
+ * What grpc-health-check and @grpc/reflection register their handlers with: grpc-js's Server, or
+ * grpc-http2.ts's table of methods (the libraries call nothing but addService).
+ */
+export type ServiceRegistry = Pick<Server, 'addService'>
+
+/**
+ * Registers health (every service NOT_SERVING until told otherwise) and reflection of hostguard's
+ * proto/ and health; returns what sets the health status.
+ */
+export function addHealthAndReflection(registry: ServiceRegistry): (serving: boolean) => void {
   const health = new HealthImplementation(
     Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING'])),
   )
-  health.addToServer(server)
-  new ReflectionService(reflectionDefinitions()).addToServer(server)
-  const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => {
-      if (err) {
-        reject(err)
-        return
-      }
-      try {
-        for (const http2Server of http2ServersOf(server)) limitConnections(http2Server, connections)
-      } catch (limitErr) {
-        server.forceShutdown()
-        reject(limitErr)
-        return
-      }
-      resolve({
-        server,
-        port: bound,
-        lastCallAt: () => lastCallAt,
-        setServing: (serving) => {
-          for (const service of HEALTH_SERVICES)
-            health.setStatus(service, serving ? 'SERVING' : 'NOT_SERVING')
-        },
-      })
-    })
-  })
+  // Both libraries type the registry as grpc-js's Server, and use only its addService.
+  health.addToServer(registry as Server)
+  new ReflectionService(
+    reflectable({ ...loadCheckProtos(), ...loadSync(healthProtoPath) }),
+  ).addToServer(registry as Server)
+  return (serving) => {
+    for (const service of HEALTH_SERVICES)
+      health.setStatus(service, serving ? 'SERVING' : 'NOT_SERVING')
+  }
 }
 
 /**
- * The node:http2 servers grpc-js listens with. grpc-js keeps them private and has no option for
- * either time limit: an interceptor can answer a call but not reset its stream (after a
- * trailers-only answer the stream stays half-closed, holding its slot and memory until the client
- * ends it), and a connection injector hands over the socket but not the HTTP/2 session. The
- * version is pinned; should the field go, start-up fails here rather than run without limits.
+ * The preface and request time limits, on the node:http2 server a transport listens with:
+ * nghttp2 has neither, and refuses streams past SETTINGS_MAX_CONCURRENT_STREAMS by itself.
  */
-function http2ServersOf(server: Server): Http2Server[] {
-  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers
-  if (!(servers instanceof Map) || servers.size === 0)
-    throw new Error(
-      '@grpc/grpc-js has no Server.http2Servers: cannot set the stream and preface time limits',
-    )
-  return [...servers.keys()] as Http2Server[]
-}
-
-function limitConnections(http2Server: Http2Server, limits: ConnectionLimits): void {
+export function limitConnections(http2Server: Http2Server, limits: ConnectionLimits): void {
   http2Server.on('session', (session: ServerHttp2Session) => {
     // The preface is followed by the client's SETTINGS frame, which 'remoteSettings' reports.
     const timer = setTimeout(() => session.destroy(), limits.prefaceTimeoutMs)
@@ -192,15 +168,4 @@ function limitConnections(http2Server: Http2Server, limits: ConnectionLimits): v
 function resetUnfinished(stream: ServerHttp2Stream): void {
   // readableEnded: END_STREAM came and was read, as for a health Watch that is still answering.
   if (!stream.readableEnded) stream.close(http2Constants.NGHTTP2_CANCEL)
-}
-
-/** Lets in-flight calls finish; cuts them after `forceAfterMs`. */
-export function stopGrpc(grpc: GrpcServer, forceAfterMs = 0): Promise<void> {
-  return new Promise((resolve) => {
-    const force = setTimeout(() => grpc.server.forceShutdown(), forceAfterMs)
-    grpc.server.tryShutdown(() => {
-      clearTimeout(force)
-      resolve()
-    })
-  })
 }

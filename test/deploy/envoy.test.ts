@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
-import { skipWithoutEnvoy } from '../support/envoy.js'
+import { skipWithoutEnvoy, withGoogleGrpc } from '../support/envoy.js'
 import { ENVOY, ENVOY_VERSION } from '../support/envoy-bin.js'
 import { message, officialRoot } from '../support/proto-json.js'
 import { ROOT } from '../support/protos.js'
@@ -298,6 +298,29 @@ describe('envoy --mode validate', () => {
     expect(run.stderr + run.stdout).toContain(`configuration '${join(ROOT, 'envoy', file)}' OK`)
     expect(run.status).toBe(0)
   })
+
+  // grpc-clients.test.ts runs edge.yaml on Envoy's other gRPC client, the Google C++ one.
+  it.skipIf(ENVOY === undefined).each(['edge.yaml', 'sidecar.yaml', 'tcp.yaml'])(
+    'accepts envoy/%s switched to google_grpc',
+    (file) => {
+      const dir = mkdtempSync(join(tmpdir(), 'hostguard-envoy-validate-'))
+      const switched = join(dir, file)
+      const source = readFileSync(join(ROOT, 'envoy', file), 'utf8')
+      const config = withGoogleGrpc(source, file, '127.0.0.1:9000')
+      expect(config).not.toContain('envoy_grpc')
+      expect(config).toContain(
+        'google_grpc: { target_uri: 127.0.0.1:9000, stat_prefix: hostguard }',
+      )
+      writeFileSync(switched, config)
+      const run = spawnSync(
+        ENVOY ?? '',
+        ['--mode', 'validate', '-c', switched, '--disable-hot-restart', '-l', 'error'],
+        { encoding: 'utf8' },
+      )
+      expect(run.stderr + run.stdout).toContain(`configuration '${switched}' OK`)
+      expect(run.status).toBe(0)
+    },
+  )
 
   it.skipIf(ENVOY === undefined)(
     'refuses a misspelt field in the per-route http_service of http-service.yaml',

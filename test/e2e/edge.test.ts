@@ -3,41 +3,33 @@
 // what reaches it.
 
 import type { ClientHttp2Session } from 'node:http2'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  EDGE_POLICY,
+  edgeRequests,
+  itAllowsAndDenies,
+  EDGE_HEALTH_SECRET as SECRET,
+} from '../support/edge.js'
 import { skipWithoutEnvoy } from '../support/envoy.js'
 import { ENVOY } from '../support/envoy-bin.js'
-import { ROOT } from '../support/protos.js'
 import { type Stack, startStack } from '../support/stack.js'
 import {
-  http1,
   http2,
   http2Session,
   type RequestOptions,
   SPOOFED_FORWARDING,
 } from '../support/upstream.js'
 
-const POLICY = join(ROOT, 'test', 'e2e', 'edge.policy.yaml')
-const SECRET = 'e2e-health-secret'
-
 skipWithoutEnvoy('the end-to-end tests through envoy/edge.yaml')
 
 describe.skipIf(ENVOY === undefined)('through Envoy on envoy/edge.yaml', () => {
   let stack: Stack
   let h2: ClientHttp2Session
-  let n = 0
-  /** A path no other request of the run used, to find its access log line and upstream record. */
-  const unique = (path: string) => `${path}${path.includes('?') ? '&' : '?'}n=${++n}`
-  const get = (options: RequestOptions) => http1(stack.port, options)
-  /** Matches the path (as Envoy logs it, or the app saw it) of the request sent as `sent`. */
-  const sameRequest = (sent: string) => {
-    const tag = sent.slice(sent.lastIndexOf('n='))
-    return (path: string) => path.endsWith(`?${tag}`) || path.endsWith(`&${tag}`)
-  }
-  const reached = (sent: string) => stack.upstream.seen.filter((s) => sameRequest(sent)(s.path))
+  const requests = edgeRequests(() => stack)
+  const { unique, get, sameRequest, reached } = requests
 
   beforeAll(async () => {
-    stack = await startStack('edge.yaml', 'edge', POLICY, {
+    stack = await startStack('edge.yaml', 'edge', EDGE_POLICY, {
       env: { HEALTH_CHECK_HEADER_VALUE: SECRET },
     })
     h2 = await http2Session(stack.port)
@@ -49,54 +41,10 @@ describe.skipIf(ENVOY === undefined)('through Envoy on envoy/edge.yaml', () => {
   })
 
   describe('allow and deny as the client sees them', () => {
-    it('allows an allowed host over HTTP/1.1: the app answers', async () => {
-      const path = unique('/')
-      const reply = await get({ host: 'www.example.com', path })
-      expect(reply.status).toBe(200)
-      expect(reply.body).toBe(`app ${path}`)
-      expect(stack.upstream.requestsTo(path)).toHaveLength(1)
-    })
-
-    it('allows an allowed host over HTTP/2', async () => {
-      const path = unique('/h2')
-      const reply = await http2(h2, { host: 'www.example.com', path })
-      expect(reply.status).toBe(200)
-      expect(reply.body).toBe(`app ${path}`)
-      expect(stack.upstream.requestsTo(path)).toHaveLength(1)
-    })
-
-    it.each([
-      ['HTTP/1.1', (o: RequestOptions) => get(o)],
-      ['HTTP/2', (o: RequestOptions) => http2(h2, o)],
-    ])(
-      'denies another host with 403 and a short body over %s; the app sees nothing',
-      async (_, send) => {
-        const path = unique('/')
-        const reply = await send({ host: 'evil.example.net', path })
-        expect(reply.status).toBe(403)
-        expect(reply.body).toBe('Forbidden\n')
-        expect(stack.upstream.requestsTo(path)).toEqual([])
-        expect(await stack.envoy.logOf(path)).toMatchObject({
-          status: 403,
-          decision: 'deny',
-          reason: 'host_not_allowed',
-        })
-      },
-    )
-
-    it.each(['a_b.example.com', 'www.example.com:http', 'www.example.com:80:80', '[::1'])(
-      'answers Host %s with 400 from hostguard (invalid_host)',
-      async (host) => {
-        const path = unique('/')
-        const reply = await get({ host, path })
-        expect(reply.status).toBe(400)
-        expect(stack.upstream.requestsTo(path)).toEqual([])
-        expect(await stack.envoy.logOf(path)).toMatchObject({
-          status: 400,
-          decision: 'deny',
-          reason: 'invalid_host',
-        })
-      },
+    itAllowsAndDenies(
+      () => stack,
+      () => h2,
+      requests,
     )
   })
 

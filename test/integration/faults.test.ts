@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest'
 import { DecisionObserver } from '../../src/decision/observe.js'
 import type { CompiledPolicy } from '../../src/decision/types.js'
 import { PolicyStore } from '../../src/policy/store.js'
-import { checkHandler } from '../../src/server/grpc.js'
+import { checkCall, DEFAULT_CONNECTION_LIMITS } from '../../src/server/grpc.js'
 import { createMetrics } from '../../src/server/metrics.js'
 import { callCheck, checkClient } from '../support/grpc.js'
 import { policyFile } from '../support/policy.js'
@@ -34,15 +34,26 @@ describe('the last-resort handler', () => {
     const metrics = createMetrics()
     const lines: string[] = []
     const log = pino({ level: 'error' }, { write: (l: string) => lines.push(l) })
-    const handler = checkHandler(store, new DecisionObserver(metrics, log, ['grpc']), log, () =>
-      metrics.internalErrors.inc(),
+    const run = checkCall(
+      {
+        store,
+        observer: new DecisionObserver(metrics, log, ['grpc']),
+        log,
+        host: '127.0.0.1',
+        port: 0,
+        maxRequestBytes: 4096,
+        connections: DEFAULT_CONNECTION_LIMITS,
+        onInternalError: () => metrics.internalErrors.inc(),
+      },
+      () => {},
     )
     const answers: Buffer[] = []
     const call = () =>
-      handler({ request: FIXTURE } as never, (err, value) => {
-        expect(err).toBeNull()
-        if (value) answers.push(value)
-      })
+      run(
+        FIXTURE,
+        (response) => answers.push(response),
+        (code, details) => expect.fail(`answered status ${code} (${details}), not a deny`),
+      )
     call()
     const answer = official.decodeResponse(answers[0] ?? Buffer.alloc(0))
     expect(answer.status.code).toBe(7)

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { it } from 'vitest'
-import { parse } from 'yaml'
+import { isMap, isPair, isScalar, parse, parseDocument, visit } from 'yaml'
 import { type Endpoint, renderBootstrap } from '../../envoy/render.js'
 import { ENVOY, ENVOY_WHEEL } from './envoy-bin.js'
 import { ROOT } from './protos.js'
@@ -23,6 +23,40 @@ export function skipWithoutEnvoy(what: string): void {
       `*** (or point ENVOY_BIN at an Envoy 1.40 binary).\n\n`,
   )
   it.skip(`SKIPPED: Envoy is missing (${ENVOY_WHEEL} in .tools/envoy, or ENVOY_BIN)`, () => {})
+}
+
+/**
+ * Envoy's two gRPC clients for ext_authz: its own, on a cluster (what envoy/*.yaml ship), and
+ * the Google C++ client, which dials `target_uri` itself.
+ */
+export type GrpcClient = 'envoy_grpc' | 'google_grpc'
+
+/** The stat_prefix of the google_grpc client: Envoy counts its calls in cluster.grpc.<prefix>.* */
+export const GOOGLE_GRPC_STAT_PREFIX = 'hostguard'
+
+/**
+ * `config` with every ext_authz filter's `grpc_service.envoy_grpc` replaced by `google_grpc`
+ * dialling `target` (HOST:PORT), every other line as it was. Test-only: google_grpc bypasses the
+ * hostguard cluster, so the shipped comments on its health checks, circuit breaker and
+ * connect_timeout would not hold for it (envoy/README.md).
+ */
+export function withGoogleGrpc(config: string, file: string, target: string): string {
+  const doc = parseDocument(config)
+  let replaced = 0
+  visit(doc, {
+    Pair(_, pair, path) {
+      // path ends [..., Pair grpc_service, its map]: only grpc_service's own envoy_grpc.
+      const holder = path.at(-2)
+      if (!isScalar(pair.key) || pair.key.value !== 'envoy_grpc' || !isMap(path.at(-1))) return
+      if (!isPair(holder) || !isScalar(holder.key) || holder.key.value !== 'grpc_service') return
+      replaced++
+      const client = doc.createNode({ target_uri: target, stat_prefix: GOOGLE_GRPC_STAT_PREFIX })
+      client.flow = true
+      return doc.createPair('google_grpc', client)
+    },
+  })
+  if (replaced === 0) throw new Error(`${file}: no grpc_service.envoy_grpc to replace`)
+  return doc.toString({ lineWidth: 0 })
 }
 
 interface HostStatus {
@@ -94,18 +128,27 @@ function parseAccessLog(line: string): AccessLogLine | undefined {
 export async function startEnvoy(
   file: string,
   clusters: Readonly<Record<string, readonly Endpoint[]>>,
+  grpcClient: GrpcClient = 'envoy_grpc',
 ): Promise<EnvoyProcess> {
   if (ENVOY === undefined) throw new Error('Envoy is missing')
   const source = readFileSync(join(ROOT, 'envoy', file), 'utf8')
   const listenerNames: string[] = (parse(source).static_resources.listeners ?? []).map(
     (l: { name: string }) => l.name,
   )
-  const dir = mkdtempSync(join(tmpdir(), 'hostguard-envoy-'))
-  const config = renderBootstrap(source, file, {
+  const rendered = renderBootstrap(source, file, {
     clusters: new Map(Object.entries(clusters)),
     listeners: new Map(listenerNames.map((name) => [name, { address: '127.0.0.1', port: 0 }])),
     admin: { address: '127.0.0.1', port: 0 },
   })
+  let config = rendered
+  if (grpcClient === 'google_grpc') {
+    // google_grpc dials one target (pick_first), not the cluster's endpoints.
+    const [hostguard, ...more] = clusters['hostguard'] ?? []
+    if (hostguard === undefined || more.length > 0)
+      throw new Error('google_grpc needs exactly one hostguard endpoint')
+    config = withGoogleGrpc(rendered, file, `${hostguard.address}:${hostguard.port}`)
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'hostguard-envoy-'))
   const configFile = join(dir, file)
   writeFileSync(configFile, config)
   const adminFile = join(dir, 'admin-address')

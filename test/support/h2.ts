@@ -1,7 +1,12 @@
 // Hostile HTTP/2 clients for the connection limits: node:http2 for well-formed streams that never
 // send their message, and raw frames for a client that ignores the server's SETTINGS.
 
-import { type ClientHttp2Session, type ClientHttp2Stream, connect } from 'node:http2'
+import {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  connect,
+  type IncomingHttpHeaders,
+} from 'node:http2'
 import { type Socket, connect as tcpConnect } from 'node:net'
 import { CHECK_METHOD } from '../../src/server/authorization.js'
 
@@ -38,11 +43,70 @@ export function closed(stream: ClientHttp2Stream): Promise<number> {
   )
 }
 
-/** One gRPC message frame: uncompressed flag, big-endian length, the bytes. */
-export function grpcFrame(message: Buffer): Buffer {
+/** One gRPC message frame: the compressed flag (unset unless asked), big-endian length, the bytes. */
+export function grpcFrame(message: Buffer, compressed = false): Buffer {
   const head = Buffer.alloc(5)
+  head[0] = compressed ? 1 : 0
   head.writeUInt32BE(message.length, 1)
   return Buffer.concat([head, message])
+}
+
+/** What a client observes of one raw gRPC call. */
+export interface RawAnswer {
+  /** :status of the response HEADERS; undefined when none came. */
+  readonly httpStatus: number | undefined
+  readonly headers: IncomingHttpHeaders
+  /** grpc-status from the trailers or a trailers-only response; undefined when none came. */
+  readonly grpcStatus: number | undefined
+  /** The response's DATA, still framed. */
+  readonly body: Buffer
+}
+
+/** Resolves once the server ended the stream (END_STREAM or RST_STREAM) with what it answered. */
+export function rawAnswer(stream: ClientHttp2Stream): Promise<RawAnswer> {
+  let headers: IncomingHttpHeaders = {}
+  let trailers: IncomingHttpHeaders = {}
+  const chunks: Buffer[] = []
+  stream.on('response', (h) => {
+    headers = h
+  })
+  stream.on('trailers', (t) => {
+    trailers = t
+  })
+  stream.on('data', (d: Buffer) => chunks.push(d))
+  stream.on('error', () => {})
+  return new Promise((resolve) => {
+    const done = () => {
+      const status = trailers['grpc-status'] ?? headers['grpc-status']
+      resolve({
+        httpStatus: headers[':status'] === undefined ? undefined : Number(headers[':status']),
+        headers,
+        grpcStatus: status === undefined ? undefined : Number(status),
+        body: Buffer.concat(chunks),
+      })
+    }
+    // 'end' alone for a server that answers before the client ended its request.
+    stream.once('end', done)
+    stream.once('close', done)
+  })
+}
+
+/** The first message of a response body (grpcFrame's framing), uncompressed. */
+export function firstMessage(body: Buffer): Buffer {
+  return body.subarray(5, 5 + body.readUInt32BE(1))
+}
+
+/** A call on `session` that sends `body` (nothing when undefined) and ends its request. */
+export function rawCall(
+  session: ClientHttp2Session,
+  headers: Record<string, string>,
+  body?: Buffer,
+): Promise<RawAnswer> {
+  const stream = session.request(headers)
+  const answer = rawAnswer(stream)
+  if (body === undefined) stream.end()
+  else stream.end(body)
+  return answer
 }
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')

@@ -2,7 +2,7 @@
 // recording app, and Envoy running a shipped bootstrap in front of them.
 
 import type { ChildProcess } from 'node:child_process'
-import { type EnvoyProcess, startEnvoy } from './envoy.js'
+import { type EnvoyProcess, type GrpcClient, startEnvoy } from './envoy.js'
 import { MAIN, type ServeProcess, spawnServe } from './server.js'
 import { startUpstream, type Upstream } from './upstream.js'
 
@@ -58,6 +58,10 @@ export interface Stack {
 export interface StackOptions {
   readonly instances?: number
   readonly env?: NodeJS.ProcessEnv
+  /** More flags for each hostguard (a GrpcTransport's `flags`). */
+  readonly flags?: readonly string[]
+  /** The ext_authz filter's gRPC client; the file's own (envoy_grpc) when absent. */
+  readonly grpcClient?: GrpcClient
 }
 
 /** hostguard (one or more instances) on `policyFile`, the app, and Envoy on envoy/<file>. */
@@ -69,14 +73,18 @@ export async function startStack(
 ): Promise<Stack> {
   const hostguards = await Promise.all(
     Array.from({ length: options.instances ?? 1 }, () =>
-      startHostguard(policyFile, options.env ?? {}),
+      startHostguard(policyFile, options.env ?? {}, options.flags ?? []),
     ),
   )
   const upstream = await startUpstream()
-  const envoy = await startEnvoy(file, {
-    hostguard: hostguards.map((h) => ({ address: '127.0.0.1', port: h.grpcPort })),
-    app: [{ address: '127.0.0.1', port: upstream.port }],
-  }).catch(async (err: unknown) => {
+  const envoy = await startEnvoy(
+    file,
+    {
+      hostguard: hostguards.map((h) => ({ address: '127.0.0.1', port: h.grpcPort })),
+      app: [{ address: '127.0.0.1', port: upstream.port }],
+    },
+    options.grpcClient,
+  ).catch(async (err: unknown) => {
     await Promise.all([...hostguards.map((h) => kill(h.child)), upstream.close()])
     throw err
   })
