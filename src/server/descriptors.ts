@@ -44,7 +44,7 @@ export function reflectable(definition: PackageDefinition): PackageDefinition {
   const renamed = new Map<string, string>()
   for (const file of files.values()) {
     const visit = (scope: string, message: Message) => {
-      const name = `${scope}.${message.name}`
+      const name = qualified(scope, message.name)
       for (const nested of message.nestedType ?? []) {
         if (nested.options?.mapEntry) {
           const field = message.field?.find((f) => relative(f.typeName) === nested.name)
@@ -56,12 +56,12 @@ export function reflectable(definition: PackageDefinition): PackageDefinition {
         }
         visit(name, nested)
       }
-      for (const e of message.enumType ?? []) fileOf.set(`${name}.${e.name}`, file.name)
+      for (const e of message.enumType ?? []) fileOf.set(qualified(name, e.name), file.name)
       fileOf.set(name, file.name)
     }
     const top = file.package ?? ''
     for (const message of file.messageType ?? []) visit(top, message)
-    for (const e of file.enumType ?? []) fileOf.set(`${top}.${e.name}`, file.name)
+    for (const e of file.enumType ?? []) fileOf.set(qualified(top, e.name), file.name)
   }
   const fullName = (typeName: string, scope: string): string => {
     if (typeName.startsWith('.')) return typeName.slice(1)
@@ -79,12 +79,14 @@ export function reflectable(definition: PackageDefinition): PackageDefinition {
     const resolve = (typeName: string | undefined, scope: string): string | undefined => {
       if (typeName === undefined || typeName === '') return typeName
       const name = fullName(typeName, scope)
-      const other = fileOf.get(name) as string
+      const other = fileOf.get(name)
+      if (other === undefined)
+        throw new Error(`reflection: the type ${typeName} in ${scope} is not defined`)
       if (other !== file.name) dependencies.add(other)
       return `.${name}`
     }
     const visit = (scope: string, message: Message) => {
-      const name = `${scope}.${message.name}`
+      const name = qualified(scope, message.name)
       for (const field of message.field ?? []) {
         const typeName = resolve(field.typeName, name)
         if (typeName !== undefined) field.typeName = typeName
@@ -95,7 +97,7 @@ export function reflectable(definition: PackageDefinition): PackageDefinition {
     for (const message of file.messageType ?? []) visit(top, message)
     for (const service of file.service ?? [])
       for (const method of service.method ?? []) {
-        const scope = `${top}.${service.name}`
+        const scope = qualified(top, service.name)
         const input = resolve(method.inputType, scope)
         const output = resolve(method.outputType, scope)
         if (input !== undefined) method.inputType = input
@@ -123,6 +125,11 @@ export function reflectable(definition: PackageDefinition): PackageDefinition {
       return [name, { ...type, fileDescriptorProtos }]
     }),
   ) as PackageDefinition
+}
+
+/** A name in a scope; a file without a package is the empty scope. */
+function qualified(scope: string, name: string): string {
+  return scope === '' ? name : `${scope}.${name}`
 }
 
 function fileDescriptorsOf(type: object): Buffer[] {

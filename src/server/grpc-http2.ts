@@ -109,6 +109,8 @@ export function startGrpcHttp2(options: GrpcPortOptions): Promise<GrpcServer> {
     server.once('error', reject)
     server.listen(options.port, options.host, () => {
       server.off('error', reject)
+      // An accept that fails (out of file descriptors) must not take the process down.
+      server.on('error', (err) => options.log.error({ err }, 'gRPC port error'))
       resolve({
         port: (server.address() as AddressInfo).port,
         lastCallAt: () => lastCallAt,
@@ -182,13 +184,15 @@ function readUnary(
         fail(stream, status.UNIMPLEMENTED, 'a second request message for a unary method')
         return false
       }
-      request = message
+      // A copy: held until END_STREAM, a view would hold the whole socket read it lies in.
+      request = Buffer.from(message)
       return true
     },
     end() {
       if (request === undefined) fail(stream, status.UNIMPLEMENTED, 'no request message')
       else onRequest(request)
     },
+    fail: (code, details) => fail(stream, code, details),
   })
 }
 
@@ -197,12 +201,18 @@ interface MessageSink {
   message(message: Buffer): boolean
   /** The request ended after its last whole message. */
   end(): void
+  /** Bytes that are no message, or one too large: the call ends with this status. */
+  fail(code: status, details: string): void
 }
 
 /**
  * Splits the request's DATA into gRPC messages (a flag byte, a big-endian length, the message),
  * decompressing flagged ones. A message longer than `maxBytes`, compressed or not, is refused with
  * RESOURCE_EXHAUSTED as soon as its length is read; bytes that are no message get INTERNAL.
+ *
+ * A message that DATA frames bring in pieces is copied into one buffer of its length as they
+ * come, so what a request holds is bounded by that length: Node hands each frame over as a
+ * slice of the whole socket read, and keeping the slices would hold every read they came in.
  */
 function readMessages(
   stream: ServerHttp2Stream,
@@ -211,8 +221,13 @@ function readMessages(
   sink: MessageSink,
 ): void {
   const encoding = text(headers['grpc-encoding'])
-  let chunks: Buffer[] = []
-  let bytes = 0
+  /** Bytes received and not yet taken: a prefix still short of 5 bytes, or what a read left. */
+  let pending: Buffer[] = []
+  let pendingBytes = 0
+  /** The message being filled from several frames, its flag and how much of it has come. */
+  let partial: Buffer | undefined
+  let partialFlag = 0
+  let filled = 0
   let inflating = false
   let ended = false
   let stopped = false
@@ -221,9 +236,11 @@ function readMessages(
     // Unread, its flow-control window fills and the request time limit resets the stream.
     stream.removeAllListeners('data')
     stream.pause()
-    if (code !== undefined) fail(stream, code, details ?? '')
+    pending = []
+    partial = undefined
+    if (code !== undefined) sink.fail(code, details ?? '')
   }
-  /** The status to answer for the message at the head of the buffer, if it is refused. */
+  /** The status to answer for a message with this prefix, if it is refused. */
   const refusal = (flag: number, length: number): [status, string] | undefined => {
     if (flag > 1) return [status.INTERNAL, `invalid message flag ${flag}`]
     if (length > maxBytes)
@@ -233,33 +250,65 @@ function readMessages(
       ]
     return undefined
   }
-  const pull = (): void => {
-    while (!stopped && !inflating && bytes >= 5) {
-      let head = chunks[0] as Buffer
-      if (head.length < 5) {
-        // Joined once, so that a prefix split over tiny DATA frames is not re-copied per frame.
-        head = Buffer.concat(chunks, bytes)
-        chunks = [head]
+  /** Drops `n` bytes from the front of `pending`. */
+  const consume = (n: number): void => {
+    pendingBytes -= n
+    while (n > 0) {
+      const head = pending[0] as Buffer
+      if (head.length > n) {
+        pending[0] = head.subarray(n)
+        return
       }
+      n -= head.length
+      pending.shift()
+    }
+  }
+  const pull = (): void => {
+    while (!stopped && !inflating) {
+      if (partial !== undefined) {
+        while (filled < partial.length && pending.length > 0) {
+          const head = pending[0] as Buffer
+          const n = head.copy(partial, filled)
+          filled += n
+          consume(n)
+        }
+        if (filled < partial.length) break
+        const message = partial
+        partial = undefined
+        take(partialFlag, message)
+        continue
+      }
+      if (pendingBytes < 5) break
+      if ((pending[0] as Buffer).length < 5) pending = [Buffer.concat(pending, pendingBytes)]
+      const head = pending[0] as Buffer
       const flag = head[0] as number
       const length = head.readUInt32BE(1)
       const refused = refusal(flag, length)
-      if (refused !== undefined) stop(...refused)
-      else if (bytes >= 5 + length) take(flag, length)
-      else break
+      if (refused !== undefined) {
+        stop(...refused)
+        return
+      }
+      consume(5)
+      const first = pending[0]
+      if (first !== undefined && first.length >= length) {
+        // The whole message in one frame, as Envoy sends it: taken where it lies, no copy.
+        consume(length)
+        take(flag, first.subarray(0, length))
+      } else {
+        partial = Buffer.allocUnsafe(length)
+        partialFlag = flag
+        filled = 0
+      }
     }
     if (ended && !stopped && !inflating) {
       stopped = true
-      if (bytes > 0) fail(stream, status.INTERNAL, 'the request ends inside a message')
+      if (pendingBytes > 0 || partial !== undefined)
+        sink.fail(status.INTERNAL, 'the request ends inside a message')
       else sink.end()
     }
   }
-  /** Takes the whole message at the head of the buffer to the sink, decompressing it first. */
-  const take = (flag: number, length: number): void => {
-    const all = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, bytes)
-    const message = all.subarray(5, 5 + length)
-    bytes -= 5 + length
-    chunks = bytes === 0 ? [] : [all.subarray(5 + length)]
+  /** Takes a whole message to the sink, decompressing it first. */
+  const take = (flag: number, message: Buffer): void => {
     if (flag === 0) {
       if (!sink.message(message)) stop()
       return
@@ -289,8 +338,8 @@ function readMessages(
     })
   }
   stream.on('data', (chunk: Buffer) => {
-    chunks.push(chunk)
-    bytes += chunk.length
+    pending.push(chunk)
+    pendingBytes += chunk.length
     pull()
   })
   stream.once('end', () => {
@@ -515,6 +564,8 @@ function callLibrary(
         return true
       },
       end: () => call.emit('end'),
+      // After answers were written, the status goes in the trailers.
+      fail: (code, details) => call.fail(code, details),
     })
     return
   }

@@ -7,10 +7,11 @@
 import {
   type Http2Server,
   constants as http2Constants,
+  type IncomingHttpHeaders,
   type ServerHttp2Session,
   type ServerHttp2Stream,
 } from 'node:http2'
-import { type Server, status } from '@grpc/grpc-js'
+import { type Server, type ServerWritableStream, status } from '@grpc/grpc-js'
 import { loadSync } from '@grpc/proto-loader'
 import { ReflectionService } from '@grpc/reflection'
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check'
@@ -137,7 +138,7 @@ export function addHealthAndReflection(registry: ServiceRegistry): (serving: boo
     Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING'])),
   )
   // Both libraries type the registry as grpc-js's Server, and use only its addService.
-  health.addToServer(registry as Server)
+  health.addToServer(knownWatchesOnly(registry) as Server)
   new ReflectionService(
     reflectable({ ...loadCheckProtos(), ...loadSync(healthProtoPath) }),
   ).addToServer(registry as Server)
@@ -146,6 +147,38 @@ export function addHealthAndReflection(registry: ServiceRegistry): (serving: boo
       health.setStatus(service, serving ? 'SERVING' : 'NOT_SERVING')
   }
 }
+
+/**
+ * grpc-health-check keeps a watcher set per service name Watch was asked for, and never drops an
+ * emptied one: a client that watched ever new names (each up to --max-request-bytes) would grow
+ * memory without bound. A Watch of a service outside HEALTH_SERVICES is answered SERVICE_UNKNOWN
+ * here, as the library would, and held open without reaching it: no service is ever added.
+ */
+function knownWatchesOnly(registry: ServiceRegistry): ServiceRegistry {
+  const known: ReadonlySet<string> = new Set(HEALTH_SERVICES)
+  return {
+    addService(service, implementation) {
+      const watch = implementation['watch'] as
+        | ((call: ServerWritableStream<{ service: string }, unknown>) => void)
+        | undefined
+      registry.addService(
+        service,
+        watch === undefined
+          ? implementation
+          : {
+              ...implementation,
+              watch(call: ServerWritableStream<{ service: string }, unknown>) {
+                if (known.has(call.request.service)) watch(call)
+                else call.write({ status: 'SERVICE_UNKNOWN' })
+              },
+            },
+      )
+    },
+  }
+}
+
+/** The one method whose stream rightly stays open after its request: it answers until cancelled. */
+const HEALTH_WATCH = '/grpc.health.v1.Health/Watch'
 
 /**
  * The preface and request time limits, on the node:http2 server a transport listens with:
@@ -158,14 +191,26 @@ export function limitConnections(http2Server: Http2Server, limits: ConnectionLim
     session.once('remoteSettings', () => clearTimeout(timer))
     session.once('close', () => clearTimeout(timer))
   })
-  http2Server.on('stream', (stream: ServerHttp2Stream) => {
-    const timer = setTimeout(resetUnfinished, limits.requestTimeoutMs, stream)
+  http2Server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    const timer = setTimeout(
+      headers[http2Constants.HTTP2_HEADER_PATH] === HEALTH_WATCH ? resetUnfinished : reset,
+      limits.requestTimeoutMs,
+      stream,
+    )
     stream.once('close', () => clearTimeout(timer))
   })
 }
 
-/** A stream still open at its time limit: reset it unless its client finished the request. */
+/**
+ * A stream still open at its time limit. Every answer but Watch's is sent at once, so one still
+ * open is a request not ended, or an answer its client will not take (a flow-control window held
+ * shut), which would hold the stream forever.
+ */
+function reset(stream: ServerHttp2Stream): void {
+  stream.close(http2Constants.NGHTTP2_CANCEL)
+}
+
+/** A health Watch at the time limit: reset unless its client ended the request (END_STREAM read). */
 function resetUnfinished(stream: ServerHttp2Stream): void {
-  // readableEnded: END_STREAM came and was read, as for a health Watch that is still answering.
   if (!stream.readableEnded) stream.close(http2Constants.NGHTTP2_CANCEL)
 }

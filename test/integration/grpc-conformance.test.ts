@@ -362,6 +362,35 @@ describe.each(GRPC_TRANSPORTS)('the Check port over $name', (transport) => {
   })
 })
 
+describe.each(GRPC_TRANSPORTS)('the request time limit over $name', (transport) => {
+  const REQUEST_TIMEOUT_MS = 200
+  let running: Running
+  beforeAll(async () => {
+    running = await startServer(EXAMPLE, {
+      ...transport.options,
+      connections: { ...DEFAULT_CONNECTION_LIMITS, requestTimeoutMs: REQUEST_TIMEOUT_MS },
+    })
+  })
+  afterAll(() => running?.stop())
+
+  it('resets a finished call whose client never opens its window for the answer', async () => {
+    // A flow-control window of 0: the answer's HEADERS pass, its DATA never can.
+    const session = connect(`http://127.0.0.1:${running.grpcPort}`, {
+      settings: { initialWindowSize: 0 },
+    })
+    session.on('error', () => {})
+    try {
+      const stream = session.request(CHECK_HEADERS)
+      stream.on('error', () => {})
+      const code = closed(stream)
+      stream.end(grpcFrame(FIXTURE))
+      expect(await code).toBe(h2.NGHTTP2_CANCEL)
+    } finally {
+      session.destroy()
+    }
+  })
+})
+
 describe.each(GRPC_TRANSPORTS)('shutdown over $name', (transport) => {
   it('streams health through Watch and sends NOT_SERVING when shutdown begins', async () => {
     const running = await startServer(EXAMPLE, transport.options)

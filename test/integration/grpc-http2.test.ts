@@ -2,11 +2,13 @@
 // which grpc-conformance.test.ts holds both transports to.
 
 import { join } from 'node:path'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { Running } from '../../src/serve.js'
 import { DEFAULT_CONNECTION_LIMITS } from '../../src/server/grpc.js'
-import { CHECK_HEADERS, closed, grpcFrame, h2Session } from '../support/h2.js'
+import { CHECK_HEADERS, closed, grpcFrame, h2Session, rawOneByteFrames } from '../support/h2.js'
 import { ROOT } from '../support/protos.js'
 import { startServer } from '../support/server.js'
 
@@ -210,6 +212,50 @@ describe('the node:http2 transport under a hostile client', () => {
       expect(copied).toBeLessThan(3 * message.length)
     } finally {
       concat.mockRestore()
+      session.close()
+    }
+  })
+})
+
+describe('the node:http2 transport holding a request', () => {
+  let running: Running
+  beforeAll(async () => {
+    running = await startServer(EXAMPLE, { grpcTransport: 'node-http2' })
+  })
+  afterAll(() => running?.stop())
+
+  it('holds a message that comes in 1-byte DATA frames in one buffer, not as the frames', async () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    // 60,000 bytes: within the initial flow-control window, so the client needs no WINDOW_UPDATE.
+    const body = grpcFrame(Buffer.alloc(60_000 - 5))
+    gc()
+    const before = process.memoryUsage().heapUsed
+    // All but the last byte: the message is incomplete, so the server still holds what came.
+    const socket = await rawOneByteFrames(running.grpcPort, body.subarray(0, body.length - 1))
+    try {
+      gc()
+      const held = process.memoryUsage().heapUsed - before
+      // The frames kept as they came are 60,000 Buffer objects, about 6 MB of heap (before the fix).
+      expect(held).toBeLessThan(2 * 1024 * 1024)
+    } finally {
+      socket.destroy()
+    }
+  })
+
+  it('answers a bad message on a reflection stream that already answered with a status', async () => {
+    const session = await h2Session(running.grpcPort)
+    try {
+      const stream = session.request({ ...CHECK_HEADERS, ':path': REFLECTION_V1 })
+      const status = grpcStatus(stream)
+      const answered = new Promise((resolve) => stream.once('data', resolve))
+      stream.write(grpcFrame(Buffer.from([0x3a, 0x00]))) // list_services: ""
+      await answered
+      const bad = grpcFrame(Buffer.alloc(1))
+      bad[0] = 2 // a flag byte other than 0 or 1
+      stream.end(bad)
+      expect(await status).toBe('13')
+    } finally {
       session.close()
     }
   })

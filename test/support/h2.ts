@@ -110,7 +110,10 @@ export function rawCall(
 }
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+const FRAME_DATA = 0x0
 const FRAME_HEADERS = 0x1
+const FRAME_PING = 0x6
+const FLAG_ACK = 0x1
 const FRAME_RST_STREAM = 0x3
 const FRAME_SETTINGS = 0x4
 const FLAG_END_HEADERS = 0x4
@@ -201,4 +204,43 @@ export function rawHalfOpenStreams(port: number, streams: number): Promise<RawCl
       })
     })
   })
+}
+
+/**
+ * Opens one Check stream on a raw connection and sends `body` in DATA frames of one byte each,
+ * without ending the request; resolves once the server has answered a PING sent after them, so
+ * it has read every frame. The caller destroys the socket. `body` must fit the server's initial
+ * flow-control window (64 KiB less one byte): the client waits for no WINDOW_UPDATE.
+ */
+export function rawOneByteFrames(port: number, body: Buffer): Promise<Socket> {
+  const wire = oneByteFrames(port, body)
+  const socket = tcpConnect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  let buffered = Buffer.alloc(0)
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject)
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk])
+      while (buffered.length >= 9) {
+        const length = buffered.readUIntBE(0, 3)
+        if (buffered.length < 9 + length) break
+        if (buffered[3] === FRAME_PING && ((buffered[4] as number) & FLAG_ACK) !== 0)
+          resolve(socket)
+        buffered = buffered.subarray(9 + length)
+      }
+    })
+    socket.once('close', () => reject(new Error('the server closed the connection')))
+    socket.once('connect', () => socket.write(wire))
+  })
+}
+
+/** rawOneByteFrames' bytes as one buffer: the frames themselves are garbage once it returns. */
+function oneByteFrames(port: number, body: Buffer): Buffer {
+  const block = hpack({ ':scheme': 'http', ':authority': `127.0.0.1:${port}`, ...CHECK_HEADERS })
+  const frames = [PREFACE, frame(FRAME_SETTINGS, 0, 0, Buffer.alloc(0))]
+  frames.push(frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, block))
+  for (let at = 0; at < body.length; at++)
+    frames.push(frame(FRAME_DATA, 0, 1, body.subarray(at, at + 1)))
+  frames.push(frame(FRAME_PING, 0, 0, Buffer.from('onebyte!')))
+  return Buffer.concat(frames)
 }
