@@ -1,25 +1,22 @@
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { promisify } from 'node:util'
 import {
   type Client,
   credentials,
-  loadPackageDefinition,
   makeClientConstructor,
   type ServiceClientConstructor,
 } from '@grpc/grpc-js'
-import { loadSync } from '@grpc/proto-loader'
 import fc from 'fast-check'
 import { service as healthService } from 'grpc-health-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Running, serve } from '../../src/serve.js'
 import { createLog } from '../../src/server/log.js'
 import { callCheck, checkClient } from '../support/grpc.js'
-import { FIXTURES, type Message, official, ROOT } from '../support/protos.js'
+import { FIXTURES, official, ROOT } from '../support/protos.js'
 import { haveGrpcio, PYTHON, skipLoudly } from '../support/system.js'
 
 const SECRET = 'S3cr3t-hostguard-observability'
@@ -370,42 +367,6 @@ describe('grpc.health.v1.Health', () => {
     !haveGrpcio,
     'python3-grpcio is missing: gRPC health was NOT checked over the C-core stack.',
   )
-})
-
-describe('server reflection', () => {
-  const require = createRequire(import.meta.url)
-  const protoDir = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto')
-
-  it('lists the services and describes CheckRequest, as grpcurl asks', async () => {
-    const definition = loadSync('grpc/reflection/v1alpha/reflection.proto', {
-      includeDirs: [protoDir],
-      keepCase: true,
-    })
-    // biome-ignore lint/suspicious/noExplicitAny: a package tree made at run time
-    const pkg = loadPackageDefinition(definition) as any
-    const reflection = new pkg.grpc.reflection.v1alpha.ServerReflection(
-      `127.0.0.1:${running.grpcPort}`,
-      credentials.createInsecure(),
-    )
-    const answers: Message[] = []
-    await new Promise<void>((resolve, reject) => {
-      const stream = reflection.ServerReflectionInfo()
-      stream.on('data', (m: Message) => {
-        answers.push(m)
-        if (answers.length === 2) stream.end()
-      })
-      stream.on('end', resolve)
-      stream.on('error', reject)
-      stream.write({ list_services: '' })
-      stream.write({ file_containing_symbol: 'envoy.service.auth.v3.CheckRequest' })
-    })
-    reflection.close()
-    const names = answers[0].list_services_response.service.map((s: { name: string }) => s.name)
-    expect(names).toEqual(
-      expect.arrayContaining(['envoy.service.auth.v3.Authorization', 'grpc.health.v1.Health']),
-    )
-    expect(answers[1].file_descriptor_response.file_descriptor_proto.length).toBeGreaterThan(0)
-  })
 })
 
 describe('the example fixtures still pass through the observed handler', () => {
