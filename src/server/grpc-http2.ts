@@ -1,6 +1,6 @@
 // The gRPC port served straight on node:http2 (the default transport; issue 18). grpc-js cost more
 // CPU per Check than the whole decision (bench/TRANSPORTS.md), so this module speaks the little of
-// gRPC the port needs: unary Check on raw bytes with nothing allocated per call beyond the stream,
+// gRPC the port needs: unary Check on raw bytes with little allocated per call beyond the stream,
 // and health and reflection by the libraries' own handlers (grpc-health-check, @grpc/reflection),
 // registered as with grpc-js (addService) and called with the part of grpc-js's call objects they
 // use. What it implements of the gRPC protocol: docs/operations.md, "gRPC transport".
@@ -291,7 +291,8 @@ function readMessages(
       consume(5)
       const first = pending[0]
       if (first !== undefined && first.length >= length) {
-        // The whole message in one frame, as Envoy sends it: taken where it lies, no copy.
+        // The whole message in one frame, as Envoy sends it: passed on where it lies (readUnary
+        // copies what it must hold until END_STREAM).
         consume(length)
         take(flag, first.subarray(0, length))
       } else {

@@ -17,7 +17,7 @@ import {
 /** The Check handler. Synchronous on purpose: grpc-js catches a throw, not a rejected promise. */
 function checkHandler(
   options: GrpcPortOptions,
-  onCall: (at: number) => void = () => {},
+  onCall: (at: number) => void,
 ): (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => void {
   const run = checkCall(options, onCall)
   return (call, callback) =>
@@ -34,12 +34,10 @@ export function startGrpcJs(options: GrpcPortOptions): Promise<GrpcServer> {
     // A CheckRequest is a few KiB, more with with_request_body; a larger one is refused with
     // RESOURCE_EXHAUSTED before it is read (Envoy then applies failure_mode_allow/status_on_error).
     'grpc.max_receive_message_length': options.maxRequestBytes,
-    // Ping idle connections to notice a dead peer within a minute, and let Envoy's own keepalive
-    // pings through.
+    // Ping connections to notice a dead peer within a minute. (Envoy's own keepalive pings are
+    // answered by nghttp2 whatever the options: grpc-js's server reads no ping policy.)
     'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
-    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
     // Each stream costs about 7 KiB until it ends (Node's Http2Stream and grpc-js's call): the
     // cap bounds what one connection holds; nghttp2 refuses streams past it with REFUSED_STREAM.
     'grpc.max_concurrent_streams': connections.maxConcurrentStreams,

@@ -31,7 +31,7 @@ export function skipWithoutEnvoy(what: string): void {
  */
 export type GrpcClient = 'envoy_grpc' | 'google_grpc'
 
-/** The stat_prefix of the google_grpc client: Envoy counts its calls in cluster.grpc.<prefix>.* */
+/** The stat_prefix of the google_grpc client: Envoy counts its calls in grpc.<prefix>.* */
 export const GOOGLE_GRPC_STAT_PREFIX = 'hostguard'
 
 /**
