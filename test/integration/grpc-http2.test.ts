@@ -1,6 +1,7 @@
 // What the node:http2 transport (src/server/grpc-http2.ts) does beyond grpc-js's behaviour,
 // which grpc-conformance.test.ts holds both transports to.
 
+import type { ClientHttp2Stream } from 'node:http2'
 import { join } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -8,7 +9,14 @@ import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { Running } from '../../src/serve.js'
 import { DEFAULT_CONNECTION_LIMITS } from '../../src/server/grpc.js'
-import { CHECK_HEADERS, closed, grpcFrame, h2Session, rawOneByteFrames } from '../support/h2.js'
+import {
+  CHECK_HEADERS,
+  closed,
+  grpcFrame,
+  h2Session,
+  rawAnswer,
+  rawOneByteFrames,
+} from '../support/h2.js'
 import { ROOT } from '../support/protos.js'
 import { startServer } from '../support/server.js'
 
@@ -21,18 +29,10 @@ function fileContainingSymbol(symbol: string): Buffer {
   return Buffer.concat([Buffer.from([0x22, name.length]), name])
 }
 
-/** The gRPC status of a finished stream: from its trailers, or its trailers-only HEADERS. */
-function grpcStatus(stream: import('node:http2').ClientHttp2Stream): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    let found: string | undefined
-    const take = (headers: Record<string, unknown>) => {
-      if (headers['grpc-status'] !== undefined) found = String(headers['grpc-status'])
-    }
-    stream.on('response', take)
-    stream.on('trailers', take)
-    stream.resume()
-    stream.once('close', () => resolve(found))
-  })
+/** The gRPC status of a finished stream, as its text: from its trailers or trailers-only HEADERS. */
+async function grpcStatus(stream: ClientHttp2Stream): Promise<string | undefined> {
+  const { grpcStatus: code } = await rawAnswer(stream)
+  return code === undefined ? undefined : String(code)
 }
 
 /** HealthCheckRequest { service (1): name }, the length a two-byte varint. */
@@ -86,15 +86,11 @@ describe('the node:http2 transport', () => {
     try {
       const bad = session.request({ ...CHECK_HEADERS, 'grpc-encoding': 'gzip' })
       const badStatus = grpcStatus(bad)
-      const frame = grpcFrame(Buffer.from('not gzip at all'))
-      frame[0] = 1
-      bad.end(frame)
+      bad.end(grpcFrame(Buffer.from('not gzip at all'), true))
       expect(await badStatus).toBe('13')
       const good = session.request({ ...CHECK_HEADERS, 'grpc-encoding': 'gzip' })
       const goodStatus = grpcStatus(good)
-      const compressed = grpcFrame(gzipSync(Buffer.alloc(0)))
-      compressed[0] = 1
-      good.end(compressed)
+      good.end(grpcFrame(gzipSync(Buffer.alloc(0)), true))
       expect(await goodStatus).toBe('0')
     } finally {
       session.close()
