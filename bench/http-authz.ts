@@ -97,7 +97,8 @@ export interface AuthzHttpOptions {
   readonly connections: number
 }
 
-export type AuthzServer = 'hostguard' | 'no-op'
+/** `no-op, lean`: the no-op with hostguard's request class (bench/noop-http-server.ts). */
+export type AuthzServer = 'hostguard' | 'no-op' | 'no-op, lean'
 
 export interface AuthzLoadResult {
   readonly server: AuthzServer
@@ -137,7 +138,11 @@ async function start(server: AuthzServer): Promise<Started> {
           '--listen',
           '127.0.0.1',
         ]
-      : [join(ROOT, 'build', 'tools', 'bench', 'noop-http-server.js'), String(port)]
+      : [
+          join(ROOT, 'build', 'tools', 'bench', 'noop-http-server.js'),
+          String(port),
+          ...(server === 'no-op, lean' ? ['lean'] : []),
+        ]
   const [command, full] = pinned(0, process.execPath, args)
   const child = spawn(command, full, {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -174,12 +179,12 @@ async function load(port: number, requests: number, connections: number, log?: s
 }
 
 /**
- * Both servers started once and warmed up, then `rounds` measured loads each, the order reversed
- * every other round: the two meet the same machine, whatever else runs on it meanwhile.
+ * The servers started once and warmed up, then `rounds` measured loads each, the order reversed
+ * every other round: all meet the same machine, whatever else runs on it meanwhile.
  */
 export async function authzHttpBench(o: AuthzHttpOptions): Promise<AuthzLoadResult[]> {
   const results: AuthzLoadResult[] = []
-  const servers: AuthzServer[] = ['no-op', 'hostguard']
+  const servers: AuthzServer[] = ['no-op', 'no-op, lean', 'hostguard']
   const running = new Map<AuthzServer, Started>()
   try {
     for (const server of servers) running.set(server, await start(server))

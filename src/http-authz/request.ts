@@ -47,7 +47,8 @@ export interface AuthzTarget {
 export function parseTarget(url: string): AuthzTarget | undefined {
   if (url.charCodeAt(0) !== 0x2f) return undefined
   const dialectEnd = segmentEnd(url, 1)
-  const dialect = DIALECTS.find((d) => d.length === dialectEnd - 1 && url.startsWith(d, 1))
+  let dialect: Dialect | undefined
+  for (const d of DIALECTS) if (d.length === dialectEnd - 1 && url.startsWith(d, 1)) dialect = d
   if (dialect === undefined) return undefined
   if (url.charCodeAt(dialectEnd) !== 0x2f) return { dialect, site: '', rest: url.slice(dialectEnd) }
   const siteEnd = segmentEnd(url, dialectEnd + 1)
@@ -72,20 +73,42 @@ export interface Misconfigured {
 
 /** A request's kept headers by lower-case name, repeats joined with a bare `,` (as Envoy does). */
 class HeaderValues implements HeaderLookup {
-  readonly values = new Map<string, string>()
+  // A few names at most (the policy's headerNames): a scan is cheaper than a Map per request.
+  readonly #names: string[] = []
+  readonly #values: string[] = []
 
   get(name: string): string | undefined {
-    return this.values.get(name)
+    const i = this.#names.indexOf(name)
+    return i < 0 ? undefined : this.#values[i]
   }
 
   has(name: string): boolean {
-    return this.values.has(name)
+    return this.#names.includes(name)
   }
 
   /** Node reads header bytes as latin1, so latin1 gives the bytes back as the proxy sent them. */
   bytes(name: string): Uint8Array | undefined {
-    const value = this.values.get(name)
+    const value = this.get(name)
     return value === undefined ? undefined : Buffer.from(value, 'latin1')
+  }
+
+  add(name: string, value: string): void {
+    const i = this.#names.indexOf(name)
+    if (i < 0) {
+      this.#names.push(name)
+      this.#values.push(value)
+    } else this.#values[i] = `${this.#values[i]},${value}`
+  }
+
+  /** Sets a value already there, or removes it (undefined). */
+  replace(name: string, value: string | undefined): void {
+    const i = this.#names.indexOf(name)
+    if (i < 0) return
+    if (value !== undefined) this.#values[i] = value
+    else {
+      this.#names.splice(i, 1)
+      this.#values.splice(i, 1)
+    }
   }
 }
 
@@ -94,12 +117,73 @@ function withoutQuery(target: string): string {
   return q < 0 ? target : target.slice(0, q)
 }
 
-/** Whether `name` (lower case) is one of `wanted`'s. */
-function isWanted(wanted: HeaderNames, name: string): boolean {
-  const group = wanted.byLength[name.length]
-  if (group === undefined) return false
-  for (const n of group) if (n.name === name) return true
-  return false
+const PEER = 0
+const AUTHORITY = 1
+const PATH = 2
+/** A header the decision reads (the policy's headerNames), or x-forwarded-for where the dialect reads it. */
+const KEPT = 3
+
+/** A header name a dialect reads, and what it is to the dialect. */
+interface ReadName {
+  /** Lower case. */
+  readonly name: string
+  /** The name as nginx's documentation, Go's net/http (Caddy, Traefik) and browsers write it. */
+  readonly canonical: string
+  readonly role: typeof PEER | typeof AUTHORITY | typeof PATH | typeof KEPT
+}
+
+/** `x-forwarded-for` → `X-Forwarded-For` (Go's CanonicalMIMEHeaderKey for a token). */
+function canonicalName(name: string): string {
+  return name.replace(/(^|-)([a-z])/g, (_, dash: string, c: string) => dash + c.toUpperCase())
+}
+
+/** Dense by name length (an empty group where no name has that length), as HeaderNames. */
+type NameTable = readonly (readonly ReadName[])[]
+
+/** A dialect's table for a policy's headerNames, made on first use: one per policy and dialect. */
+const TABLES = new WeakMap<HeaderNames, Record<Dialect, NameTable>>()
+
+function nameTable(dialect: Dialect, wanted: HeaderNames): NameTable {
+  let tables = TABLES.get(wanted)
+  if (tables === undefined) {
+    const made: Partial<Record<Dialect, NameTable>> = {}
+    for (const d of DIALECTS) made[d] = buildTable(d, wanted)
+    tables = made as Record<Dialect, NameTable>
+    TABLES.set(wanted, tables)
+  }
+  return tables[dialect]
+}
+
+function buildTable(dialect: Dialect, wanted: HeaderNames): NameTable {
+  const inputs = INPUTS[dialect]
+  const names: ReadName[] = []
+  const read = (name: string, role: ReadName['role']) => {
+    if (!names.some((n) => n.name === name))
+      names.push({ name, canonical: canonicalName(name), role })
+  }
+  // The dialect's own inputs first: they are never also kept as headers the decision reads.
+  if (inputs.peer !== undefined) read(inputs.peer, PEER)
+  read(inputs.authority, AUTHORITY)
+  if (inputs.path !== undefined) read(inputs.path, PATH)
+  for (const group of wanted.byLength) for (const n of group) read(n.name, KEPT)
+  if (inputs.peer === undefined || dialect === 'envoy') read(XFF, KEPT)
+  const longest = Math.max(...names.map((n) => n.name.length))
+  const table: ReadName[][] = Array.from({ length: longest + 1 }, () => [])
+  for (const n of names) table[n.name.length]?.push(n)
+  return table
+}
+
+/**
+ * `raw` is `lower` in any case. Header names are tokens (ASCII: node:http refuses any other), so
+ * only A-Z need folding, and a name is compared without making its lower case.
+ */
+function isNamed(raw: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    let c = raw.charCodeAt(i)
+    if (c >= 0x41 && c <= 0x5a) c |= 0x20
+    if (c !== lower.charCodeAt(i)) return false
+  }
+  return true
 }
 
 /**
@@ -114,48 +198,41 @@ export function readRequest(
   rawHeaders: readonly string[],
   wanted: HeaderNames,
 ): RequestInput | Misconfigured {
-  const inputs = INPUTS[target.dialect]
-  const readsXff = inputs.peer === undefined || target.dialect === 'envoy'
+  const table = nameTable(target.dialect, wanted)
   const headers = new HeaderValues()
   let peer: string | undefined
   let authority: string | undefined
   let path: string | undefined
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const raw = rawHeaders[i] as string
-    // A name of no wanted length is skipped without making its lower case: most of a browser's
-    // headers. (Lower-casing keeps an ASCII name's length; no other can equal a wanted one.)
-    const length = raw.length
-    if (
-      (wanted.byLength[length]?.length ?? 0) === 0 &&
-      length !== inputs.peer?.length &&
-      length !== inputs.authority.length &&
-      length !== inputs.path?.length &&
-      !(readsXff && length === XFF.length)
-    )
-      continue
-    const name = raw.toLowerCase()
-    const value = rawHeaders[i + 1] as string
-    if (name === inputs.peer || name === inputs.authority || name === inputs.path) {
-      const given = name === inputs.peer ? peer : name === inputs.authority ? authority : path
-      if (given !== undefined) return { header: name, problem: 'repeated' }
-      if (name === inputs.peer) peer = value
-      else if (name === inputs.authority) authority = value
-      else path = value
-      continue
+    // Most of a browser's headers have a length no name read has, and cost one comparison.
+    if (raw.length >= table.length) continue
+    const group = table[raw.length] as readonly ReadName[]
+    for (let g = 0; g < group.length; g++) {
+      const { name, canonical, role } = group[g] as ReadName
+      // Equal strings compare in native code: try the two spellings proxies send first.
+      if (raw !== name && raw !== canonical && !isNamed(raw, name)) continue
+      const value = rawHeaders[i + 1] as string
+      if (role === KEPT) headers.add(name, value)
+      else {
+        const given = role === PEER ? peer : role === AUTHORITY ? authority : path
+        if (given !== undefined) return { header: name, problem: 'repeated' }
+        if (role === PEER) peer = value
+        else if (role === AUTHORITY) authority = value
+        else path = value
+      }
+      break
     }
-    if (!isWanted(wanted, name) && !(readsXff && name === XFF)) continue
-    const before = headers.values.get(name)
-    headers.values.set(name, before === undefined ? value : `${before},${value}`)
   }
+  const inputs = INPUTS[target.dialect]
   if (inputs.peer === undefined) {
     // Traefik appends its peer to x-forwarded-for: the last element is the peer, the ones
     // before it are the chain a trusted peer vouches for.
-    const chain = headers.values.get(XFF)
+    const chain = headers.get(XFF)
     if (chain === undefined) return { header: XFF, problem: 'missing' }
     const comma = chain.lastIndexOf(',')
     peer = chain.slice(comma + 1).trim()
-    if (comma < 0) headers.values.delete(XFF)
-    else headers.values.set(XFF, chain.slice(0, comma))
+    headers.replace(XFF, comma < 0 ? undefined : chain.slice(0, comma))
   }
   if (peer === undefined) return { header: inputs.peer ?? XFF, problem: 'missing' }
   if (target.dialect === 'envoy') dropOwnHop(headers, peer)
@@ -178,12 +255,11 @@ export function readRequest(
  * element is the peer itself, not a hop the peer vouches for.
  */
 function dropOwnHop(headers: HeaderValues, peer: string): void {
-  const chain = headers.values.get(XFF)
+  const chain = headers.get(XFF)
   if (chain === undefined) return
   const comma = chain.lastIndexOf(',')
   if (chain.slice(comma + 1).trim() !== peer) return
-  if (comma < 0) headers.values.delete(XFF)
-  else headers.values.set(XFF, chain.slice(0, comma))
+  headers.replace(XFF, comma < 0 ? undefined : chain.slice(0, comma))
 }
 
 export function isMisconfigured(read: RequestInput | Misconfigured): read is Misconfigured {

@@ -197,6 +197,36 @@ describe('serve --authz-port', () => {
     expect(answer === '' || answer.startsWith('HTTP/1.1 408')).toBe(true)
   })
 
+  it("keeps node:http's own checks of Host and Expect (its request makes only those headers)", async () => {
+    /** What the port answers to one raw request, up to the end of its first answer's head. */
+    const raw = async (request: string): Promise<string> => {
+      const socket = connect(port, '127.0.0.1')
+      await once(socket, 'connect')
+      let answer = ''
+      socket.setEncoding('latin1')
+      socket.on('data', (d) => {
+        answer += d
+      })
+      socket.write(request)
+      await until(5000, () => /\r\n\r\n/.test(answer), 'an answer head')
+      socket.destroy()
+      return answer
+    }
+    const nginx = 'x-hostguard-peer: 203.0.113.7\r\nx-hostguard-authority: www.example.com\r\n'
+    // An HTTP/1.1 request without Host: node:http answers 400 before hostguard sees it.
+    expect(await raw(`GET /nginx/default HTTP/1.1\r\n${nginx}\r\n`)).toMatch(/^HTTP\/1\.1 400 /)
+    expect(await raw(`GET /nginx/default HTTP/1.1\r\nHOST: a\r\n${nginx}\r\n`)).toMatch(
+      /^HTTP\/1\.1 200 /,
+    )
+    // An expectation node:http cannot meet: 417, not a decision.
+    expect(
+      await raw(`GET /nginx/default HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n${nginx}\r\n`),
+    ).toMatch(/^HTTP\/1\.1 417 /)
+    // 100-continue: node:http says 100 Continue, then hostguard answers.
+    const continued = `POST /nginx/default HTTP/1.1\r\nHost: a\r\nEXPECT: 100-Continue\r\ncontent-length: 3\r\n${nginx}\r\n`
+    expect(await raw(continued)).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\n/)
+  })
+
   it('answers garbage 400 and keeps serving', async () => {
     const socket = connect(port, '127.0.0.1')
     await once(socket, 'connect')

@@ -2,10 +2,13 @@
 // peer or authority header, or carries one twice, is never allowed, whatever else it carries and
 // however permissive the policy; and no header soup makes authorize() throw.
 
+import { IncomingMessage } from 'node:http'
+import { Socket } from 'node:net'
 import fc from 'fast-check'
 import { describe, expect } from 'vitest'
 import { authorize } from '../../src/http-authz/authorize.js'
 import { DIALECTS, type Dialect } from '../../src/http-authz/request.js'
+import { nodeReadHeaders } from '../../src/server/authz-http.js'
 import { policyFrom } from '../support/policy.js'
 import { prop } from '../support/prop.js'
 
@@ -85,5 +88,43 @@ describe('the HTTP front end under arbitrary headers', () => {
       expect(result?.answer.status).toBeGreaterThanOrEqual(200)
     },
     1000,
+  )
+
+  prop(
+    'decides a request whose header names come in any case as it decides them in lower case',
+    [dialect, site, fc.array(header, { maxLength: 12 })],
+    (d, s, pairs) => {
+      const lower = pairs.flatMap(([n, v]) => [n.toLowerCase(), v])
+      const given = authorize(POLICY, `/${d}/${s}/x`, pairs.flat())
+      const expected = authorize(POLICY, `/${d}/${s}/x`, lower)
+      expect(given?.decision).toEqual(expected?.decision)
+      expect(given?.input).toEqual(expected?.input)
+    },
+    2000,
+  )
+})
+
+describe("the authz port's request headers (server/authz-http.ts)", () => {
+  const READ = ['host', 'expect', 'te', 'content-length', 'transfer-encoding']
+  const any = fc
+    .constantFrom(...READ, 'hosts', 'x-host', 'accept', 'cookie', 'set-cookie', 'tf')
+    .chain((name) => fc.tuple(anyCase(name), fc.constantFrom('a', 'b, c', '', '100-continue')))
+
+  prop(
+    'has what node:http itself makes of every header it reads',
+    [fc.array(any, { maxLength: 10 })],
+    (pairs) => {
+      const raw = pairs.flat()
+      // node:http's own: the headers getter over rawHeaders, as the parser hands them over.
+      const message = new IncomingMessage(new Socket())
+      ;(message as unknown as { _addHeaderLines(h: string[], n: number): void })._addHeaderLines(
+        raw,
+        raw.length,
+      )
+      const lean = nodeReadHeaders(raw)
+      for (const name of READ) expect(lean[name], name).toEqual(message.headers[name])
+      expect(Object.keys(lean).every((name) => READ.includes(name))).toBe(true)
+    },
+    2000,
   )
 })
