@@ -177,7 +177,8 @@ function buildTable(dialect: Dialect, wanted: HeaderNames): NameTable {
  * `raw` is `lower` in any case. Header names are tokens (ASCII: node:http refuses any other), so
  * only A-Z need folding, and a name is compared without making its lower case.
  */
-function isNamed(raw: string, lower: string): boolean {
+export function isNamed(raw: string, lower: string): boolean {
+  if (raw.length !== lower.length) return false
   for (let i = 0; i < lower.length; i++) {
     let c = raw.charCodeAt(i)
     if (c >= 0x41 && c <= 0x5a) c |= 0x20

@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { DecisionObserver } from '../decision/observe.js'
 import { authorize, misconfiguration } from '../http-authz/authorize.js'
+import { isNamed } from '../http-authz/request.js'
 import type { PolicyStore } from '../policy/store.js'
 
 export interface AuthzHttpServer {
@@ -49,31 +50,40 @@ const FAIL_CLOSED = ['content-type', 'text/plain; charset=utf-8']
 /**
  * The request headers node:http reads itself, and how it folds a repeat (_http_incoming.js's
  * matchKnownFields): Host (an HTTP/1.1 request without one is answered 400), Expect
- * (100-continue), TE (chunked answers to HTTP/1.0) and the body headers (Node 24's
- * optimizeEmptyRequests, which hostguard does not set).
+ * (100-continue), TE (chunked answers to HTTP/1.0) and the body headers (declaresBody below, and
+ * Node 24's optimizeEmptyRequests, which hostguard does not set).
  */
-const NODE_READS: ReadonlyMap<string, 'first' | 'join'> = new Map([
-  ['host', 'first'],
-  ['expect', 'join'],
-  ['te', 'join'],
-  ['content-length', 'first'],
-  ['transfer-encoding', 'join'],
-])
-const NODE_READ_LENGTHS = new Set([...NODE_READS.keys()].map((name) => name.length))
+const NODE_READS: readonly NodeRead[] = [
+  { name: 'host', join: false },
+  { name: 'expect', join: true },
+  { name: 'te', join: true },
+  { name: 'content-length', join: false },
+  { name: 'transfer-encoding', join: true },
+]
+
+interface NodeRead {
+  readonly name: string
+  /** Repeats joined with `, `; else the first one wins. */
+  readonly join: boolean
+}
+
+/** NODE_READS by name length, null where none has it (their lengths differ). */
+const NODE_READ_BY_LENGTH: readonly (NodeRead | null)[] = Array.from(
+  { length: Math.max(...NODE_READS.map((r) => r.name.length)) + 1 },
+  (_, length) => NODE_READS.find((r) => r.name.length === length) ?? null,
+)
 
 /** `req.headers` as node:http makes it, for the names in NODE_READS only. */
 export function nodeReadHeaders(rawHeaders: readonly string[]): IncomingHttpHeaders {
   const headers: Record<string, string> = {}
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const raw = rawHeaders[i] as string
-    if (!NODE_READ_LENGTHS.has(raw.length)) continue
-    const name = raw.toLowerCase()
-    const fold = NODE_READS.get(name)
-    if (fold === undefined) continue
-    const before = headers[name]
+    const read = raw.length < NODE_READ_BY_LENGTH.length ? NODE_READ_BY_LENGTH[raw.length] : null
+    if (!read || !isNamed(raw, read.name)) continue
+    const before = headers[read.name]
     const value = rawHeaders[i + 1] as string
-    if (before === undefined) headers[name] = value
-    else if (fold === 'join') headers[name] = `${before}, ${value}`
+    if (before === undefined) headers[read.name] = value
+    else if (read.join) headers[read.name] = `${before}, ${value}`
   }
   return headers
 }
@@ -156,7 +166,7 @@ export function startAuthzHttp(
     // connection is closed after the answer, so that bytes a proxy did not send as promised
     // (nginx forwards the client's Content-Length without the body unless told not to) can
     // never be read as the next request on the connection.
-    if (declaresBody(req.rawHeaders)) res.shouldKeepAlive = false
+    if (declaresBody(req.headers)) res.shouldKeepAlive = false
     res.writeHead(answer.status, answer.headers).end(answer.body)
     observer.observe(result, (performance.now() - started) / 1000, 'http')
     if (result.misconfigured)
@@ -179,17 +189,12 @@ export function startAuthzHttp(
 }
 
 /**
- * The request declares a body (a Content-Length other than 0, or a Transfer-Encoding). Read from
- * rawHeaders: node:http builds `req.headers` only when asked, and the answer never needs it.
+ * The request declares a body: a Content-Length other than 0, or a Transfer-Encoding (node:http
+ * refuses a request with both, or with two Content-Lengths).
  */
-function declaresBody(rawHeaders: readonly string[]): boolean {
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i] as string
-    if (name.length === 14 && name.toLowerCase() === 'content-length') {
-      if (rawHeaders[i + 1] !== '0') return true
-    } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') return true
-  }
-  return false
+function declaresBody(headers: IncomingHttpHeaders): boolean {
+  const length = headers['content-length']
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }
 
 /** Stops accepting, closes idle connections, lets answers in flight finish; cuts the rest after `forceAfterMs`. */
