@@ -212,7 +212,7 @@ if (!haveH2load) {
   const against = (floor: string) =>
     `${floor} ${f(of(floor, 'rps'))} req/s = ${f(of('hostguard', 'rps') / of(floor, 'rps'), 2)}×; p50 ${f(of('hostguard', 'p50Us'))} µs against ${f(of(floor, 'p50Us'))} µs, p99 ${f(of('hostguard', 'p99Us'))} µs against ${f(of(floor, 'p99Us'))} µs; server CPU per request ${f(of('hostguard', 'cpuUsPerCall'), 1)} µs against ${f(of(floor, 'cpuUsPerCall'), 1)} µs = ${f(of(floor, 'cpuUsPerCall') / of('hostguard', 'cpuUsPerCall'), 2)}× (the same ratio by cost)`
   say(
-    `Medians: hostguard ${f(of('hostguard', 'rps'))} req/s. Against the ${against('no-op')} (target ≥ 0.90×). Against the ${against('no-op, lean')}: the decision's own cost.`,
+    `Medians: hostguard ${f(of('hostguard', 'rps'))} req/s. Against the target's floor (≥ 0.90×), the ${against('no-op')}. Against the ${against('no-op, lean')}: the decision's own cost.`,
   )
 }
 say()

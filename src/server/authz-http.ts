@@ -73,10 +73,23 @@ const NODE_READ_BY_LENGTH: readonly (NodeRead | null)[] = Array.from(
   (_, length) => NODE_READS.find((r) => r.name.length === length) ?? null,
 )
 
-/** `req.headers` as node:http makes it, for the names in NODE_READS only. */
+/**
+ * node:http's bound on a request's header lines (its parser's maxHeaderPairs, 2000 names and
+ * values). Node 24 answers a longer head 431; Node 20 keeps only part of the rest in rawHeaders,
+ * while its parser still reads them (a late Content-Length still frames the body): the port
+ * refuses such a request itself, so that no line it cannot see decides anything.
+ */
+const MAX_HEADER_LINES = 1000
+
+/**
+ * `req.headers` as node:http makes it, for the names in NODE_READS only (node:http's
+ * joinDuplicateHeaders option, which would join Host and Content-Length too, is not set).
+ */
 export function nodeReadHeaders(rawHeaders: readonly string[]): IncomingHttpHeaders {
   const headers: Record<string, string> = {}
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+  // node:http's getter reads no further either.
+  const end = Math.min(rawHeaders.length, 2 * MAX_HEADER_LINES)
+  for (let i = 0; i + 1 < end; i += 2) {
     const raw = rawHeaders[i] as string
     const read = raw.length < NODE_READ_BY_LENGTH.length ? NODE_READ_BY_LENGTH[raw.length] : null
     if (!read || !isNamed(raw, read.name)) continue
@@ -94,7 +107,9 @@ const HEADERS = Symbol('headers')
  * The authz port's request: `headers` holds only what node:http reads itself (NODE_READS).
  * node:http makes `req.headers` for every HTTP/1.1 request, to look up Host and Expect, and
  * lower-casing, matching and joining every header a browser sent cost ~3 µs of the ~15 µs a
- * request takes (bench/RESULTS.md); hostguard reads `rawHeaders` only.
+ * request takes (bench/RESULTS.md); hostguard reads `rawHeaders` only. A diagnostics_channel
+ * subscriber (http.server.request.start) or an 'http' PerformanceObserver, of which hostguard
+ * has none, would see only these headers.
  */
 export class AuthzRequest extends IncomingMessage {
   [HEADERS]: IncomingHttpHeaders | undefined = undefined
@@ -140,6 +155,12 @@ export function startAuthzHttp(
   const server = createServer(options, (req, res) => {
     const started = performance.now()
     lastCallAt = started
+    if (req.rawHeaders.length > 2 * MAX_HEADER_LINES) {
+      // Not a decision: what node:http itself answers on Node 24, before any handler runs.
+      res.shouldKeepAlive = false
+      res.writeHead(431, FAIL_CLOSED).end(`more than ${MAX_HEADER_LINES} header lines\n`)
+      return
+    }
     const policy = store.current
     if (policy === undefined) {
       res.writeHead(503, FAIL_CLOSED).end('no policy loaded\n')
