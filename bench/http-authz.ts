@@ -179,8 +179,8 @@ async function load(port: number, requests: number, connections: number, log?: s
 }
 
 /**
- * The servers started once and warmed up, then `rounds` measured loads each, the order reversed
- * every other round: all meet the same machine, whatever else runs on it meanwhile.
+ * The servers started once and warmed up, then `rounds` measured loads each, the order rotated
+ * every round: all meet the same machine, whatever else runs on it meanwhile.
  */
 export async function authzHttpBench(o: AuthzHttpOptions): Promise<AuthzLoadResult[]> {
   const results: AuthzLoadResult[] = []
@@ -191,7 +191,9 @@ export async function authzHttpBench(o: AuthzHttpOptions): Promise<AuthzLoadResu
     for (const server of servers)
       await load(running.get(server)?.port ?? 0, o.warmupRequests, o.connections)
     for (let round = 1; round <= o.rounds; round++) {
-      for (const server of round % 2 === 1 ? servers : [...servers].reverse()) {
+      // Each round starts one server further on: each takes each place in the order in turn.
+      const start = (round - 1) % servers.length
+      for (const server of [...servers.slice(start), ...servers.slice(0, start)]) {
         const { pid, port } = running.get(server) as Started
         const log = join(mkdtempSync(join(tmpdir(), 'hostguard-h1-')), 'requests.log')
         const cpuBefore = cpuSeconds(pid)

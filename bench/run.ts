@@ -182,7 +182,7 @@ for (const [dialect, r] of dialects.dialects)
   )
 say()
 say(
-  '## HTTP authorization end to end: serve --authz-port against a no-op node:http server (h2load --h1)',
+  '## HTTP authorization end to end: serve --authz-port against two no-op node:http servers (h2load --h1)',
 )
 say()
 if (!haveH2load) {
@@ -195,7 +195,7 @@ if (!haveH2load) {
       : { rounds: 10, requests: 50_000, warmupRequests: 30_000, connections },
   )
   say(
-    `The nginx request of bench/http-requests.ts to /nginx/default (allowed by examples/policy.yaml). hostguard is the built dist/ (\`serve --authz-port\`); the no-op is bench/noop-http-server.ts: node:http with the same server options and hostguard's answer headers, fixed; "no-op, lean" is the same no-op with hostguard's request class (server/authz-http.ts's AuthzRequest, which spares node:http making a headers object of every header the client sent), so that what separates it from hostguard is the decision alone. Servers pinned to core 0, h2load to core 1 (taskset), all with the image's NODE_OPTIONS. All started once and warmed up with unmeasured requests, then measured in turn, the order reversed every other round. Closed loop: HTTP/1.1 keep-alive, ${connections} connections, one request in flight on each (-m 1).`,
+    `The nginx request of bench/http-requests.ts to /nginx/default (allowed by examples/policy.yaml). hostguard is the built dist/ (\`serve --authz-port\`); the no-op is bench/noop-http-server.ts: node:http with the same server options and hostguard's answer headers, fixed; "no-op, lean" is the same no-op with hostguard's request class (server/authz-http.ts's AuthzIncomingMessage, which spares node:http making a headers object of every header the client sent), so that what separates it from hostguard is the decision alone. Servers pinned to core 0, h2load to core 1 (taskset), all with the image's NODE_OPTIONS. All started once and warmed up with unmeasured requests, then measured in turn, each round starting one server further on. Closed loop: HTTP/1.1 keep-alive, ${connections} connections, one request in flight on each (-m 1).`,
   )
   say()
   say(

@@ -217,9 +217,24 @@ export interface CompiledSite {
   readonly http: HttpAnswers
 }
 
+/** A header name the HTTP front end reads, and what it is to the dialect (http-authz/request.ts). */
+export interface HttpHeaderName {
+  /** Lower case. */
+  readonly name: string
+  /** The name as nginx's documentation, Go's net/http (Caddy, Traefik) and browsers write it. */
+  readonly canonical: string
+  /** The dialect's own inputs, or `kept`: a header the decision reads. */
+  readonly role: 'peer' | 'authority' | 'path' | 'kept'
+}
+
+/** The names a dialect reads, dense by length as HeaderNames (an empty group where none has it). */
+export type HttpHeaderTable = readonly (readonly HttpHeaderName[])[]
+
 export interface CompiledPolicy {
   readonly top: CompiledSite
   readonly sites: ReadonlyMap<string, CompiledSite>
   /** Every header any site reads: the gRPC decoder keeps only these (grpc-authz/decode.ts). */
   readonly headerNames: HeaderNames
+  /** The HTTP front end's part: its header names by dialect, built from headerNames. */
+  readonly httpHeaderNames: ReadonlyMap<string, HttpHeaderTable>
 }

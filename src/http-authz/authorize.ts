@@ -32,7 +32,7 @@ export function authorize(
 ): AuthzResult | undefined {
   const target = parseTarget(url)
   if (target === undefined) return undefined
-  const read = readRequest(target, rawHeaders, policy.headerNames)
+  const read = readRequest(target, rawHeaders, policy.httpHeaderNames)
   if (isMisconfigured(read)) {
     if (trace) trace.rule = misconfiguration(target.dialect, read)
     const decision = decideUnreadable(policy)

@@ -2,7 +2,14 @@
 // names the dialect and the site; each dialect reads the peer, the authority and the path from
 // headers its proxy sets or overwrites itself, never from one a client could pass through.
 
-import type { HeaderLookup, HeaderNames, RequestInput } from '../decision/types.js'
+import type {
+  HeaderLookup,
+  HeaderNames,
+  HttpHeaderName,
+  HttpHeaderTable,
+  RequestInput,
+} from '../decision/types.js'
+import { equalsLowerCase } from '../net/header-name.js'
 import { parseIp } from '../net/ip.js'
 
 export const DIALECTS = ['nginx', 'caddy', 'traefik', 'envoy'] as const
@@ -48,7 +55,11 @@ export function parseTarget(url: string): AuthzTarget | undefined {
   if (url.charCodeAt(0) !== 0x2f) return undefined
   const dialectEnd = segmentEnd(url, 1)
   let dialect: Dialect | undefined
-  for (const d of DIALECTS) if (d.length === dialectEnd - 1 && url.startsWith(d, 1)) dialect = d
+  for (const d of DIALECTS)
+    if (d.length === dialectEnd - 1 && url.startsWith(d, 1)) {
+      dialect = d
+      break
+    }
   if (dialect === undefined) return undefined
   if (url.charCodeAt(dialectEnd) !== 0x2f) return { dialect, site: '', rest: url.slice(dialectEnd) }
   const siteEnd = segmentEnd(url, dialectEnd + 1)
@@ -100,11 +111,13 @@ class HeaderValues implements HeaderLookup {
     } else this.#values[i] = `${this.#values[i]},${value}`
   }
 
-  /** Sets a value already there, or removes it (undefined). */
-  replace(name: string, value: string | undefined): void {
+  /** Drops the last element of a comma-separated value, and the header when none is left. */
+  dropLastElement(name: string): void {
     const i = this.#names.indexOf(name)
     if (i < 0) return
-    if (value !== undefined) this.#values[i] = value
+    const value = this.#values[i] as string
+    const comma = value.lastIndexOf(',')
+    if (comma >= 0) this.#values[i] = value.slice(0, comma)
     else {
       this.#names.splice(i, 1)
       this.#values.splice(i, 1)
@@ -117,74 +130,36 @@ function withoutQuery(target: string): string {
   return q < 0 ? target : target.slice(0, q)
 }
 
-const PEER = 0
-const AUTHORITY = 1
-const PATH = 2
-/** A header the decision reads (the policy's headerNames), or x-forwarded-for where the dialect reads it. */
-const KEPT = 3
-
-/** A header name a dialect reads, and what it is to the dialect. */
-interface ReadName {
-  /** Lower case. */
-  readonly name: string
-  /** The name as nginx's documentation, Go's net/http (Caddy, Traefik) and browsers write it. */
-  readonly canonical: string
-  readonly role: typeof PEER | typeof AUTHORITY | typeof PATH | typeof KEPT
-}
-
 /** `x-forwarded-for` → `X-Forwarded-For` (Go's CanonicalMIMEHeaderKey for a token). */
 function canonicalName(name: string): string {
   return name.replace(/(^|-)([a-z])/g, (_, dash: string, c: string) => dash + c.toUpperCase())
 }
 
-/** Dense by name length (an empty group where no name has that length), as HeaderNames. */
-type NameTable = readonly (readonly ReadName[])[]
-
-/** A dialect's table for a policy's headerNames, made on first use: one per policy and dialect. */
-const TABLES = new WeakMap<HeaderNames, Record<Dialect, NameTable>>()
-
-function nameTable(dialect: Dialect, wanted: HeaderNames): NameTable {
-  let tables = TABLES.get(wanted)
-  if (tables === undefined) {
-    const made: Partial<Record<Dialect, NameTable>> = {}
-    for (const d of DIALECTS) made[d] = buildTable(d, wanted)
-    tables = made as Record<Dialect, NameTable>
-    TABLES.set(wanted, tables)
-  }
-  return tables[dialect]
+/**
+ * The names each dialect reads, for a policy's headerNames: built once when the policy is
+ * compiled (policy/compile.ts), so a request matches a name by its length and then as written.
+ */
+export function compileHttpHeaderNames(wanted: HeaderNames): Map<string, HttpHeaderTable> {
+  return new Map(DIALECTS.map((dialect) => [dialect, headerTable(dialect, wanted)]))
 }
 
-function buildTable(dialect: Dialect, wanted: HeaderNames): NameTable {
+function headerTable(dialect: Dialect, wanted: HeaderNames): HttpHeaderTable {
   const inputs = INPUTS[dialect]
-  const names: ReadName[] = []
-  const read = (name: string, role: ReadName['role']) => {
+  const names: HttpHeaderName[] = []
+  const read = (name: string, role: HttpHeaderName['role']) => {
     if (!names.some((n) => n.name === name))
       names.push({ name, canonical: canonicalName(name), role })
   }
   // The dialect's own inputs first: they are never also kept as headers the decision reads.
-  if (inputs.peer !== undefined) read(inputs.peer, PEER)
-  read(inputs.authority, AUTHORITY)
-  if (inputs.path !== undefined) read(inputs.path, PATH)
-  for (const group of wanted.byLength) for (const n of group) read(n.name, KEPT)
-  if (inputs.peer === undefined || dialect === 'envoy') read(XFF, KEPT)
+  if (inputs.peer !== undefined) read(inputs.peer, 'peer')
+  read(inputs.authority, 'authority')
+  if (inputs.path !== undefined) read(inputs.path, 'path')
+  for (const group of wanted.byLength) for (const n of group) read(n.name, 'kept')
+  if (inputs.peer === undefined || dialect === 'envoy') read(XFF, 'kept')
   const longest = Math.max(...names.map((n) => n.name.length))
-  const table: ReadName[][] = Array.from({ length: longest + 1 }, () => [])
+  const table: HttpHeaderName[][] = Array.from({ length: longest + 1 }, () => [])
   for (const n of names) table[n.name.length]?.push(n)
   return table
-}
-
-/**
- * `raw` is `lower` in any case. Header names are tokens (ASCII: node:http refuses any other), so
- * only A-Z need folding, and a name is compared without making its lower case.
- */
-export function isNamed(raw: string, lower: string): boolean {
-  if (raw.length !== lower.length) return false
-  for (let i = 0; i < lower.length; i++) {
-    let c = raw.charCodeAt(i)
-    if (c >= 0x41 && c <= 0x5a) c |= 0x20
-    if (c !== lower.charCodeAt(i)) return false
-  }
-  return true
 }
 
 /**
@@ -197,9 +172,9 @@ export function isNamed(raw: string, lower: string): boolean {
 export function readRequest(
   target: AuthzTarget,
   rawHeaders: readonly string[],
-  wanted: HeaderNames,
+  names: ReadonlyMap<string, HttpHeaderTable>,
 ): RequestInput | Misconfigured {
-  const table = nameTable(target.dialect, wanted)
+  const table = names.get(target.dialect) ?? []
   const headers = new HeaderValues()
   let peer: string | undefined
   let authority: string | undefined
@@ -208,18 +183,18 @@ export function readRequest(
     const raw = rawHeaders[i] as string
     // Most of a browser's headers have a length no name read has, and cost one comparison.
     if (raw.length >= table.length) continue
-    const group = table[raw.length] as readonly ReadName[]
+    const group = table[raw.length] as readonly HttpHeaderName[]
     for (let g = 0; g < group.length; g++) {
-      const { name, canonical, role } = group[g] as ReadName
+      const { name, canonical, role } = group[g] as HttpHeaderName
       // Equal strings compare in native code: try the two spellings proxies send first.
-      if (raw !== name && raw !== canonical && !isNamed(raw, name)) continue
+      if (raw !== name && raw !== canonical && !equalsLowerCase(raw, name)) continue
       const value = rawHeaders[i + 1] as string
-      if (role === KEPT) headers.add(name, value)
+      if (role === 'kept') headers.add(name, value)
       else {
-        const given = role === PEER ? peer : role === AUTHORITY ? authority : path
+        const given = role === 'peer' ? peer : role === 'authority' ? authority : path
         if (given !== undefined) return { header: name, problem: 'repeated' }
-        if (role === PEER) peer = value
-        else if (role === AUTHORITY) authority = value
+        if (role === 'peer') peer = value
+        else if (role === 'authority') authority = value
         else path = value
       }
       break
@@ -231,9 +206,8 @@ export function readRequest(
     // before it are the chain a trusted peer vouches for.
     const chain = headers.get(XFF)
     if (chain === undefined) return { header: XFF, problem: 'missing' }
-    const comma = chain.lastIndexOf(',')
-    peer = chain.slice(comma + 1).trim()
-    headers.replace(XFF, comma < 0 ? undefined : chain.slice(0, comma))
+    peer = chain.slice(chain.lastIndexOf(',') + 1).trim()
+    headers.dropLastElement(XFF)
   }
   if (peer === undefined) return { header: inputs.peer ?? XFF, problem: 'missing' }
   if (target.dialect === 'envoy') dropOwnHop(headers, peer)
@@ -258,9 +232,7 @@ export function readRequest(
 function dropOwnHop(headers: HeaderValues, peer: string): void {
   const chain = headers.get(XFF)
   if (chain === undefined) return
-  const comma = chain.lastIndexOf(',')
-  if (chain.slice(comma + 1).trim() !== peer) return
-  headers.replace(XFF, comma < 0 ? undefined : chain.slice(0, comma))
+  if (chain.slice(chain.lastIndexOf(',') + 1).trim() === peer) headers.dropLastElement(XFF)
 }
 
 export function isMisconfigured(read: RequestInput | Misconfigured): read is Misconfigured {

@@ -13,6 +13,7 @@ import {
 import { compileHeaderNames } from '../grpc-authz/decode.js'
 import { prepareAnswers } from '../grpc-authz/encode.js'
 import { prepareHttpAnswers } from '../http-authz/answer.js'
+import { compileHttpHeaderNames } from '../http-authz/request.js'
 import { type CidrMatcher, type CidrRange, compileCidrs } from '../net/cidr.js'
 import { compileHosts, type HostMatcher } from '../net/host.js'
 import {
@@ -146,5 +147,11 @@ export function compilePolicy(
     if (site.clientHeader) headerNames.add(site.clientHeader)
     if (site.hostHeader) headerNames.add(site.hostHeader)
   }
-  return deepFreeze({ top, sites, headerNames: compileHeaderNames(headerNames) })
+  const compiled = compileHeaderNames(headerNames)
+  return deepFreeze({
+    top,
+    sites,
+    headerNames: compiled,
+    httpHeaderNames: compileHttpHeaderNames(compiled),
+  })
 }

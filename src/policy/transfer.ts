@@ -166,7 +166,15 @@ export function packPolicy(policy: CompiledPolicy): PackedPolicy {
   }
   const sites = new Map<string, CompiledSite>()
   for (const [name, s] of policy.sites) sites.set(name, site(s))
-  return { packed: { top: site(policy.top), sites, headerNames: policy.headerNames } }
+  return {
+    packed: {
+      top: site(policy.top),
+      sites,
+      headerNames: policy.headerNames,
+      // Maps of arrays of strings: the clone carries them as they are.
+      httpHeaderNames: policy.httpHeaderNames,
+    },
+  }
 }
 
 /** Buffers arrive as plain Uint8Arrays: views of the same bytes as Buffers again. */

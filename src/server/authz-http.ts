@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { DecisionObserver } from '../decision/observe.js'
 import { authorize, misconfiguration } from '../http-authz/authorize.js'
-import { isNamed } from '../http-authz/request.js'
+import { equalsLowerCase } from '../net/header-name.js'
 import type { PolicyStore } from '../policy/store.js'
 
 export interface AuthzHttpServer {
@@ -85,14 +85,14 @@ const MAX_HEADER_LINES = 1000
  * `req.headers` as node:http makes it, for the names in NODE_READS only (node:http's
  * joinDuplicateHeaders option, which would join Host and Content-Length too, is not set).
  */
-export function nodeReadHeaders(rawHeaders: readonly string[]): IncomingHttpHeaders {
+export function headersNodeReads(rawHeaders: readonly string[]): IncomingHttpHeaders {
   const headers: Record<string, string> = {}
   // node:http's getter reads no further either.
   const end = Math.min(rawHeaders.length, 2 * MAX_HEADER_LINES)
   for (let i = 0; i + 1 < end; i += 2) {
     const raw = rawHeaders[i] as string
     const read = raw.length < NODE_READ_BY_LENGTH.length ? NODE_READ_BY_LENGTH[raw.length] : null
-    if (!read || !isNamed(raw, read.name)) continue
+    if (!read || !equalsLowerCase(raw, read.name)) continue
     const before = headers[read.name]
     const value = rawHeaders[i + 1] as string
     if (before === undefined) headers[read.name] = value
@@ -106,22 +106,20 @@ const HEADERS = Symbol('headers')
 /**
  * The authz port's request: `headers` holds only what node:http reads itself (NODE_READS).
  * node:http makes `req.headers` for every HTTP/1.1 request, to look up Host and Expect, and
- * lower-casing, matching and joining every header a browser sent cost ~3 µs of the ~15 µs a
- * request takes (bench/RESULTS.md); hostguard reads `rawHeaders` only. A diagnostics_channel
+ * lower-casing, matching and joining every header a browser sent cost ~3.4 of the ~16 µs a
+ * request takes (bench/RESULTS.md, the two no-ops); hostguard reads `rawHeaders` only. A diagnostics_channel
  * subscriber (http.server.request.start) or an 'http' PerformanceObserver, of which hostguard
  * has none, would see only these headers.
  */
-export class AuthzRequest extends IncomingMessage {
+export class AuthzIncomingMessage extends IncomingMessage {
   [HEADERS]: IncomingHttpHeaders | undefined = undefined
 }
-// An accessor, as IncomingMessage's own `headers` is (TypeScript types it as a field).
-Object.defineProperty(AuthzRequest.prototype, 'headers', {
-  get(this: AuthzRequest): IncomingHttpHeaders {
-    this[HEADERS] ??= nodeReadHeaders(this.rawHeaders)
+// An accessor, as IncomingMessage's own `headers` is (TypeScript types it as a field). No
+// setter: nothing assigns req.headers (node:http neither, on Node 20 and 24).
+Object.defineProperty(AuthzIncomingMessage.prototype, 'headers', {
+  get(this: AuthzIncomingMessage): IncomingHttpHeaders {
+    this[HEADERS] ??= headersNodeReads(this.rawHeaders)
     return this[HEADERS]
-  },
-  set(this: AuthzRequest, headers: IncomingHttpHeaders) {
-    this[HEADERS] = headers
   },
 })
 
@@ -129,6 +127,9 @@ Object.defineProperty(AuthzRequest.prototype, 'headers', {
 export function authzServerOptions(limits: AuthzHttpLimits): ServerOptions {
   return {
     keepAlive: true,
+    // Whatever NODE_OPTIONS says (--insecure-http-parser): a lenient parser accepts what proxies
+    // and hostguard may frame differently (Content-Length beside Transfer-Encoding, bare LF).
+    insecureHTTPParser: false,
     maxHeaderSize: limits.maxHeaderBytes,
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
@@ -151,7 +152,7 @@ export function startAuthzHttp(
   onInternalError: () => void,
 ): Promise<AuthzHttpServer> {
   let lastCallAt = 0
-  const options = { ...authzServerOptions(limits), IncomingMessage: AuthzRequest }
+  const options = { ...authzServerOptions(limits), IncomingMessage: AuthzIncomingMessage }
   const server = createServer(options, (req, res) => {
     const started = performance.now()
     lastCallAt = started
@@ -211,7 +212,7 @@ export function startAuthzHttp(
 
 /**
  * The request declares a body: a Content-Length other than 0, or a Transfer-Encoding (node:http
- * refuses a request with both, or with two Content-Lengths).
+ * refuses a request with both, or with two Content-Lengths: its parser is never lenient here).
  */
 function declaresBody(headers: IncomingHttpHeaders): boolean {
   const length = headers['content-length']

@@ -2,8 +2,9 @@
 // connections, metrics with api="http", readiness, the limits a hostile or broken client meets,
 // the misconfiguration log line, and a graceful stop.
 
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { once } from 'node:events'
-import { Agent, request } from 'node:http'
+import { Agent, type IncomingMessage, request } from 'node:http'
 import { connect, createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -61,6 +62,28 @@ function series(text: string, api: string): string[] {
   return text
     .split('\n')
     .filter((l) => l.startsWith('hostguard_decisions_total{') && l.includes(`api="${api}"`))
+}
+
+/**
+ * What the port answers to raw bytes: up to the end of the first answer's head, or everything
+ * until the port closes the connection.
+ */
+async function rawAnswer(port: number, request: string, until: 'head' | 'close'): Promise<string> {
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  let answer = ''
+  socket.setEncoding('latin1')
+  const done = new Promise<void>((resolve) => {
+    socket.on('data', (d) => {
+      answer += d
+      if (until === 'head' && answer.includes('\r\n\r\n')) resolve()
+    })
+    socket.on('close', () => resolve())
+  })
+  socket.write(request)
+  await done
+  socket.destroy()
+  return answer
 }
 
 async function metrics(running: Running): Promise<string> {
@@ -172,28 +195,29 @@ describe('serve --authz-port', () => {
   })
 
   it('refuses a request of more header lines than node:http keeps, whatever the Node version', async () => {
-    // Node 20 keeps ~1024 of them in rawHeaders and still frames the body by the rest: a second
-    // x-hostguard-peer (a proxy that appends its own after the client's) or a late
-    // Content-Length must not pass unseen. Node 24 answers 431 itself.
-    const socket = connect(port, '127.0.0.1')
-    await once(socket, 'connect')
-    let head = 'GET /nginx/default HTTP/1.1\r\nhost: hostguard\r\n'
-    for (let i = 0; i < 1022; i++) head += `x-pad-${i}: .\r\n`
-    head += 'x-hostguard-authority: www.example.com\r\nx-hostguard-peer: 10.1.0.1\r\n'
-    head += 'x-hostguard-peer: 203.0.113.7\r\ncontent-length: 5\r\n\r\n'
-    socket.write(head)
-    socket.write(
-      'GET /nginx/default HTTP/1.1\r\nhost: hostguard\r\nx-hostguard-peer: 203.0.113.7\r\nx-hostguard-authority: www.example.com\r\n\r\n',
-    )
-    let answer = ''
-    socket.setEncoding('latin1')
-    socket.on('data', (d) => {
-      answer += d
-    })
-    await once(socket, 'close')
+    // Node 20 keeps only ~1024 lines in rawHeaders and still frames the body by the rest. A proxy
+    // that appends its own x-hostguard-peer after the client's (Caddy's `header_up +`) then sent
+    // only the client's forged one (a trusted proxy, vouching for an internal client), and the
+    // late Content-Length left the connection open for a smuggled request. Node 24 answers 431
+    // itself.
+    const line = (i: number) => `x${i}: .\r\n`
+    const pads = (n: number) => Array.from({ length: n }, (_, i) => line(i)).join('')
+    const forged =
+      'x-hostguard-peer: 10.1.0.1\r\nx-forwarded-for: 10.0.0.5\r\nx-hostguard-authority: www.example.com\r\n'
+    const head = `GET /nginx/admin HTTP/1.1\r\nhost: hostguard\r\n${forged}${pads(1030)}x-hostguard-peer: 203.0.113.7\r\ncontent-length: 5\r\n\r\n`
+    // Under the test server's 16 KiB --max-header-bytes: the count, not the size, is refused.
+    expect(head.length).toBeLessThan(16 * 1024)
+    const smuggled = `GET /nginx/admin HTTP/1.1\r\nhost: hostguard\r\n${forged}\r\n`
+    const answer = await rawAnswer(port, head + smuggled, 'close')
     expect(answer).toMatch(/^HTTP\/1\.1 431 /)
     expect(answer.match(/^HTTP\/1\.1 /gm)).toHaveLength(1)
     expect(answer).not.toContain('x-hostguard-decision')
+
+    // The bound itself: 1000 lines are decided, 1001 are not.
+    const nginx = `host: hostguard\r\nx-hostguard-peer: 203.0.113.7\r\nx-hostguard-authority: www.example.com\r\n`
+    const ofLines = (n: number) => `GET /nginx/default HTTP/1.1\r\n${nginx}${pads(n - 3)}\r\n`
+    expect(await rawAnswer(port, ofLines(1000), 'head')).toMatch(/^HTTP\/1\.1 200 /)
+    expect(await rawAnswer(port, ofLines(1001), 'head')).toMatch(/^HTTP\/1\.1 431 /)
   })
 
   it('answers a POST with a body, as Envoy sends with with_request_body', async () => {
@@ -230,20 +254,7 @@ describe('serve --authz-port', () => {
   })
 
   it("keeps node:http's own checks of Host and Expect (its request makes only those headers)", async () => {
-    /** What the port answers to one raw request, up to the end of its first answer's head. */
-    const raw = async (request: string): Promise<string> => {
-      const socket = connect(port, '127.0.0.1')
-      await once(socket, 'connect')
-      let answer = ''
-      socket.setEncoding('latin1')
-      socket.on('data', (d) => {
-        answer += d
-      })
-      socket.write(request)
-      await until(5000, () => /\r\n\r\n/.test(answer), 'an answer head')
-      socket.destroy()
-      return answer
-    }
+    const raw = (request: string) => rawAnswer(port, request, 'head')
     const nginx = 'x-hostguard-peer: 203.0.113.7\r\nx-hostguard-authority: www.example.com\r\n'
     // An HTTP/1.1 request without Host: node:http answers 400 before hostguard sees it.
     expect(await raw(`GET /nginx/default HTTP/1.1\r\n${nginx}\r\n`)).toMatch(/^HTTP\/1\.1 400 /)
@@ -254,9 +265,32 @@ describe('serve --authz-port', () => {
     expect(
       await raw(`GET /nginx/default HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n${nginx}\r\n`),
     ).toMatch(/^HTTP\/1\.1 417 /)
-    // 100-continue: node:http says 100 Continue, then hostguard answers.
+    // 100-continue: node:http says 100 Continue, then hostguard answers (and closes: a body
+    // was declared, and is never read).
     const continued = `POST /nginx/default HTTP/1.1\r\nHost: a\r\nEXPECT: 100-Continue\r\ncontent-length: 3\r\n${nginx}\r\n`
-    expect(await raw(continued)).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\n/)
+    const answer = await rawAnswer(port, continued, 'close')
+    expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /)
+    expect(answer).toContain('x-hostguard-reason: host_allowed')
+  })
+
+  it('gives node:http a request whose headers object holds only what node:http reads', async () => {
+    // node:http publishes each request here before any handler runs; the server is in this process.
+    const seen: Record<string, unknown>[] = []
+    const onStart = (message: unknown) => {
+      seen.push({ ...(message as { request: IncomingMessage }).request.headers })
+    }
+    subscribe('http.server.request.start', onStart)
+    try {
+      const r = await ask(port, '/nginx/default', {
+        ...NGINX_ALLOW,
+        'user-agent': 'test',
+        'x-request-id': 'r1',
+      })
+      expect(r.status).toBe(200)
+    } finally {
+      unsubscribe('http.server.request.start', onStart)
+    }
+    expect(seen).toEqual([{ host: `127.0.0.1:${port}` }])
   })
 
   it('answers garbage 400 and keeps serving', async () => {
@@ -288,6 +322,20 @@ describe('serve without --authz-port', () => {
 })
 
 describe('hostguard serve --authz-port, the process', () => {
+  it("parses strictly even under NODE_OPTIONS's --insecure-http-parser", async () => {
+    const served = spawnServe(EXAMPLE, ['--authz-port', '0'], undefined, {
+      ...process.env,
+      NODE_OPTIONS: '--insecure-http-parser',
+    })
+    try {
+      const { authzPort } = await served.started()
+      const both = `POST /nginx/default HTTP/1.1\r\nhost: hostguard\r\nx-hostguard-peer: 203.0.113.7\r\nx-hostguard-authority: www.example.com\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n`
+      expect(await rawAnswer(authzPort as number, both, 'head')).toMatch(/^HTTP\/1\.1 400 /)
+    } finally {
+      served.child.kill('SIGKILL')
+    }
+  })
+
   it('logs a proxy misconfiguration at warn, naming the dialect and the header', async () => {
     const served = spawnServe(EXAMPLE, ['--authz-port', '0'])
     try {

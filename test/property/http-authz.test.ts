@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { authorize } from '../../src/http-authz/authorize.js'
 import { DIALECTS, type Dialect } from '../../src/http-authz/request.js'
-import { nodeReadHeaders } from '../../src/server/authz-http.js'
+import { headersNodeReads } from '../../src/server/authz-http.js'
 import { policyFrom } from '../support/policy.js'
 import { prop } from '../support/prop.js'
 
@@ -127,7 +127,7 @@ describe("the authz port's request headers (server/authz-http.ts)", () => {
     (pairs) => {
       const raw = pairs.flat()
       // node:http's own: the headers getter over rawHeaders, as the parser hands them over.
-      const lean = nodeReadHeaders(raw)
+      const lean = headersNodeReads(raw)
       for (const name of READ) expect(lean[name], name).toEqual(nodeHeaders(raw)[name])
       expect(Object.keys(lean).every((name) => READ.includes(name))).toBe(true)
     },
@@ -137,7 +137,7 @@ describe("the authz port's request headers (server/authz-http.ts)", () => {
   it('reads no further than node:http does (2000 names and values)', () => {
     const raw = [...Array.from({ length: 1000 }, (_, i) => [`x-${i}`, '.']).flat(), 'Host', 'a']
     expect(nodeHeaders(raw)['host']).toBeUndefined()
-    expect(nodeReadHeaders(raw).host).toBeUndefined()
-    expect(nodeReadHeaders(raw.slice(2)).host).toBe('a')
+    expect(headersNodeReads(raw).host).toBeUndefined()
+    expect(headersNodeReads(raw.slice(2)).host).toBe('a')
   })
 })

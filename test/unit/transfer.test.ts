@@ -60,6 +60,9 @@ describe('a policy passed from the load worker', () => {
       expect(other?.allowedHosts).toEqual(site.allowedHosts)
       if (site.healthCheck) expect(Buffer.isBuffer(other?.healthCheck?.secret)).toBe(true)
     }
+    // The HTTP front end's header tables, which authorize() reads from the moved policy.
+    expect(moved.httpHeaderNames).toEqual(direct.httpHeaderNames)
+    expect(moved.httpHeaderNames.size).toBe(4)
     expect(Object.isFrozen(moved)).toBe(true)
     expect(Object.isFrozen(moved.top.allowedCidrNets)).toBe(true)
   })
