@@ -217,7 +217,7 @@ export interface CompiledSite {
   readonly http: HttpAnswers
 }
 
-/** A header name the HTTP front end reads, and what it is to the dialect (http-authz/request.ts). */
+/** A header name the HTTP front end reads and its part in the dialect (http-authz/request.ts). */
 export interface HttpHeaderName {
   /** Lower case. */
   readonly name: string

@@ -165,9 +165,9 @@ function headerTable(dialect: Dialect, wanted: HeaderNames): HttpHeaderTable {
 /**
  * The core's input for a request to `target`, from Node's `rawHeaders` (name, value, name, …,
  * names as sent, values trimmed): a dialect's own input headers must come exactly once, and are
- * not among the headers evaluated. Of the others only `wanted` are kept (the policy's
- * headerNames, what the decision reads, as the gRPC decoder keeps them), and x-forwarded-for
- * where the dialect reads it itself.
+ * not among the headers evaluated. Of the others only the policy's headerNames are kept (what
+ * the decision reads, as the gRPC decoder keeps them), and x-forwarded-for where the dialect
+ * reads it itself; `names` is the policy's httpHeaderNames, which lists them all.
  */
 export function readRequest(
   target: AuthzTarget,

@@ -107,15 +107,15 @@ const HEADERS = Symbol('headers')
  * The authz port's request: `headers` holds only what node:http reads itself (NODE_READS).
  * node:http makes `req.headers` for every HTTP/1.1 request, to look up Host and Expect, and
  * lower-casing, matching and joining every header a browser sent cost ~3.4 of the ~16 µs a
- * request takes (bench/RESULTS.md, the two no-ops); hostguard reads `rawHeaders` only. A diagnostics_channel
- * subscriber (http.server.request.start) or an 'http' PerformanceObserver, of which hostguard
- * has none, would see only these headers.
+ * request takes (bench/RESULTS.md, the two no-ops); hostguard reads `rawHeaders` only. A
+ * diagnostics_channel subscriber (http.server.request.start) or an 'http' PerformanceObserver,
+ * of which hostguard has none, would see only these headers.
  */
 export class AuthzIncomingMessage extends IncomingMessage {
   [HEADERS]: IncomingHttpHeaders | undefined = undefined
 }
 // An accessor, as IncomingMessage's own `headers` is (TypeScript types it as a field). No
-// setter: nothing assigns req.headers (node:http neither, on Node 20 and 24).
+// setter: nothing assigns req.headers, node:http included (Node 20 and 24).
 Object.defineProperty(AuthzIncomingMessage.prototype, 'headers', {
   get(this: AuthzIncomingMessage): IncomingHttpHeaders {
     this[HEADERS] ??= headersNodeReads(this.rawHeaders)
