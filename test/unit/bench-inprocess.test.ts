@@ -1,0 +1,19 @@
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { expect, test } from 'vitest'
+import { heapPerOp } from '../../bench/inprocess.js'
+
+// The bench runs with --expose-gc; a test worker does not, so it exposes gc the same way.
+setFlagsFromString('--expose-gc')
+Object.assign(globalThis, { gc: runInNewContext('gc') })
+
+test('heapPerOp counts what each call allocates when the run is longer than the young generation', () => {
+  const sink: number[][] = []
+  const bytes = heapPerOp(() => {
+    sink[0] = new Array<number>(1000).fill(0)
+  }, 20_000)
+  // 1000 elements of 8 bytes and the array's headers, 20,000 times: 160 MB, more than any
+  // young generation, so a count across collections would come out far short.
+  expect(bytes).toBeGreaterThanOrEqual(8000)
+  expect(bytes).toBeLessThan(8400)
+})
