@@ -29,23 +29,22 @@ export interface Row {
 declare const gc: (() => void) | undefined
 
 /**
- * Heap bytes one call allocates: the growth of the heap over a run of calls, counted only when no
- * collection ran during it (a scavenge frees what the run allocated, so the growth would hide up
- * to a young generation's worth: 16 MiB over 20,000 calls is 840 B a call). A run that collected
- * is retried with half the calls.
+ * Heap bytes one call allocates: the heap's growth over a run of calls plus what each collection
+ * during the run freed (a scavenge frees what the run allocated, so the growth alone hides up to a
+ * young generation's worth: 16 MiB over 20,000 calls is 840 B a call).
  */
 export function heapPerOp(fn: () => void, calls: number): number {
   if (typeof gc !== 'function') return Number.NaN
-  for (let n = calls; n >= 1; n = Math.floor(n / 2)) {
-    gc()
-    const collections = new GCProfiler()
-    collections.start()
-    const before = process.memoryUsage().heapUsed
-    for (let i = 0; i < n; i++) fn()
-    const after = process.memoryUsage().heapUsed
-    if (collections.stop().statistics.length === 0) return Math.max(0, (after - before) / n)
-  }
-  return Number.NaN
+  gc()
+  const collections = new GCProfiler()
+  collections.start()
+  const before = process.memoryUsage().heapUsed
+  for (let i = 0; i < calls; i++) fn()
+  const after = process.memoryUsage().heapUsed
+  let freed = 0
+  for (const { beforeGC, afterGC } of collections.stop().statistics)
+    freed += beforeGC.heapStatistics.usedHeapSize - afterGC.heapStatistics.usedHeapSize
+  return Math.max(0, (after - before + freed) / calls)
 }
 
 export async function measure(

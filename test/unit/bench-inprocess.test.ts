@@ -13,7 +13,7 @@ test('heapPerOp counts what each call allocates when the run is longer than the 
     sink[0] = new Array<number>(1000).fill(0)
   }, 20_000)
   // 1000 elements of 8 bytes and the array's headers, 20,000 times: 160 MB, more than any
-  // young generation, so a count across collections would come out far short.
+  // young generation, so the heap's growth alone would come out far short (under 1000).
   expect(bytes).toBeGreaterThanOrEqual(8000)
-  expect(bytes).toBeLessThan(8400)
+  expect(bytes).toBeLessThan(8600)
 })
