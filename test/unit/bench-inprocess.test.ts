@@ -3,7 +3,8 @@ import { runInNewContext } from 'node:vm'
 import { expect, test } from 'vitest'
 import { heapPerOp } from '../../bench/inprocess.js'
 
-// The bench runs with --expose-gc; a test worker does not, so it exposes gc the same way.
+// The bench runs with --expose-gc; a test worker does not, so it sets the flag and takes gc from a
+// context made after it.
 setFlagsFromString('--expose-gc')
 Object.assign(globalThis, { gc: runInNewContext('gc') })
 
